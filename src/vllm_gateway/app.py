@@ -1,0 +1,52 @@
+"""create_app(settings): the ASGI application and the lifespan that owns its services."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from vllm_gateway import __version__
+from vllm_gateway.clock import Clock, system_clock
+from vllm_gateway.errors import install_error_handlers
+from vllm_gateway.proxy import ProxyApp
+from vllm_gateway.services import open_services
+from vllm_gateway.settings import Settings
+from vllm_gateway.web import admin_auth, keys_api, metrics_api, ops, pages, usage_api
+from vllm_gateway.web.security_headers import SecurityHeaders
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp:
+    """Build the gateway: the /v1 hot path in front, FastAPI for everything else."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_services(settings, clock) as services:
+            app.state.services = services
+            proxy.services = services
+            yield
+
+    api = FastAPI(
+        title="vLLM Gateway admin API",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    api.state.settings = settings
+    install_error_handlers(api)
+    for module in (ops, admin_auth, keys_api, usage_api, metrics_api, pages):
+        api.include_router(module.router)
+    pages.mount_static(api)
+    proxy = ProxyApp(SecurityHeaders(api))
+    return proxy
+
+
+def create_app_from_env() -> ProxyApp:
+    """uvicorn factory for worker processes: settings come from the environment."""
+    return create_app(Settings())

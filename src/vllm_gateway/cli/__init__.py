@@ -1,0 +1,30 @@
+"""The `vllm-gateway` command line: one module per command group."""
+
+from __future__ import annotations
+
+import click
+
+from vllm_gateway import __version__
+from vllm_gateway.cli import admin, db, keys, serve, simulator, usage
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vllm-gateway")
+def cli() -> None:
+    """vLLM Gateway: keys, limits and usage in front of vLLM."""
+
+
+for command in (
+    serve.serve,
+    simulator.simulator,
+    keys.keys,
+    usage.usage,
+    db.db,
+    admin.admin,
+):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

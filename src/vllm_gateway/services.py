@@ -1,0 +1,68 @@
+"""The runtime services one worker owns, opened and closed by the app's lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from vllm_gateway.backends import BackendPool
+from vllm_gateway.clock import Clock
+from vllm_gateway.db.engine import Database, open_database
+from vllm_gateway.keys import KeyStore
+from vllm_gateway.limits import Limiter, create_limiter
+from vllm_gateway.metrics import Metrics
+from vllm_gateway.settings import Settings
+from vllm_gateway.usage import UsageRecorder
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything a request handler may need, built once per worker."""
+
+    settings: Settings
+    clock: Clock
+    database: Database
+    redis: aioredis.Redis | None
+    keys: KeyStore
+    limiter: Limiter
+    usage: UsageRecorder
+    metrics: Metrics
+    backends: BackendPool
+
+
+@asynccontextmanager
+async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Services]:
+    """Open every service in dependency order and close them in reverse."""
+    async with AsyncExitStack() as stack:
+        database = await open_database(settings)
+        stack.push_async_callback(database.close)
+        redis = None
+        if settings.redis_url:
+            redis = aioredis.from_url(settings.redis_url)
+            stack.push_async_callback(redis.aclose)
+        metrics = Metrics()
+        keys = KeyStore(database, clock, settings, redis)
+        await keys.start()
+        stack.push_async_callback(keys.close)
+        limiter = create_limiter(settings, redis, clock)
+        stack.push_async_callback(limiter.close)
+        usage = UsageRecorder(database, clock, settings)
+        await usage.start()
+        stack.push_async_callback(usage.close)
+        backends = BackendPool(settings, metrics)
+        await backends.start()
+        stack.push_async_callback(backends.close)
+        yield Services(
+            settings=settings,
+            clock=clock,
+            database=database,
+            redis=redis,
+            keys=keys,
+            limiter=limiter,
+            usage=usage,
+            metrics=metrics,
+            backends=backends,
+        )

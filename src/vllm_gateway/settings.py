@@ -1,0 +1,110 @@
+"""Gateway configuration, read from the environment and an optional `.env` file."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting has an environment variable of the same name in upper case."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    vllm_url: str = Field(
+        "http://localhost:8000/v1",
+        description="vLLM backend base URL(s) ending in /v1; comma-separated for several",
+    )
+    vllm_api_key: SecretStr | None = Field(None, description="the backend's own API key")
+    database_path: str = Field("./gateway.db", description="SQLite file (the default store)")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; overrides DATABASE_PATH")
+    redis_url: str | None = Field(None, description="Redis for shared limits and cache events")
+
+    gateway_host: str = "0.0.0.0"  # noqa: S104 - a gateway is meant to be reached
+    gateway_port: int = Field(8001, ge=1, le=65535)
+    gateway_workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
+    gateway_admin_key: SecretStr | None = Field(None, description="admin secret")
+    gateway_metrics_token: SecretStr | None = Field(
+        None, description="bearer token for /metrics besides the admin key"
+    )
+
+    gateway_default_daily_requests: int | None = Field(
+        1000, ge=1, description="daily request limit given to new keys (unset: unlimited)"
+    )
+    gateway_max_body_bytes: int = Field(
+        25 * 1024 * 1024, ge=1024, description="largest request body accepted"
+    )
+    gateway_connect_timeout: float = Field(5.0, gt=0, description="seconds to reach a backend")
+    gateway_upstream_timeout: float = Field(
+        600.0, gt=0, description="seconds a backend may stay silent before 504"
+    )
+    gateway_key_cache_ttl: float = Field(
+        10.0, ge=0, description="seconds a verified key stays cached in a worker"
+    )
+    gateway_health_interval: float = Field(
+        10.0, gt=0, description="seconds between backend health checks"
+    )
+    gateway_usage_retention_days: int = Field(
+        90, ge=1, description="usage events older than this are pruned (daily rollups stay)"
+    )
+    gateway_usage_flush_interval: float = Field(
+        0.5, gt=0, description="seconds between batched usage writes"
+    )
+    gateway_session_ttl: float = Field(
+        8 * 3600.0, gt=0, description="seconds an admin login session lasts"
+    )
+    gateway_log_level: str = Field("info", description="debug, info, warning or error")
+    gateway_demo: bool = Field(False, description="start the built-in simulator as the backend")
+
+    @field_validator("vllm_url")
+    @classmethod
+    def _urls_are_http(cls, value: str) -> str:
+        for url in backend_urls(value):
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"backend URL must start with http:// or https://: {url!r}")
+        if not backend_urls(value):
+            raise ValueError("VLLM_URL names no backend")
+        return value
+
+    @field_validator("gateway_log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.lower()
+        if level not in {"debug", "info", "warning", "error"}:
+            raise ValueError("must be one of debug, info, warning, error")
+        return level
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            value = "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("DATABASE_URL must be sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @model_validator(mode="after")
+    def _several_workers_need_redis(self) -> Settings:
+        if self.gateway_workers > 1 and not self.redis_url:
+            raise ValueError(
+                "GATEWAY_WORKERS > 1 needs REDIS_URL: without it every worker would keep "
+                "its own limits and a key could use its quota once per worker"
+            )
+        return self
+
+    @property
+    def backend_urls(self) -> list[str]:
+        """The configured backend base URLs, each without a trailing slash."""
+        return backend_urls(self.vllm_url)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL SQLAlchemy connects to."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.database_path}"
+
+
+def backend_urls(value: str) -> list[str]:
+    """Split a comma-separated VLLM_URL into clean base URLs."""
+    return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]

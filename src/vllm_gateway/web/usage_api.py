@@ -1,0 +1,5 @@
+"""STUB: its owner replaces this file."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

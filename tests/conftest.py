@@ -1,0 +1,127 @@
+"""Fixtures shared by the whole suite: real servers, real databases, real Redis."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.support.databases import REDIS_URL, PostgresDatabase, sqlite_url
+from tests.support.servers import RunningServer, free_port, serve
+from vllm_gateway.app import create_app
+from vllm_gateway.clock import Clock, system_clock
+from vllm_gateway.settings import Settings
+from vllm_gateway.simulator import SimulatorConfig, create_simulator_app
+
+BACKEND_KEY = "backend-secret-" + "x" * 16
+
+
+@pytest.fixture
+def simulator() -> Iterator[RunningServer]:
+    """The built-in vLLM simulator as the fake backend, requiring BACKEND_KEY."""
+    app = create_simulator_app(
+        SimulatorConfig(models=["sim-model", "other-model"], api_key=BACKEND_KEY, tokens_per_second=0)
+    )
+    with serve(app) as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test using this runs once on SQLite and once on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path)
+        return
+    database = PostgresDatabase()
+    database.create()
+    try:
+        yield database.url
+    finally:
+        database.drop()
+
+
+@pytest.fixture
+def sqlite_database_url(tmp_path: Path) -> str:
+    return sqlite_url(tmp_path)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database flushed before and after the test (fails if Redis is down)."""
+    client = redis.Redis.from_url(REDIS_URL)
+    client.ping()
+    client.flushdb()
+    try:
+        yield REDIS_URL
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@dataclass
+class Gateway:
+    """A running gateway and what a test needs to talk to it."""
+
+    server: RunningServer
+    settings: Settings
+    admin_key: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def services(self) -> Any:
+        """The running gateway's Services (use call() for their coroutines)."""
+        return self.server.app.services
+
+    def call(self, coro: Any, timeout: float = 30) -> Any:
+        return self.server.call(coro, timeout)
+
+    def create_key(self, name: str = "test", **fields: Any) -> tuple[str, str]:
+        """Create a client key through the real key store; returns (id, full key)."""
+        created = self.call(self.services.keys.create(name=name, **fields))
+        return created.id, created.key
+
+
+GatewayFactory = Callable[..., Gateway]
+
+
+@pytest.fixture
+def gateway_factory(
+    simulator: RunningServer, sqlite_database_url: str
+) -> Iterator[GatewayFactory]:
+    """Start gateways in front of the simulator; all are stopped after the test."""
+    running: list[RunningServer] = []
+
+    def start(clock: Clock = system_clock, **overrides: Any) -> Gateway:
+        admin_key = "admin-" + secrets.token_hex(16)
+        values: dict[str, Any] = {
+            "vllm_url": f"{simulator.url}/v1",
+            "vllm_api_key": BACKEND_KEY,
+            "database_url": sqlite_database_url,
+            "gateway_admin_key": admin_key,
+            "gateway_default_daily_requests": None,
+            "gateway_usage_flush_interval": 0.05,
+        }
+        values.update(overrides)
+        settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        server = RunningServer(create_app(settings, clock=clock), free_port())
+        server.start()
+        running.append(server)
+        return Gateway(server=server, settings=settings, admin_key=admin_key)
+
+    yield start
+    for server in reversed(running):
+        server.stop()
+
+
+@pytest.fixture
+def gateway(gateway_factory: GatewayFactory) -> Gateway:
+    """One gateway on SQLite in front of the simulator."""
+    return gateway_factory()
