@@ -1,0 +1,416 @@
+"""The /v1 hot path as pure ASGI: authenticate, check, reserve, forward, relay, account."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+
+import aiohttp
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from vllm_gateway.asgi import (
+    JSON_CONTENT_TYPE,
+    ClientGone,
+    RawHeaders,
+    read_body,
+    send_error,
+    send_response,
+)
+from vllm_gateway.backends import Backend
+from vllm_gateway.errors import GatewayError, error_body
+from vllm_gateway.keys import ClientKey
+from vllm_gateway.request_body import ParsedRequest, parse_body
+from vllm_gateway.routes import MODELS_PATH, Route, StreamKind, match_route
+from vllm_gateway.services import Services
+from vllm_gateway.sse import StreamAccountant, usage_from_body
+from vllm_gateway.upstream import FORWARDED_REQUEST_HEADERS, open_upstream, response_headers
+from vllm_gateway.usage import UsageEvent
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Services, Scope, Receive, Send], Awaitable[None]]
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before the answer
+_STREAM_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+
+
+@dataclass(slots=True)
+class ClientRequest:
+    """What the hot path reads from the ASGI scope's headers, in one pass."""
+
+    presented_key: str | None
+    content_type: str
+    content_length: int | None
+    forwarded: dict[str, str]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one forwarded request, for limits, usage and metrics."""
+
+    status: int = 0
+    backend: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    first_byte_at: float | None = None
+    response_started: bool = False
+    client_gone: bool = False
+
+
+def read_headers(scope: Scope) -> ClientRequest:
+    """Pick credentials, body metadata and forwardable headers out of the scope."""
+    presented: str | None = None
+    content_type = ""
+    length: int | None = None
+    forwarded: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            text = value.decode("latin-1")
+            if text[:7].lower() == "bearer ":
+                presented = text[7:].strip()
+        elif name == b"x-api-key":
+            presented = value.decode("latin-1").strip()
+        elif name == b"content-type":
+            content_type = value.decode("latin-1").lower()
+            forwarded["Content-Type"] = value.decode("latin-1")
+        elif name == b"content-length":
+            length = int(value) if value.isdigit() else None
+        elif name in FORWARDED_REQUEST_HEADERS:
+            forwarded[name.decode("latin-1")] = value.decode("latin-1")
+    return ClientRequest(presented, content_type, length, forwarded)
+
+
+class ProxyApp:
+    """Serves the forwarded inference routes; hands every other request to `app`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.services: Services | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == MODELS_PATH:
+                await self._guarded(self._list_models, scope, receive, send)
+                return
+            route = match_route(path)
+            if route is not None:
+                await self._guarded(partial(self._forward, route=route), scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _guarded(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
+        """Give the request an id and answer any GatewayError in OpenAI's shape."""
+        request_id = os.urandom(16).hex()
+        headers: RawHeaders = [(b"x-request-id", request_id.encode())]
+        services = self.services
+        if services is None:
+            await send_error(
+                send, GatewayError(503, "the gateway is starting", "starting"), headers
+            )
+            return
+        scope["vgw.request_id"] = request_id
+        try:
+            await handler(services, scope, receive, send)
+        except GatewayError as error:
+            await send_error(send, error, headers)
+        except ClientGone:
+            return
+
+    async def _list_models(
+        self, services: Services, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        request_id = scope["vgw.request_id"]
+        if scope["method"] != "GET":
+            raise _method_not_allowed("GET")
+        client = read_headers(scope)
+        key = await self._authenticate(services, client)
+        pool = services.backends
+        cards = pool.model_cards()
+        if not cards:
+            await pool.refresh_models()
+            cards = pool.model_cards()
+            if not cards:
+                raise GatewayError(503, "no backend is available", "backend_unavailable")
+        visible = [card for card in cards if key.allows_model(str(card.get("id")))]
+        body = orjson.dumps({"object": "list", "data": visible})
+        await send_response(
+            send, 200, body, [JSON_CONTENT_TYPE, (b"x-request-id", request_id.encode())]
+        )
+
+    async def _authenticate(self, services: Services, client: ClientRequest) -> ClientKey:
+        try:
+            return await services.keys.authenticate(client.presented_key)
+        except GatewayError as error:
+            services.metrics.rejected(error.code, "")
+            raise
+
+    async def _forward(
+        self, services: Services, scope: Scope, receive: Receive, send: Send, *, route: Route
+    ) -> None:
+        started = time.perf_counter()
+        arrived = services.clock()
+        request_id: str = scope["vgw.request_id"]
+        if scope["method"] not in route.methods:
+            raise _method_not_allowed(*route.methods)
+        client = read_headers(scope)
+        key = await self._authenticate(services, client)
+        try:
+            body = await read_body(
+                receive, services.settings.gateway_max_body_bytes, client.content_length
+            )
+            parsed = parse_body(route, body, client.content_type)
+            if parsed.model and not key.allows_model(parsed.model):
+                raise GatewayError(
+                    403,
+                    f"this key may not use the model `{parsed.model}`",
+                    "model_not_allowed",
+                    param="model",
+                )
+            candidates = await self._candidates(services, parsed.model)
+            reservation = await services.limiter.acquire(key, parsed.token_estimate)
+        except GatewayError as error:
+            services.metrics.rejected(error.code, key.id)
+            raise
+
+        outcome = Outcome()
+        task = asyncio.current_task()
+        assert task is not None
+        watcher = asyncio.create_task(_watch_disconnect(receive, task, outcome))
+        services.metrics.request_started()
+        try:
+            await self._exchange(
+                services,
+                route,
+                scope,
+                send,
+                client,
+                parsed,
+                candidates,
+                request_id,
+                reservation.headers,
+                outcome,
+                started,
+            )
+        except asyncio.CancelledError:
+            if not outcome.client_gone:
+                raise
+            task.uncancel()
+        except GatewayError as error:
+            outcome.status = error.status
+            if not outcome.response_started:
+                headers: RawHeaders = [(b"x-request-id", request_id.encode())]
+                await send_error(send, error, headers + reservation.headers)
+        finally:
+            watcher.cancel()
+            if outcome.client_gone:
+                outcome.status = CLIENT_CLOSED_REQUEST
+            await services.limiter.settle(
+                reservation, outcome.prompt_tokens + outcome.completion_tokens
+            )
+            finished = time.perf_counter()
+            event = UsageEvent(
+                ts=arrived,
+                request_id=request_id,
+                key_id=key.id,
+                model=parsed.model,
+                route=scope["path"],
+                status=outcome.status,
+                prompt_tokens=outcome.prompt_tokens,
+                completion_tokens=outcome.completion_tokens,
+                latency_ms=(finished - started) * 1000,
+                ttft_ms=None
+                if outcome.first_byte_at is None
+                else (outcome.first_byte_at - started) * 1000,
+                backend=outcome.backend,
+                stream=parsed.stream,
+            )
+            services.usage.record(event)
+            services.metrics.request_finished(event)
+
+    async def _candidates(self, services: Services, model: str) -> list[Backend]:
+        """Backends that serve `model`; 404 when every known model list lacks it."""
+        pool = services.backends
+        candidates = pool.candidates(model)
+        if not candidates and pool.knows_models():
+            await pool.refresh_models()
+            candidates = pool.candidates(model)
+            if not candidates and pool.knows_models():
+                raise GatewayError(
+                    404, f"The model `{model}` does not exist.", "model_not_found", param="model"
+                )
+        if not candidates:
+            # Nothing is known yet (every backend down at start): let the request try them all.
+            candidates = list(pool.backends)
+        return candidates
+
+    async def _exchange(
+        self,
+        services: Services,
+        route: Route,
+        scope: Scope,
+        send: Send,
+        client: ClientRequest,
+        parsed: ParsedRequest,
+        candidates: list[Backend],
+        request_id: str,
+        limit_headers: RawHeaders,
+        outcome: Outcome,
+        started: float,
+    ) -> None:
+        settings = services.settings
+        pool = services.backends
+        headers = dict(client.forwarded)
+        headers["X-Request-Id"] = request_id
+        if pool.auth_header:
+            headers["Authorization"] = pool.auth_header
+        query = scope["query_string"]
+        target = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=settings.gateway_connect_timeout,
+            sock_read=settings.gateway_upstream_timeout,
+        )
+        backend, response = await open_upstream(
+            pool, candidates, scope["method"], target, parsed.body, headers, timeout
+        )
+        outcome.backend = backend.name
+        try:
+            out_headers = response_headers(response)
+            out_headers.append((b"x-request-id", request_id.encode()))
+            out_headers.extend(limit_headers)
+            if response.status == 401:
+                # The backend refused the gateway's own key: an operator problem, not the client's.
+                log.error("backend %s rejected VLLM_API_KEY (401)", backend.name)
+                raise GatewayError(502, "the backend refused the gateway", "backend_auth_failed")
+            outcome.status = response.status
+            if response.content_type == "text/event-stream":
+                await self._relay_stream(
+                    route, send, response, parsed, out_headers, outcome, started
+                )
+            else:
+                await self._relay_whole(send, response, out_headers, outcome, started)
+            response.release()
+        except BaseException:
+            response.close()
+            raise
+
+    async def _relay_whole(
+        self,
+        send: Send,
+        response: aiohttp.ClientResponse,
+        headers: RawHeaders,
+        outcome: Outcome,
+        started: float,
+    ) -> None:
+        try:
+            body = await response.read()
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise GatewayError(
+                504, "the backend did not answer in time", "backend_timeout"
+            ) from None
+        except aiohttp.ClientError:
+            raise GatewayError(502, "the backend connection failed", "backend_error") from None
+        outcome.first_byte_at = time.perf_counter()
+        if response.status == 200:
+            counts = usage_from_body(body)
+            if counts is not None:
+                outcome.prompt_tokens, outcome.completion_tokens = counts
+        elif not _is_openai_error(body):
+            body = error_body(response.status, "the backend returned an error", "backend_error")
+            headers = [h for h in headers if h[0] != b"content-type"] + [JSON_CONTENT_TYPE]
+        outcome.response_started = True
+        await send_response(send, response.status, body, headers)
+
+    async def _relay_stream(
+        self,
+        route: Route,
+        send: Send,
+        response: aiohttp.ClientResponse,
+        parsed: ParsedRequest,
+        headers: RawHeaders,
+        outcome: Outcome,
+        started: float,
+    ) -> None:
+        accountant = StreamAccountant(strip_usage_chunk=not parsed.client_wants_usage)
+        headers.extend(_STREAM_HEADERS)
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        outcome.response_started = True
+        try:
+            tail = await self._pump(send, response, accountant, outcome)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            timed_out = isinstance(exc, asyncio.TimeoutError)
+            outcome.status = 504 if timed_out else 502
+            message = "the backend stopped answering" if timed_out else "the backend failed"
+            code = "backend_timeout" if timed_out else "backend_error"
+            error = error_body(outcome.status, message, code)
+            tail = accountant.finish() + b"data: " + error + b"\n\n"
+            if route.stream is StreamKind.CHAT:
+                tail += b"data: [DONE]\n\n"
+        finally:
+            _count_stream_tokens(accountant, parsed, outcome)
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    async def _pump(
+        self,
+        send: Send,
+        response: aiohttp.ClientResponse,
+        accountant: StreamAccountant,
+        outcome: Outcome,
+    ) -> bytes:
+        """Relay events as they arrive; return the stream's unsent tail."""
+        async for data in response.content.iter_any():
+            if outcome.first_byte_at is None:
+                outcome.first_byte_at = time.perf_counter()
+            out = accountant.feed(data)
+            if out:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+        return accountant.finish()
+
+
+def _count_stream_tokens(
+    accountant: StreamAccountant, parsed: ParsedRequest, outcome: Outcome
+) -> None:
+    """Tokens of a stream: the backend's own usage, or counted from chunks if it was cut."""
+    if accountant.error_status is not None:
+        outcome.status = accountant.error_status
+    if accountant.saw_usage:
+        outcome.prompt_tokens = accountant.prompt_tokens
+        outcome.completion_tokens = accountant.completion_tokens
+    else:
+        outcome.prompt_tokens = parsed.prompt_estimate
+        outcome.completion_tokens = max(accountant.chunks - 1, 0)
+
+
+async def _watch_disconnect(receive: Receive, task: asyncio.Task[None], outcome: Outcome) -> None:
+    """Cancel the request's task the moment its client goes away."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            outcome.client_gone = True
+            task.cancel()
+            return
+
+
+def _method_not_allowed(*methods: str) -> GatewayError:
+    allowed = ", ".join(sorted(methods))
+    return GatewayError(
+        405,
+        f"method not allowed; use {allowed}",
+        "method_not_allowed",
+        headers=[(b"allow", allowed.encode())],
+    )
+
+
+def _is_openai_error(body: bytes) -> bool:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(payload, dict) and isinstance(payload.get("error"), dict)

@@ -1,0 +1,151 @@
+"""Relay a server-sent-event stream as it arrives, learning its token usage on the way.
+
+Bytes go out as they came in, cut only at event boundaries (a partial event waits for its
+end). The one change: the usage-only chunk the gateway asked for on the client's behalf is
+removed when the client did not ask for it itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+_BOUNDARY = b"\n\n"
+_MAX_PENDING = 1 << 20  # a backend that never ends an event is relayed raw past this
+
+
+class StreamAccountant:
+    """Splits a stream into events, finds usage and errors, strips the gateway's usage chunk."""
+
+    __slots__ = (
+        "_pending",
+        "_strip_usage_chunk",
+        "chunks",
+        "completion_tokens",
+        "error_status",
+        "prompt_tokens",
+        "saw_usage",
+    )
+
+    def __init__(self, strip_usage_chunk: bool) -> None:
+        self._pending = b""
+        self._strip_usage_chunk = strip_usage_chunk
+        self.chunks = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.saw_usage = False
+        self.error_status: int | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        """Take bytes from the backend; return the complete events to send on now."""
+        buffer = self._pending + data if self._pending else data
+        end = buffer.rfind(_BOUNDARY)
+        if end < 0:
+            if len(buffer) > _MAX_PENDING:
+                self._pending = b""
+                return buffer
+            self._pending = buffer
+            return b""
+        end += len(_BOUNDARY)
+        complete, self._pending = buffer[:end], buffer[end:]
+        self.chunks += complete.count(b"data: {")
+        if b'"usage"' in complete or b'"error"' in complete:
+            return self._inspect(complete)
+        return complete
+
+    def finish(self) -> bytes:
+        """What is left when the backend ends the stream."""
+        rest, self._pending = self._pending, b""
+        if rest and (b'"usage"' in rest or b'"error"' in rest):
+            return self._inspect(rest)
+        return rest
+
+    def _inspect(self, complete: bytes) -> bytes:
+        kept: list[bytes] = []
+        dropped = False
+        for event in complete.split(_BOUNDARY):
+            if not event:
+                continue
+            if self._read_event(event):
+                dropped = True
+            else:
+                kept.append(event)
+        if not dropped:
+            return complete
+        return b"".join(event + _BOUNDARY for event in kept)
+
+    def _read_event(self, event: bytes) -> bool:
+        """Record usage or error from one event; True when the event is to be dropped."""
+        payload = _event_json(event)
+        if payload is None:
+            return False
+        error = payload.get("error")
+        if isinstance(error, dict):
+            code = error.get("code")
+            self.error_status = code if isinstance(code, int) and code >= 400 else 500
+        usage = _usage_of(payload)
+        if usage is None:
+            return False
+        self.saw_usage = True
+        prompt, completion = _counts(usage)
+        # Anthropic-style streams report input and output tokens in different events.
+        self.prompt_tokens = prompt if prompt is not None else self.prompt_tokens
+        self.completion_tokens = completion if completion is not None else self.completion_tokens
+        return self._strip_usage_chunk and payload.get("choices") == []
+
+
+def _event_json(event: bytes) -> dict[str, Any] | None:
+    """The JSON object of an event's data line, if it has one."""
+    for line in event.split(b"\n"):
+        if line.startswith(b"data:"):
+            data = line[5:].strip()
+            if not data.startswith(b"{"):
+                return None
+            try:
+                payload = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                return None
+            return payload if isinstance(payload, dict) else None
+    return None
+
+
+def _usage_of(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """Usage from a chat chunk, a responses `response.completed` or a messages event."""
+    usage = payload.get("usage")
+    if isinstance(usage, dict):
+        return usage
+    for holder in ("response", "message"):
+        inner = payload.get(holder)
+        if isinstance(inner, dict) and isinstance(inner.get("usage"), dict):
+            found: dict[str, Any] = inner["usage"]
+            return found
+    return None
+
+
+def _counts(usage: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(prompt, completion) tokens in OpenAI's or Anthropic's names; None when absent."""
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+    completion = usage.get("completion_tokens", usage.get("output_tokens"))
+    return _int_or_none(prompt), _int_or_none(completion)
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def usage_from_body(body: bytes) -> tuple[int, int] | None:
+    """(prompt, completion) tokens from a non-streamed JSON answer, if it reports usage."""
+    if b'"usage"' not in body:
+        return None
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    usage = _usage_of(payload)
+    if usage is None:
+        return None
+    prompt, completion = _counts(usage)
+    return prompt or 0, completion or 0

@@ -1,0 +1,38 @@
+"""Operations endpoints: liveness and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import ORJSONResponse
+
+router = APIRouter(include_in_schema=False)
+
+_READY_TIMEOUT = 2.0
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive and serving."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> ORJSONResponse:
+    """The database answers and at least one backend is healthy; 503 otherwise."""
+    services = request.app.state.services
+    checks: dict[str, Any] = {}
+    try:
+        await asyncio.wait_for(services.database.ping(), _READY_TIMEOUT)
+        checks["database"] = "ok"
+    except Exception:
+        checks["database"] = "unreachable"
+    backends = services.backends.status()
+    checks["backends"] = [
+        {"name": b["name"], "healthy": b["healthy"], "models": b["models"]} for b in backends
+    ]
+    ready = checks["database"] == "ok" and any(b["healthy"] for b in backends)
+    checks["status"] = "ready" if ready else "not_ready"
+    return ORJSONResponse(checks, status_code=200 if ready else 503)
