@@ -1,11 +1,50 @@
-"""Client API keys: format, hashing, verification and the per-worker TTL cache.
-
-INTERFACE STUB written by the core; the keys helper completes this module.
-"""
+"""Client API keys: format, hashing, verification and the per-worker TTL cache."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import secrets
+import string
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, Final, Literal
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from vllm_gateway.clock import Clock
+from vllm_gateway.db import keys as db_keys
+from vllm_gateway.db.engine import Database
+from vllm_gateway.errors import GatewayError
+from vllm_gateway.key_records import (
+    EDITABLE_FIELDS,
+    CreatedKey,
+    KeyRecord,
+    record_from_row,
+    validate_fields,
+)
+from vllm_gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+INVALIDATE_CHANNEL: Final = "vgw:keys:invalidate"
+KEY_PREFIX: Final = "vgw-"
+_ID_ALPHABET: Final = string.ascii_lowercase + string.digits
+_SECRET_ALPHABET: Final = string.ascii_letters + string.digits
+_ID_LENGTH: Final = 12  # ~62 bits: public, only has to be unique
+_SECRET_LENGTH: Final = 32  # ~190 bits of randomness
+KEY_LENGTH: Final = len(KEY_PREFIX) + _ID_LENGTH + _SECRET_LENGTH
+_NEGATIVE_CACHE_SIZE = 4096
+_NEGATIVE_CACHE_TTL = 30.0
+_CONCURRENT_LOOKUPS = 16
+_TOUCH_INTERVAL = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,3 +63,384 @@ class ClientKey:
     def allows_model(self, model: str) -> bool:
         """Whether this key may use `model`."""
         return not self.models or model in self.models
+
+
+class _Default(Enum):
+    DEFAULT = "default"
+
+
+DEFAULT_DAILY_REQUESTS: Final = _Default.DEFAULT
+"""Sentinel: give a new key settings.gateway_default_daily_requests."""
+
+
+def new_key() -> tuple[str, str, str]:
+    """A fresh (public id, secret, full key)."""
+    key_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LENGTH))
+    secret = "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(_SECRET_LENGTH))
+    return key_id, secret, KEY_PREFIX + key_id + secret
+
+
+def parse_key(presented: str | None) -> tuple[str, str] | None:
+    """Split a presented key into (public id, secret), or None if it is not one of ours."""
+    if presented is None or len(presented) != KEY_LENGTH or not presented.startswith(KEY_PREFIX):
+        return None
+    body = presented[len(KEY_PREFIX) :]
+    if not body.isascii() or not body.isalnum():
+        return None
+    key_id = body[:_ID_LENGTH]
+    if not (key_id.islower() or key_id.isdigit()):
+        return None
+    return key_id, body[_ID_LENGTH:]
+
+
+def hash_secret(secret: str) -> str:
+    """Hex SHA-256 of a key's secret part (keys are long random secrets: no slow hash needed)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def display_prefix(key_id: str) -> str:
+    """What lists show of a key: enough to recognise it, nothing of its secret."""
+    return f"{KEY_PREFIX}{key_id}…"
+
+
+def _invalid_key() -> GatewayError:
+    return GatewayError(401, "Invalid API key.", "invalid_api_key")
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    key: ClientKey
+    secret_hash: str
+    revoked: bool
+    valid_until: float  # time.monotonic()
+
+
+class KeyStore:
+    """Stores keys, verifies presented keys through a short-lived cache, administers keys."""
+
+    def __init__(
+        self,
+        database: Database,
+        clock: Clock,
+        settings: Settings,
+        redis: aioredis.Redis | None,
+    ) -> None:
+        self._database = database
+        self._clock = clock
+        self._settings = settings
+        self._redis = redis
+        self._ttl = settings.gateway_key_cache_ttl
+        self._cache: dict[str, _Verified] = {}
+        self._unknown: dict[str, float] = {}
+        self._loading: dict[str, asyncio.Task[_Verified | None]] = {}
+        self._generation = 0
+        self._lookups = asyncio.Semaphore(_CONCURRENT_LOOKUPS)
+        self._used: dict[str, float] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pubsub: Any = None
+
+    async def start(self) -> None:
+        """Subscribe to invalidations from other workers and start recording last use."""
+        if self._redis is not None:
+            self._pubsub = self._redis.pubsub()
+            await self._pubsub.subscribe(INVALIDATE_CHANNEL)
+            # Wait for the server's confirmation so no invalidation published after
+            # start() returns can be missed.
+            while await self._pubsub.get_message(timeout=5.0) is None:
+                pass
+            self._tasks.append(asyncio.create_task(self._listen(), name="keys-invalidations"))
+        self._tasks.append(asyncio.create_task(self._touch_loop(), name="keys-last-used"))
+
+    async def close(self) -> None:
+        """Stop background tasks and write pending last-used times."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()
+            self._pubsub = None
+        await self._flush_used()
+
+    # --- the hot path -------------------------------------------------------------------
+
+    async def authenticate(self, presented: str | None) -> ClientKey:
+        """The key behind `presented`, or a 401/403 GatewayError."""
+        parsed = parse_key(presented)
+        if parsed is None:
+            raise _invalid_key()
+        key_id, secret = parsed
+        verified = self._cache.get(key_id)
+        if verified is None or verified.valid_until <= time.monotonic():
+            verified = await self._lookup(key_id)
+            if verified is None:
+                raise _invalid_key()
+        # The secret is checked before the status so a known id alone reveals nothing.
+        if not hmac.compare_digest(hash_secret(secret), verified.secret_hash):
+            raise _invalid_key()
+        if verified.revoked:
+            raise GatewayError(403, "This API key has been revoked.", "key_revoked")
+        now = self._clock()
+        expires_at = verified.key.expires_at
+        if expires_at is not None and expires_at <= now:
+            raise GatewayError(403, "This API key has expired.", "key_expired")
+        self._used[key_id] = now
+        return verified.key
+
+    async def _lookup(self, key_id: str) -> _Verified | None:
+        unknown_until = self._unknown.get(key_id)
+        if unknown_until is not None and unknown_until > time.monotonic():
+            return None
+        task = self._loading.get(key_id)
+        if task is None:
+            # One query per id however many requests miss the cache at once.
+            task = asyncio.create_task(self._load(key_id))
+            self._loading[key_id] = task
+            task.add_done_callback(lambda done: self._loaded(key_id, done))
+        return await asyncio.shield(task)
+
+    def _loaded(self, key_id: str, task: asyncio.Task[_Verified | None]) -> None:
+        if self._loading.get(key_id) is task:
+            del self._loading[key_id]
+        if not task.cancelled():
+            task.exception()  # retrieved here so an unawaited failure is not reported twice
+
+    async def _load(self, key_id: str) -> _Verified | None:
+        generation = self._generation
+        try:
+            async with self._lookups, self._database.engine.connect() as connection:
+                row = await db_keys.fetch_key(connection, key_id)
+        except SQLAlchemyError:
+            log.warning("key lookup failed: database unavailable")
+            raise GatewayError(
+                503, "The key store is unavailable; retry shortly.", "service_unavailable"
+            ) from None
+        valid_until = time.monotonic() + self._ttl
+        # An invalidation that arrived while we were reading may postdate this row.
+        cacheable = generation == self._generation
+        if row is None:
+            if cacheable:
+                self._remember_unknown(key_id, time.monotonic() + _NEGATIVE_CACHE_TTL)
+            return None
+        record = record_from_row(row, self._clock())
+        verified = _Verified(
+            key=ClientKey(
+                id=record.id,
+                name=record.name,
+                models=frozenset(record.models),
+                expires_at=None if record.expires_at is None else record.expires_at.timestamp(),
+                daily_requests=record.daily_requests,
+                rpm=record.rpm,
+                daily_tokens=record.daily_tokens,
+                max_concurrency=record.max_concurrency,
+            ),
+            secret_hash=row["secret_hash"],
+            revoked=record.revoked_at is not None,
+            valid_until=valid_until,
+        )
+        if cacheable and self._ttl > 0:
+            self._cache[key_id] = verified
+        return verified
+
+    def _remember_unknown(self, key_id: str, until: float) -> None:
+        if len(self._unknown) >= _NEGATIVE_CACHE_SIZE:
+            now = time.monotonic()
+            self._unknown = {k: t for k, t in self._unknown.items() if t > now}
+            while len(self._unknown) >= _NEGATIVE_CACHE_SIZE:
+                del self._unknown[next(iter(self._unknown))]
+        self._unknown[key_id] = until
+
+    # --- invalidation -------------------------------------------------------------------
+
+    def invalidate(self, key_id: str) -> None:
+        """Forget what this worker knows about one key."""
+        self._generation += 1
+        self._cache.pop(key_id, None)
+        self._unknown.pop(key_id, None)
+
+    def invalidate_all(self) -> None:
+        """Forget every cached key."""
+        self._generation += 1
+        self._cache.clear()
+        self._unknown.clear()
+
+    async def _changed(self, key_id: str) -> None:
+        self.invalidate(key_id)
+        if self._redis is None:
+            return
+        try:
+            await self._redis.publish(INVALIDATE_CHANNEL, key_id)
+        except (RedisError, OSError):
+            log.warning("could not publish a key invalidation; other workers rely on the TTL")
+
+    async def _listen(self) -> None:
+        assert self._pubsub is not None
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=30.0)
+            except (RedisError, OSError):
+                # Messages may have been lost while disconnected: trust nothing cached.
+                log.warning("lost the key invalidation channel; reconnecting")
+                self.invalidate_all()
+                await asyncio.sleep(1.0)
+                continue
+            if message is None:
+                continue
+            if message["type"] == "message":
+                data = message["data"]
+                self.invalidate(data.decode() if isinstance(data, bytes) else str(data))
+            elif message["type"] == "subscribe":
+                self.invalidate_all()
+
+    # --- last use, written in batches off the hot path --------------------------------------
+
+    async def _touch_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_TOUCH_INTERVAL)
+            await self._flush_used()
+
+    async def _flush_used(self) -> None:
+        if not self._used:
+            return
+        used, self._used = self._used, {}
+        stamps = {key_id: datetime.fromtimestamp(ts, UTC) for key_id, ts in used.items()}
+        try:
+            async with self._database.engine.begin() as connection:
+                await db_keys.touch_keys(connection, stamps)
+        except SQLAlchemyError:
+            log.warning("could not record key last-use times")
+
+    # --- administration -----------------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        name: str,
+        email: str | None = None,
+        daily_requests: int | Literal[_Default.DEFAULT] | None = DEFAULT_DAILY_REQUESTS,
+        rpm: int | None = None,
+        daily_tokens: int | None = None,
+        max_concurrency: int | None = None,
+        models: Any = (),
+        expires_at: datetime | None = None,
+    ) -> CreatedKey:
+        """Create a key; the returned CreatedKey holds the full key, shown only this once."""
+        if daily_requests is DEFAULT_DAILY_REQUESTS:
+            daily_requests = self._settings.gateway_default_daily_requests
+        now = self._clock()
+        columns = validate_fields(
+            {
+                "name": name,
+                "email": email,
+                "daily_requests": daily_requests,
+                "rpm": rpm,
+                "daily_tokens": daily_tokens,
+                "max_concurrency": max_concurrency,
+                "models": models,
+                "expires_at": expires_at,
+            },
+            now,
+        )
+        for _attempt in range(3):
+            key_id, secret, full_key = new_key()
+            row = {
+                **columns,
+                "id": key_id,
+                "prefix": display_prefix(key_id),
+                "secret_hash": hash_secret(secret),
+                "created_at": datetime.fromtimestamp(now, UTC),
+                "last_used_at": None,
+                "revoked_at": None,
+            }
+            try:
+                async with self._database.engine.begin() as connection:
+                    await db_keys.insert_key(connection, row)
+            except IntegrityError:
+                continue  # an id collision: astronomically rare, just draw again
+            self.invalidate(key_id)
+            log.info("created API key %s", key_id)
+            return CreatedKey(id=key_id, key=full_key, record=record_from_row(row, now))
+        raise GatewayError(500, "could not allocate a key id", "internal_error")
+
+    async def list_keys(
+        self,
+        *,
+        status: str | None = None,
+        query: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[KeyRecord]:
+        """Keys, newest first, optionally filtered by status and a search string."""
+        if status is not None and status not in db_keys.STATUSES:
+            raise GatewayError(
+                400, "status must be active, revoked or expired", "invalid_request", param="status"
+            )
+        now = self._clock()
+        async with self._database.engine.connect() as connection:
+            rows = await db_keys.fetch_keys(
+                connection,
+                now=datetime.fromtimestamp(now, UTC),
+                status=status,
+                query=query,
+                limit=limit,
+                offset=offset,
+            )
+        return [record_from_row(row, now) for row in rows]
+
+    async def get(self, key_id: str) -> KeyRecord:
+        """One key, or a 404 GatewayError."""
+        async with self._database.engine.connect() as connection:
+            row = await db_keys.fetch_key(connection, key_id)
+        if row is None:
+            raise _not_found(key_id)
+        return record_from_row(row, self._clock())
+
+    async def update(self, key_id: str, **changes: Any) -> KeyRecord:
+        """Change a key's editable fields; takes effect at once in every worker."""
+        unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
+        if unknown:
+            raise GatewayError(
+                400, f"unknown field {unknown[0]!r}", "invalid_request", param=unknown[0]
+            )
+        columns = validate_fields(changes, self._clock())
+        if columns:
+            async with self._database.engine.begin() as connection:
+                found = await db_keys.update_key(connection, key_id, columns)
+            if not found:
+                raise _not_found(key_id)
+            await self._changed(key_id)
+            log.info("updated API key %s (%s)", key_id, ", ".join(sorted(columns)))
+        return await self.get(key_id)
+
+    async def revoke(self, key_id: str) -> KeyRecord:
+        """Revoke a key (its usage history stays); takes effect at once in every worker."""
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        async with self._database.engine.begin() as connection:
+            await db_keys.revoke_key(connection, key_id, now)
+            row = await db_keys.fetch_key(connection, key_id)
+        if row is None:
+            raise _not_found(key_id)
+        await self._changed(key_id)
+        log.info("revoked API key %s", key_id)
+        return record_from_row(row, self._clock())
+
+    async def delete(self, key_id: str) -> KeyRecord:
+        """Delete a key and its usage history; returns what was deleted."""
+        async with self._database.engine.connect() as connection:
+            row = await db_keys.fetch_key(connection, key_id)
+        if row is None:
+            raise _not_found(key_id)
+        # A write transaction that starts with a write: SQLite takes its lock up front.
+        async with self._database.engine.begin() as connection:
+            if not await db_keys.delete_key(connection, key_id):
+                raise _not_found(key_id)
+        await self._changed(key_id)
+        log.info("deleted API key %s and its usage", key_id)
+        return record_from_row(row, self._clock())
+
+
+def _not_found(key_id: str) -> GatewayError:
+    return GatewayError(404, f"No API key with id {key_id!r}.", "not_found", param="id")

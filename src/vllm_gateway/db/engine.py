@@ -1,0 +1,140 @@
+"""The async engine: SQLite (WAL) or PostgreSQL, with the schema upgraded to head on open."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from vllm_gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+# Any constant shared by every gateway process; identifies the migration advisory lock.
+_PG_MIGRATION_LOCK = 0x76677731
+_SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+class Database:
+    """An async engine plus the name of its dialect ("sqlite" or "postgresql")."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect: str = engine.dialect.name
+
+    async def ping(self) -> None:
+        """Run a trivial query; raises if the database is unreachable."""
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An AsyncEngine for `url`, with SQLite tuned for concurrent readers and one writer."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    _ensure_sqlite_directory(parsed.database)
+    engine = create_async_engine(url)
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _ensure_sqlite_directory(database: str | None) -> None:
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _upgrade_on(connection: Connection) -> None:
+    command.upgrade(_alembic_config(connection), "head")
+
+
+async def upgrade_engine(engine: AsyncEngine) -> None:
+    """Upgrade the schema to head, one process at a time."""
+    if engine.dialect.name == "postgresql":
+        async with engine.begin() as connection:
+            # Held until this transaction ends; a second worker waits, then finds head.
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+            )
+            await connection.run_sync(_upgrade_on)
+        return
+    lock = await asyncio.to_thread(_sqlite_file_lock, engine.url.database)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_upgrade_on)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _sqlite_file_lock(database: str | None) -> int | None:
+    """Block until this process holds an exclusive lock beside the SQLite file."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = Path(database).expanduser().resolve()
+    descriptor = os.open(f"{path}.migrate-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+async def open_database(settings: Settings) -> Database:
+    """Connect to the configured database and upgrade its schema to head."""
+    engine = create_engine(settings.sqlalchemy_url)
+    try:
+        await upgrade_engine(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    database = Database(engine)
+    log.info("database ready (%s)", database.dialect)
+    return database
+
+
+def upgrade_database(url: str) -> None:
+    """Upgrade the schema at `url` to head (for `vllm-gateway db upgrade`)."""
+
+    async def run() -> None:
+        engine = create_engine(url)
+        try:
+            await upgrade_engine(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())

@@ -1,0 +1,220 @@
+"""What an admin sees of a key (KeyRecord) and the validation of the fields an admin sets."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from vllm_gateway.errors import GatewayError
+
+KeyStatus = Literal["active", "revoked", "expired"]
+
+EDITABLE_FIELDS = (
+    "name",
+    "email",
+    "daily_requests",
+    "rpm",
+    "daily_tokens",
+    "max_concurrency",
+    "models",
+    "expires_at",
+)
+_INT32_MAX = 2**31 - 1
+_INT64_MAX = 2**63 - 1
+_LIMIT_BOUNDS = {
+    "daily_requests": (0, _INT32_MAX),
+    "rpm": (0, _INT32_MAX),
+    "daily_tokens": (0, _INT64_MAX),
+    "max_concurrency": (1, _INT32_MAX),
+}
+_MAX_MODELS = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A stored key as admins see it: every column but the secret's hash, plus its status."""
+
+    id: str
+    name: str
+    email: str | None
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    expires_at: datetime | None
+    models: tuple[str, ...]
+    daily_requests: int | None
+    rpm: int | None
+    daily_tokens: int | None
+    max_concurrency: int | None
+    status: KeyStatus
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict with ISO 8601 times."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "email": self.email,
+            "prefix": self.prefix,
+            "status": self.status,
+            "created_at": _iso(self.created_at),
+            "last_used_at": _iso(self.last_used_at),
+            "revoked_at": _iso(self.revoked_at),
+            "expires_at": _iso(self.expires_at),
+            "models": list(self.models),
+            "daily_requests": self.daily_requests,
+            "rpm": self.rpm,
+            "daily_tokens": self.daily_tokens,
+            "max_concurrency": self.max_concurrency,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    """A new key: the full key is here once and never again."""
+
+    id: str
+    key: str
+    record: KeyRecord
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A timezone-aware UTC datetime (SQLite hands back naive UTC values)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def record_from_row(row: Mapping[Any, Any], now: float) -> KeyRecord:
+    """Build a KeyRecord from an api_keys row; `now` decides whether it has expired."""
+    expires_at = as_utc(row["expires_at"])
+    revoked_at = as_utc(row["revoked_at"])
+    status: KeyStatus = "active"
+    if revoked_at is not None:
+        status = "revoked"
+    elif expires_at is not None and expires_at.timestamp() <= now:
+        status = "expired"
+    created_at = as_utc(row["created_at"])
+    assert created_at is not None
+    return KeyRecord(
+        id=row["id"],
+        name=row["name"],
+        email=row["email"],
+        prefix=row["prefix"],
+        created_at=created_at,
+        last_used_at=as_utc(row["last_used_at"]),
+        revoked_at=revoked_at,
+        expires_at=expires_at,
+        models=tuple(json.loads(row["models"] or "[]")),
+        daily_requests=row["daily_requests"],
+        rpm=row["rpm"],
+        daily_tokens=row["daily_tokens"],
+        max_concurrency=row["max_concurrency"],
+        status=status,
+    )
+
+
+def validate_fields(fields: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """Check admin-supplied fields and return them as api_keys column values."""
+    columns: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name == "name":
+            columns[name] = _name(value)
+        elif name == "email":
+            columns[name] = _email(value)
+        elif name in _LIMIT_BOUNDS:
+            columns[name] = _limit(name, value)
+        elif name == "models":
+            columns[name] = json.dumps(_models(value))
+        elif name == "expires_at":
+            columns[name] = _expiry(value, now)
+        else:
+            raise _bad(name, f"unknown field {name!r}")
+    return columns
+
+
+def _bad(param: str, message: str) -> GatewayError:
+    return GatewayError(400, message, "invalid_request", param=param)
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _bad("name", "name must be a string")
+    name = value.strip()
+    if not name:
+        raise _bad("name", "name must not be empty")
+    if len(name) > 200:
+        raise _bad("name", "name must be at most 200 characters")
+    if _CONTROL.search(name):
+        raise _bad("name", "name must not contain control characters")
+    return name
+
+
+def _email(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _bad("email", "email must be a string")
+    email = value.strip()
+    if not email:
+        return None
+    if len(email) > 320 or not _EMAIL.match(email) or _CONTROL.search(email):
+        raise _bad("email", "email is not a valid address")
+    return email
+
+
+def _limit(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(name, f"{name} must be an integer or null")
+    low, high = _LIMIT_BOUNDS[name]
+    if not low <= value <= high:
+        raise _bad(name, f"{name} must be between {low} and {high} (null: unlimited)")
+    return value
+
+
+def _models(value: Any) -> list[str]:
+    if isinstance(value, str | bytes) or not isinstance(value, list | tuple | set | frozenset):
+        raise _bad("models", "models must be a list of model names")
+    if len(value) > _MAX_MODELS:
+        raise _bad("models", f"models may list at most {_MAX_MODELS} names")
+    models: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            raise _bad("models", "every model name must be a non-empty string")
+        model = item.strip()
+        if len(model) > 200 or _CONTROL.search(model):
+            raise _bad("models", "model names must be at most 200 printable characters")
+        if model not in models:
+            models.append(model)
+    return sorted(models)
+
+
+def _expiry(value: Any, now: float) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise _bad("expires_at", "expires_at must be an ISO 8601 date-time") from None
+    if not isinstance(value, datetime):
+        raise _bad("expires_at", "expires_at must be a date-time")
+    expires_at = as_utc(value)
+    assert expires_at is not None
+    if expires_at.timestamp() <= now:
+        raise _bad("expires_at", "expires_at must be in the future")
+    return expires_at
