@@ -1,0 +1,35 @@
+# vLLM Gateway: `make run` starts it, `make test` tests it. See README.md.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test check bench css clean install
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# With no VLLM_URL the built-in vLLM simulator is started as the backend.
+run: $(STAMP)
+	@if [ -z "$$VLLM_URL" ]; then exec $(BIN)/vllm-gateway serve --demo; \
+	else exec $(BIN)/vllm-gateway serve; fi
+
+test: $(STAMP)
+	bash scripts/test-prerequisites.sh
+	$(BIN)/pytest -q
+
+check: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

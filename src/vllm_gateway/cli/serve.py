@@ -1,0 +1,62 @@
+"""`vllm-gateway serve`: run the gateway under uvicorn, optionally with the demo backend."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import click
+import uvicorn
+
+from vllm_gateway.cli.demo_backend import demo_backend
+from vllm_gateway.cli.settings_loader import load_settings
+
+
+@click.command()
+@click.option("--host", help="Address to listen on [env GATEWAY_HOST, default 0.0.0.0].")
+@click.option("--port", type=int, help="Port to listen on [env GATEWAY_PORT, default 8001].")
+@click.option("--workers", type=int, help="Worker processes [env GATEWAY_WORKERS, default 1].")
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Start the built-in vLLM simulator as the backend (what `make run` does without VLLM_URL).",
+)
+def serve(host: str | None, port: int | None, workers: int | None, demo: bool) -> None:
+    """Run the gateway."""
+    for name, value in (
+        ("GATEWAY_HOST", host),
+        ("GATEWAY_PORT", port),
+        ("GATEWAY_WORKERS", workers),
+    ):
+        if value is not None:
+            os.environ[name] = str(value)
+    if demo:
+        os.environ.setdefault("VLLM_API_KEY", "sim-" + secrets.token_urlsafe(24))
+        with demo_backend(os.environ["VLLM_API_KEY"]) as url:
+            os.environ["VLLM_URL"] = url
+            _run()
+    else:
+        _run()
+
+
+def _run() -> None:
+    settings = load_settings()
+    click.echo(
+        f"vLLM Gateway on http://{settings.gateway_host}:{settings.gateway_port} "
+        f"in front of {', '.join(settings.backend_urls)} "
+        f"({settings.gateway_workers} worker{'s' if settings.gateway_workers > 1 else ''})",
+        err=True,
+    )
+    uvicorn.run(
+        "vllm_gateway.app:create_app_from_env",
+        factory=True,
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        workers=settings.gateway_workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.gateway_log_level,
+        access_log=False,  # every request is recorded as a usage event instead
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
