@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from vllm_gateway.admin_identity import AdminIdentity
 from vllm_gateway.backends import BackendPool
 from vllm_gateway.clock import Clock
 from vllm_gateway.db.engine import Database, open_database
@@ -25,6 +26,7 @@ class Services:
     settings: Settings
     clock: Clock
     database: Database
+    admin: AdminIdentity
     redis: aioredis.Redis | None
     keys: KeyStore
     limiter: Limiter
@@ -39,6 +41,8 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
     async with AsyncExitStack() as stack:
         database = await open_database(settings)
         stack.push_async_callback(database.close)
+        admin = AdminIdentity(database, settings)
+        await admin.start()
         redis = None
         if settings.redis_url:
             redis = aioredis.from_url(settings.redis_url)
@@ -59,6 +63,7 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
             settings=settings,
             clock=clock,
             database=database,
+            admin=admin,
             redis=redis,
             keys=keys,
             limiter=limiter,
