@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     gateway_usage_flush_interval: float = Field(
         0.5, gt=0, description="seconds between batched usage writes"
     )
+    gateway_usage_shutdown_timeout: float = Field(
+        20.0, gt=0, description="seconds shutdown keeps retrying unwritten usage events"
+    )
     gateway_session_ttl: float = Field(
         8 * 3600.0, gt=0, description="seconds an admin login session lasts"
     )

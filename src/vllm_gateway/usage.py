@@ -1,11 +1,34 @@
-"""Usage events: one per request, queued and written in batches by one writer task.
-
-INTERFACE STUB written by the core; the usage helper completes this module.
-"""
+"""Usage events: one per request, buffered and written in batches by one writer task."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import orjson
+
+from vllm_gateway.clock import Clock, utc_day
+from vllm_gateway.db import keys as db_keys
+from vllm_gateway.db import usage as db_usage
+from vllm_gateway.db.engine import Database
+from vllm_gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 2000
+"""Events per transaction; a fuller buffer wakes the writer early."""
+MAX_BACKOFF = 10.0
+PRUNE_EVERY = 3600.0
+
+
+def _cut(value: str, width: int) -> str:
+    # Cut to the column's width: one odd request (a client may send any model name)
+    # must never make a whole batch fail forever.
+    return value if len(value) <= width else value[:width]
 
 
 @dataclass(slots=True)
@@ -24,3 +47,166 @@ class UsageEvent:
     ttft_ms: float | None
     backend: str
     stream: bool
+
+
+class UsageRecorder:
+    """Queues usage events in memory and writes them in batches; a failed batch is retried."""
+
+    def __init__(self, database: Database, clock: Clock, settings: Settings) -> None:
+        self._database = database
+        self._clock = clock
+        self._interval = settings.gateway_usage_flush_interval
+        self._retention = settings.gateway_usage_retention_days * 86400.0
+        self._shutdown_timeout = settings.gateway_usage_shutdown_timeout
+        self._buffer: list[UsageEvent] = []
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._next_prune = 0.0
+
+    @property
+    def pending(self) -> int:
+        """Events recorded but not yet written."""
+        return len(self._buffer)
+
+    def record(self, event: UsageEvent) -> None:
+        """Queue one event; never blocks, never touches the database."""
+        self._buffer.append(event)
+        if len(self._buffer) == BATCH_SIZE:
+            self._wake.set()
+
+    async def start(self) -> None:
+        """Start the writer task."""
+        self._task = asyncio.create_task(self._run(), name="usage-writer")
+
+    async def flush(self) -> None:
+        """Write every queued event now; raises if the database refuses (events are kept)."""
+        async with self._lock:
+            while self._buffer:
+                batch = self._buffer[:BATCH_SIZE]
+                del self._buffer[:BATCH_SIZE]
+                try:
+                    await self._write(batch)
+                except BaseException:
+                    self._buffer[:0] = batch  # back in front, in order, for the next try
+                    raise
+
+    async def close(self) -> None:
+        """Stop the writer and write what is left, retrying until a deadline."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            # Not cancelled: a batch cut off mid-commit could be written twice.
+            await self._task
+        deadline = time.monotonic() + self._shutdown_timeout
+        delay = 0.1
+        while self._buffer:
+            try:
+                await self.flush()
+            except Exception as exc:
+                if time.monotonic() + delay > deadline:
+                    self._give_up(exc)
+                    return
+                log.warning(
+                    "usage: database unavailable at shutdown (%s); %d events waiting, retrying",
+                    type(exc).__name__,
+                    len(self._buffer),
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopping:
+            delay = min(self._interval * 2**failures, MAX_BACKOFF)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            self._wake.clear()
+            try:
+                await self.flush()
+                failures = 0
+            except Exception as exc:
+                failures = min(failures + 1, 10)
+                log.warning(
+                    "usage: writing %d events failed (%s: %s); retrying",
+                    len(self._buffer),
+                    type(exc).__name__,
+                    exc,
+                )
+            if not self._stopping and time.monotonic() >= self._next_prune:
+                await self._prune()
+
+    async def _prune(self) -> None:
+        cutoff = self._clock() - self._retention
+        try:
+            async with self._database.engine.begin() as connection:
+                removed = await db_usage.prune_events(connection, cutoff)
+        except Exception as exc:
+            log.warning("usage: pruning old events failed (%s); will retry", type(exc).__name__)
+            self._next_prune = time.monotonic() + 60.0
+            return
+        self._next_prune = time.monotonic() + PRUNE_EVERY
+        if removed:
+            log.info("usage: pruned %d events older than the retention period", removed)
+
+    async def _write(self, batch: list[UsageEvent]) -> None:
+        """One transaction: the events, their daily rollups and the keys' last use."""
+        rows = []
+        deltas: dict[tuple[str, str, str], db_usage.DailyDelta] = {}
+        last_used: dict[str, float] = {}
+        days: dict[int, str] = {}
+        for event in batch:
+            key_id = _cut(event.key_id, 32)
+            model = _cut(event.model, 200)
+            rows.append(
+                {
+                    "ts": event.ts,
+                    "request_id": _cut(event.request_id, 64),
+                    "key_id": key_id,
+                    "model": model,
+                    "route": _cut(event.route, 100),
+                    "status": event.status,
+                    "prompt_tokens": event.prompt_tokens,
+                    "completion_tokens": event.completion_tokens,
+                    "latency_ms": event.latency_ms,
+                    "ttft_ms": event.ttft_ms,
+                    "backend": _cut(event.backend, 200),
+                    "stream": event.stream,
+                }
+            )
+            day_number = int(event.ts // 86400)
+            day = days.get(day_number)
+            if day is None:
+                day = days[day_number] = utc_day(event.ts)
+            bucket = (day, key_id, model)
+            delta = deltas.get(bucket)
+            if delta is None:
+                delta = deltas[bucket] = db_usage.DailyDelta()
+            delta.requests += 1
+            delta.errors += event.status >= 400
+            delta.prompt_tokens += event.prompt_tokens
+            delta.completion_tokens += event.completion_tokens
+            delta.latency_ms_sum += event.latency_ms
+            if event.ts > last_used.get(key_id, 0.0):
+                last_used[key_id] = event.ts
+        touched = {
+            key_id: datetime.fromtimestamp(last_used[key_id], UTC) for key_id in sorted(last_used)
+        }
+        async with self._database.engine.begin() as connection:
+            await db_usage.insert_events(connection, rows)
+            await db_usage.add_to_daily(connection, self._database.dialect, deltas)
+            await db_keys.touch_keys(connection, touched)
+
+    def _give_up(self, error: Exception) -> None:
+        """Log every event that could not be written, so an operator can replay them."""
+        log.error(
+            "usage: %d events could NOT be written at shutdown (%s: %s); they follow, one per "
+            "line, as JSON",
+            len(self._buffer),
+            type(error).__name__,
+            error,
+        )
+        for event in self._buffer:
+            log.error("usage: unwritten event %s", orjson.dumps(asdict(event)).decode())
+        self._buffer.clear()

@@ -1,0 +1,296 @@
+"""Queries on usage_events and usage_daily: batched writes, rollups, reports and pruning."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Integer, case, cast, delete, desc, func, insert, literal_column, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from vllm_gateway.db.tables import api_keys, usage_daily, usage_events
+
+
+@dataclass(slots=True)
+class DailyDelta:
+    """What one batch adds to one usage_daily row."""
+
+    requests: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms_sum: float = 0.0
+
+
+async def insert_events(connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert usage events (one executemany)."""
+    if rows:
+        await connection.execute(insert(usage_events), list(rows))
+
+
+async def add_to_daily(
+    connection: AsyncConnection, dialect: str, deltas: Mapping[tuple[str, str, str], DailyDelta]
+) -> None:
+    """Add per (day, key_id, model) sums to usage_daily, creating rows as needed."""
+    if not deltas:
+        return
+    # Sorted, so concurrent writers lock rows in the same order and never deadlock.
+    rows = [
+        {
+            "day": day,
+            "key_id": key_id,
+            "model": model,
+            "requests": delta.requests,
+            "errors": delta.errors,
+            "prompt_tokens": delta.prompt_tokens,
+            "completion_tokens": delta.completion_tokens,
+            "latency_ms_sum": delta.latency_ms_sum,
+        }
+        for (day, key_id, model), delta in sorted(deltas.items())
+    ]
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = dialect_insert(usage_daily).values(rows)
+    excluded = statement.excluded
+    counted = ("requests", "errors", "prompt_tokens", "completion_tokens", "latency_ms_sum")
+    await connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=[usage_daily.c.day, usage_daily.c.key_id, usage_daily.c.model],
+            set_={name: usage_daily.c[name] + excluded[name] for name in counted},
+        )
+    )
+
+
+async def prune_events(connection: AsyncConnection, before_ts: float) -> int:
+    """Delete usage events older than `before_ts`; the daily rollups stay."""
+    result = await connection.execute(delete(usage_events).where(usage_events.c.ts < before_ts))
+    return int(result.rowcount or 0)
+
+
+def _day_filters(
+    key_id: str | None, model: str | None, since: str | None, until: str | None
+) -> list[ColumnElement[bool]]:
+    filters: list[ColumnElement[bool]] = []
+    if key_id is not None:
+        filters.append(usage_daily.c.key_id == key_id)
+    if model is not None:
+        filters.append(usage_daily.c.model == model)
+    if since is not None:
+        filters.append(usage_daily.c.day >= since)
+    if until is not None:
+        filters.append(usage_daily.c.day <= until)
+    return filters
+
+
+def _sums() -> list[Any]:
+    return [
+        func.coalesce(func.sum(usage_daily.c.requests), 0).label("requests"),
+        func.coalesce(func.sum(usage_daily.c.errors), 0).label("errors"),
+        func.coalesce(func.sum(usage_daily.c.prompt_tokens), 0).label("prompt_tokens"),
+        func.coalesce(func.sum(usage_daily.c.completion_tokens), 0).label("completion_tokens"),
+        func.coalesce(func.sum(usage_daily.c.latency_ms_sum), 0.0).label("latency_ms_sum"),
+    ]
+
+
+async def daily_totals(
+    connection: AsyncConnection,
+    *,
+    key_id: str | None = None,
+    model: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> RowMapping:
+    """Sums over usage_daily for the filters (days are YYYY-MM-DD, inclusive)."""
+    statement = select(*_sums()).where(*_day_filters(key_id, model, since, until))
+    return (await connection.execute(statement)).mappings().one()
+
+
+async def daily_series(
+    connection: AsyncConnection,
+    *,
+    key_id: str | None = None,
+    model: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> Sequence[RowMapping]:
+    """One row of sums per day that had usage, oldest first."""
+    statement = (
+        select(usage_daily.c.day, *_sums())
+        .where(*_day_filters(key_id, model, since, until))
+        .group_by(usage_daily.c.day)
+        .order_by(usage_daily.c.day)
+    )
+    return (await connection.execute(statement)).mappings().all()
+
+
+async def daily_rows(
+    connection: AsyncConnection,
+    *,
+    key_id: str | None = None,
+    model: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> Sequence[RowMapping]:
+    """The usage_daily rows themselves (day, key, model), for billing exports."""
+    statement = (
+        select(usage_daily)
+        .where(*_day_filters(key_id, model, since, until))
+        .order_by(usage_daily.c.day, usage_daily.c.key_id, usage_daily.c.model)
+    )
+    return (await connection.execute(statement)).mappings().all()
+
+
+async def top_keys(
+    connection: AsyncConnection,
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    model: str | None = None,
+    limit: int = 10,
+) -> Sequence[RowMapping]:
+    """Sums per key with the key's name (null for a deleted key), busiest first."""
+    sums = _sums()
+    statement = (
+        select(usage_daily.c.key_id, api_keys.c.name, *sums)
+        .select_from(usage_daily.outerjoin(api_keys, api_keys.c.id == usage_daily.c.key_id))
+        .where(*_day_filters(None, model, since, until))
+        .group_by(usage_daily.c.key_id, api_keys.c.name)
+        .order_by(desc(literal_column("requests")), usage_daily.c.key_id)
+        .limit(limit)
+    )
+    return (await connection.execute(statement)).mappings().all()
+
+
+async def top_models(
+    connection: AsyncConnection,
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    key_id: str | None = None,
+    limit: int = 10,
+) -> Sequence[RowMapping]:
+    """Sums per model, busiest first."""
+    statement = (
+        select(usage_daily.c.model, *_sums())
+        .where(*_day_filters(key_id, None, since, until))
+        .group_by(usage_daily.c.model)
+        .order_by(desc(literal_column("requests")), usage_daily.c.model)
+        .limit(limit)
+    )
+    return (await connection.execute(statement)).mappings().all()
+
+
+async def count_active_keys(connection: AsyncConnection, day: str) -> int:
+    """How many keys made at least one request on `day`."""
+    statement = select(func.count(func.distinct(usage_daily.c.key_id))).where(
+        usage_daily.c.day == day
+    )
+    return int((await connection.execute(statement)).scalar_one())
+
+
+async def count_enabled_keys(connection: AsyncConnection, now: Any) -> int:
+    """How many keys are neither revoked nor expired at `now` (a datetime)."""
+    statement = select(func.count()).where(
+        api_keys.c.revoked_at.is_(None),
+        (api_keys.c.expires_at.is_(None)) | (api_keys.c.expires_at > now),
+    )
+    return int((await connection.execute(statement)).scalar_one())
+
+
+def _minute(dialect: str) -> ColumnElement[Any]:
+    if dialect == "postgresql":
+        return cast(func.floor(usage_events.c.ts / 60), Integer)
+    # SQLite's CAST truncates, which is floor for the positive epoch times stored here.
+    return cast(usage_events.c.ts / 60, Integer)
+
+
+async def per_minute(
+    connection: AsyncConnection, dialect: str, since_ts: float
+) -> Sequence[RowMapping]:
+    """Requests, errors and tokens per minute (epoch minute number) since `since_ts`."""
+    minute = _minute(dialect).label("minute")
+    statement = (
+        select(
+            minute,
+            func.count().label("requests"),
+            func.sum(case((usage_events.c.status >= 400, 1), else_=0)).label("errors"),
+            func.sum(usage_events.c.prompt_tokens + usage_events.c.completion_tokens).label(
+                "tokens"
+            ),
+        )
+        .where(usage_events.c.ts >= since_ts)
+        .group_by(minute)
+        .order_by(minute)
+    )
+    return (await connection.execute(statement)).mappings().all()
+
+
+async def latency_percentiles(
+    connection: AsyncConnection, dialect: str, since_ts: float, fractions: Sequence[float]
+) -> list[float | None]:
+    """Latency (ms) percentiles of requests since `since_ts` (nearest rank); None if none."""
+    recent = usage_events.c.ts >= since_ts
+    if dialect == "postgresql":
+        statement = select(
+            *(
+                func.percentile_disc(fraction).within_group(usage_events.c.latency_ms)
+                for fraction in fractions
+            )
+        ).where(recent)
+        row = (await connection.execute(statement)).one()
+        return [None if value is None else float(value) for value in row]
+    total = int((await connection.execute(select(func.count()).where(recent))).scalar_one())
+    if total == 0:
+        return [None for _ in fractions]
+    values: list[float | None] = []
+    for fraction in fractions:
+        # Nearest rank, as percentile_disc computes it on PostgreSQL.
+        rank = max(1, math.ceil(round(fraction * total, 9)))
+        statement = (
+            select(usage_events.c.latency_ms)
+            .where(recent)
+            .order_by(usage_events.c.latency_ms)
+            .limit(1)
+            .offset(min(rank, total) - 1)
+        )
+        values.append(float((await connection.execute(statement)).scalar_one()))
+    return values
+
+
+async def recent_events(
+    connection: AsyncConnection, *, limit: int = 20, key_id: str | None = None
+) -> Sequence[RowMapping]:
+    """The latest events with their key's name (null for a deleted key), newest first."""
+    statement = select(
+        usage_events.c.ts,
+        usage_events.c.request_id,
+        usage_events.c.key_id,
+        api_keys.c.name.label("key_name"),
+        usage_events.c.model,
+        usage_events.c.route,
+        usage_events.c.status,
+        usage_events.c.prompt_tokens,
+        usage_events.c.completion_tokens,
+        usage_events.c.latency_ms,
+        usage_events.c.ttft_ms,
+        usage_events.c.stream,
+    ).select_from(usage_events.outerjoin(api_keys, api_keys.c.id == usage_events.c.key_id))
+    if key_id is not None:
+        statement = statement.where(usage_events.c.key_id == key_id)
+    statement = statement.order_by(usage_events.c.ts.desc(), usage_events.c.id.desc()).limit(limit)
+    return (await connection.execute(statement)).mappings().all()
+
+
+async def count_events(connection: AsyncConnection, **filters: Any) -> RowMapping:
+    """Count and token sums of usage_events matching column equality filters (tests, checks)."""
+    conditions = [usage_events.c[name] == value for name, value in filters.items()]
+    statement = select(
+        func.count().label("requests"),
+        func.coalesce(func.sum(usage_events.c.prompt_tokens), 0).label("prompt_tokens"),
+        func.coalesce(func.sum(usage_events.c.completion_tokens), 0).label("completion_tokens"),
+    ).where(*conditions)
+    return (await connection.execute(statement)).mappings().one()

@@ -1,0 +1,124 @@
+"""Prometheus metrics for one worker, in a registry of its own.
+
+Counters are labelled by key id and model (never a secret); the latency and TTFT
+histograms by model only, because a histogram per key would multiply the series by the
+number of buckets. With several workers each serves its own numbers on /metrics.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from vllm_gateway.usage import UsageEvent
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+_TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    """Request, token, latency, rejection and backend metrics of this worker."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.in_flight = 0
+        self._requests = Counter(
+            "vgw_requests",
+            "Requests forwarded to a backend, by key, model and HTTP status",
+            ["key_id", "model", "status"],
+            registry=self.registry,
+        )
+        self._tokens = Counter(
+            "vgw_tokens",
+            "Tokens reported by the backends, by key, model and kind (prompt/completion)",
+            ["key_id", "model", "kind"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "vgw_request_duration_seconds",
+            "Time from request arrival to the last byte relayed, by model",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._ttft = Histogram(
+            "vgw_time_to_first_token_seconds",
+            "Time from request arrival to the first token relayed (streams), by model",
+            ["model"],
+            buckets=_TTFT_BUCKETS,
+            registry=self.registry,
+        )
+        self._rejections = Counter(
+            "vgw_rejections",
+            "Requests refused before reaching a backend, by reason and key",
+            ["reason", "key_id"],
+            registry=self.registry,
+        )
+        self._backend_errors = Counter(
+            "vgw_backend_errors",
+            "Backend failures (connect, timeout, 5xx), by backend and kind",
+            ["backend", "kind"],
+            registry=self.registry,
+        )
+        self._backend_up = Gauge(
+            "vgw_backend_up",
+            "Whether the last health check of a backend succeeded",
+            ["backend"],
+            registry=self.registry,
+        )
+        in_flight = Gauge(
+            "vgw_requests_in_flight",
+            "Requests being forwarded right now",
+            registry=self.registry,
+        )
+        # Read at scrape time, so the hot path only touches a plain int.
+        in_flight.set_function(lambda: self.in_flight)
+        # labels() takes a lock each call; the children are looked up here first.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Counter, Counter]] = {}
+        self._model_children: dict[str, tuple[Histogram, Histogram]] = {}
+
+    def request_started(self) -> None:
+        """A request began forwarding."""
+        self.in_flight += 1
+
+    def request_finished(self, event: UsageEvent) -> None:
+        """A forwarded request ended (on any path); count it and its tokens."""
+        self.in_flight -= 1
+        children = self._children.get((event.key_id, event.model, event.status))
+        if children is None:
+            children = (
+                self._requests.labels(event.key_id, event.model, str(event.status)),
+                self._tokens.labels(event.key_id, event.model, "prompt"),
+                self._tokens.labels(event.key_id, event.model, "completion"),
+            )
+            self._children[(event.key_id, event.model, event.status)] = children
+        requests, prompt, completion = children
+        requests.inc()
+        if event.prompt_tokens:
+            prompt.inc(event.prompt_tokens)
+        if event.completion_tokens:
+            completion.inc(event.completion_tokens)
+        histograms = self._model_children.get(event.model)
+        if histograms is None:
+            histograms = (self._latency.labels(event.model), self._ttft.labels(event.model))
+            self._model_children[event.model] = histograms
+        histograms[0].observe(event.latency_ms / 1000.0)
+        if event.ttft_ms is not None:
+            histograms[1].observe(event.ttft_ms / 1000.0)
+
+    def rejected(self, reason: str, key_id: str) -> None:
+        """A request was refused (401/403/429/400) before reaching a backend."""
+        self._rejections.labels(reason, key_id).inc()
+
+    def backend_error(self, backend: str, kind: str) -> None:
+        """A backend failed: kind is e.g. "connect", "timeout" or "status_5xx"."""
+        self._backend_errors.labels(backend, kind).inc()
+
+    def set_backend_up(self, backend: str, up: bool) -> None:
+        """Record the outcome of a backend health check."""
+        self._backend_up.labels(backend).set(1 if up else 0)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return bytes(generate_latest(self.registry))

@@ -1,0 +1,359 @@
+"""Both limiters (in-process and Redis) against the same behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from vllm_gateway.errors import GatewayError
+from vllm_gateway.keys import ClientKey
+from vllm_gateway.limits import (
+    Limiter,
+    RateLimitExceeded,
+    Reservation,
+    create_limiter,
+    format_duration,
+)
+from vllm_gateway.settings import Settings
+
+NOON = datetime(2025, 3, 14, 12, 0, tzinfo=UTC).timestamp()
+LEASE = 30.0 + 60.0
+
+
+class DrivenClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: float = NOON) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Harness:
+    limiter: Limiter
+    clock: DrivenClock
+    kind: str
+
+
+def make_key(key_id: str = "k1", **limits: Any) -> ClientKey:
+    fields: dict[str, Any] = {
+        "daily_requests": None,
+        "rpm": None,
+        "daily_tokens": None,
+        "max_concurrency": None,
+    }
+    fields.update(limits)
+    return ClientKey(id=key_id, name="test", models=frozenset(), expires_at=None, **fields)
+
+
+def settings() -> Settings:
+    return Settings(_env_file=None, gateway_upstream_timeout=30.0)  # type: ignore[call-arg]
+
+
+@pytest.fixture(params=["in-process", "redis"])
+async def harness(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Harness]:
+    clock = DrivenClock()
+    client = aioredis.from_url(redis_url) if request.param == "redis" else None
+    limiter = create_limiter(settings(), client, clock)
+    try:
+        yield Harness(limiter, clock, request.param)
+    finally:
+        await limiter.close()
+        if client is not None:
+            await client.aclose()
+
+
+async def rejected(limiter: Limiter, key: ClientKey, estimate: int = 0) -> RateLimitExceeded:
+    with pytest.raises(RateLimitExceeded) as caught:
+        await limiter.acquire(key, estimate)
+    error = caught.value
+    assert error.status == 429
+    assert error.code == "rate_limit_exceeded"
+    return error
+
+
+def header(headers: Any, name: bytes) -> str | None:
+    values = [value.decode() for key, value in headers if key == name]
+    assert len(values) <= 1
+    return values[0] if values else None
+
+
+async def test_daily_requests_stop_at_the_limit(harness: Harness) -> None:
+    key = make_key(daily_requests=3)
+    for expected_remaining in ("2", "1", "0"):
+        reservation = await harness.limiter.acquire(key, 10)
+        assert header(reservation.headers, b"x-ratelimit-limit-requests") == "3"
+        remaining = header(reservation.headers, b"x-ratelimit-remaining-requests")
+        assert remaining == expected_remaining
+        assert header(reservation.headers, b"x-ratelimit-reset-requests") == "12h0m0s"
+        assert header(reservation.headers, b"x-ratelimit-limit-tokens") is None
+        await harness.limiter.settle(reservation, 5)
+    error = await rejected(harness.limiter, key)
+    assert error.reason == "requests_per_day"
+    assert "3 requests per day" in error.message
+    assert header(error.headers, b"retry-after") == str(12 * 3600)
+    assert header(error.headers, b"x-ratelimit-remaining-requests") == "0"
+
+
+async def test_the_day_rolls_over_at_midnight_utc(harness: Harness) -> None:
+    key = make_key(daily_requests=2, daily_tokens=1000)
+    midnight = datetime(2025, 3, 15, tzinfo=UTC).timestamp()
+    harness.clock.now = midnight - 0.25
+    await harness.limiter.acquire(key, 100)
+    late = await harness.limiter.acquire(key, 100)
+    error = await rejected(harness.limiter, key)
+    assert header(error.headers, b"retry-after") == "1"
+    assert header(error.headers, b"x-ratelimit-reset-requests") == "250ms"
+
+    harness.clock.now = midnight
+    fresh = await harness.limiter.acquire(key, 100)
+    assert header(fresh.headers, b"x-ratelimit-remaining-requests") == "1"
+    assert header(fresh.headers, b"x-ratelimit-remaining-tokens") == "900"
+    assert header(fresh.headers, b"x-ratelimit-reset-requests") == "24h0m0s"
+    # A request that started yesterday settles against yesterday, not today.
+    await harness.limiter.settle(late, 5000)
+    today = await harness.limiter.acquire(key, 100)
+    assert header(today.headers, b"x-ratelimit-remaining-tokens") == "800"
+    await rejected(harness.limiter, key)
+
+
+async def test_requests_per_minute_is_a_sliding_window(harness: Harness) -> None:
+    key = make_key(rpm=3)
+    start = harness.clock.now
+    for offset in (0.0, 10.0, 20.0):
+        harness.clock.now = start + offset
+        reservation = await harness.limiter.acquire(key, 0)
+        await harness.limiter.settle(reservation, 0)
+    assert header(reservation.headers, b"x-ratelimit-remaining-requests") == "0"
+    assert header(reservation.headers, b"x-ratelimit-reset-requests") == "40s"
+    harness.clock.now = start + 59.5
+    error = await rejected(harness.limiter, key)
+    assert error.reason == "requests_per_minute"
+    assert header(error.headers, b"retry-after") == "1"
+    harness.clock.now = start + 60.0
+    again = await harness.limiter.acquire(key, 0)
+    assert header(again.headers, b"x-ratelimit-reset-requests") == "10s"
+    harness.clock.now = start + 65.0
+    error = await rejected(harness.limiter, key)
+    assert header(error.headers, b"retry-after") == "5"
+
+
+async def test_daily_tokens_reserve_the_estimate_and_settle_to_the_real_count(
+    harness: Harness,
+) -> None:
+    key = make_key(daily_tokens=100)
+    first = await harness.limiter.acquire(key, 60)
+    assert header(first.headers, b"x-ratelimit-remaining-tokens") == "40"
+    assert header(first.headers, b"x-ratelimit-limit-tokens") == "100"
+    assert header(first.headers, b"x-ratelimit-reset-tokens") == "12h0m0s"
+    # Below the limit a request is admitted even when its estimate goes over.
+    second = await harness.limiter.acquire(key, 60)
+    assert header(second.headers, b"x-ratelimit-remaining-tokens") == "0"
+    error = await rejected(harness.limiter, key, 1)
+    assert error.reason == "tokens_per_day"
+    assert "100 tokens per day" in error.message
+    await harness.limiter.settle(first, 10)
+    await harness.limiter.settle(second, 20)
+    third = await harness.limiter.acquire(key, 50)
+    assert header(third.headers, b"x-ratelimit-remaining-tokens") == "20"
+    await harness.limiter.settle(third, 75)
+    error = await rejected(harness.limiter, key, 0)
+    assert header(error.headers, b"x-ratelimit-remaining-tokens") == "0"
+
+
+async def test_concurrency_slots_come_back_on_settle(harness: Harness) -> None:
+    key = make_key(max_concurrency=2)
+    first = await harness.limiter.acquire(key, 0)
+    second = await harness.limiter.acquire(key, 0)
+    assert first.holds_slot and second.holds_slot
+    assert first.headers == []  # no request or token limit: nothing to report
+    error = await rejected(harness.limiter, key)
+    assert error.reason == "concurrency"
+    assert header(error.headers, b"retry-after") == "1"
+    await harness.limiter.settle(first, 0)
+    await harness.limiter.settle(first, 0)  # settling twice frees one slot, not two
+    third = await harness.limiter.acquire(key, 0)
+    await rejected(harness.limiter, key)
+    for reservation in (second, third):
+        await harness.limiter.settle(reservation, 0)
+    for reservation in [await harness.limiter.acquire(key, 0) for _ in range(2)]:
+        await harness.limiter.settle(reservation, 0)
+
+
+async def test_a_request_rejected_by_one_limit_consumes_none_of_the_others(
+    harness: Harness,
+) -> None:
+    key = make_key(daily_requests=10, rpm=5, daily_tokens=1000, max_concurrency=1)
+    held = await harness.limiter.acquire(key, 100)
+    for _ in range(3):
+        error = await rejected(harness.limiter, key, 100)
+        assert error.reason == "concurrency"
+    await harness.limiter.settle(held, 100)
+    after = await harness.limiter.acquire(key, 100)
+    # Only the two admitted requests count: 5 rpm - 2, 1000 tokens - 200.
+    assert header(after.headers, b"x-ratelimit-remaining-requests") == "3"
+    assert header(after.headers, b"x-ratelimit-remaining-tokens") == "800"
+    await harness.limiter.settle(after, 900)  # now over the token limit
+    for _ in range(3):
+        error = await rejected(harness.limiter, key, 1)
+        assert error.reason == "tokens_per_day"
+    # Had the token rejections taken requests, the minute (5) would be full by now.
+    lifted = make_key(daily_requests=10, rpm=5, max_concurrency=1)
+    reservation = await harness.limiter.acquire(lifted, 1)
+    assert header(reservation.headers, b"x-ratelimit-remaining-requests") == "2"
+
+
+async def test_the_most_constraining_request_limit_is_reported(harness: Harness) -> None:
+    key = make_key(daily_requests=100, rpm=5)
+    reservation = await harness.limiter.acquire(key, 0)
+    assert header(reservation.headers, b"x-ratelimit-limit-requests") == "5"
+    assert header(reservation.headers, b"x-ratelimit-remaining-requests") == "4"
+    assert header(reservation.headers, b"x-ratelimit-reset-requests") == "1m0s"
+    tight = make_key("k2", daily_requests=2, rpm=5)
+    reservation = await harness.limiter.acquire(tight, 0)
+    assert header(reservation.headers, b"x-ratelimit-limit-requests") == "2"
+    assert header(reservation.headers, b"x-ratelimit-remaining-requests") == "1"
+
+
+async def test_the_day_limit_is_reported_before_the_minute_limit(harness: Harness) -> None:
+    key = make_key(daily_requests=2, rpm=2, max_concurrency=1)
+    for _ in range(2):
+        await harness.limiter.settle(await harness.limiter.acquire(key, 0), 0)
+    error = await rejected(harness.limiter, key)
+    assert error.reason == "requests_per_day"
+    assert int(header(error.headers, b"retry-after") or 0) == 12 * 3600
+
+
+async def test_a_key_without_limits_costs_nothing(harness: Harness) -> None:
+    key = make_key()
+    reservations = [await harness.limiter.acquire(key, 10**9) for _ in range(50)]
+    assert all(r.headers == [] and not r.holds_slot for r in reservations)
+    for reservation in reservations:
+        await harness.limiter.settle(reservation, 10**9)
+
+
+async def test_keys_do_not_share_limits(harness: Harness) -> None:
+    one, two = make_key("one", daily_requests=1), make_key("two", daily_requests=1)
+    await harness.limiter.acquire(one, 0)
+    await harness.limiter.acquire(two, 0)
+    await rejected(harness.limiter, one)
+    await rejected(harness.limiter, two)
+
+
+async def test_concurrent_acquires_admit_exactly_the_limit(harness: Harness) -> None:
+    key = make_key(daily_requests=20, max_concurrency=50)
+    results = await asyncio.gather(
+        *(harness.limiter.acquire(key, 1) for _ in range(60)), return_exceptions=True
+    )
+    admitted = [r for r in results if isinstance(r, Reservation)]
+    refused = [r for r in results if isinstance(r, RateLimitExceeded)]
+    assert (len(admitted), len(refused)) == (20, 40)
+
+
+# Redis only: what only a shared limiter has.
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def test_workers_sharing_redis_share_the_limits(redis_client: aioredis.Redis) -> None:
+    clock = DrivenClock()
+    workers = [create_limiter(settings(), redis_client, clock) for _ in range(3)]
+    key = make_key(daily_requests=25, max_concurrency=10)
+    results = await asyncio.gather(
+        *(workers[i % 3].acquire(key, 1) for i in range(90)), return_exceptions=True
+    )
+    admitted = [r for r in results if isinstance(r, Reservation)]
+    assert len(admitted) == 10  # the concurrency limit binds first
+    for index, reservation in enumerate(admitted):
+        await workers[index % 3].settle(reservation, 1)
+    for admitted_count, reason in ((10, "concurrency"), (5, "requests_per_day")):
+        results = await asyncio.gather(
+            *(workers[i % 3].acquire(key, 1) for i in range(30)), return_exceptions=True
+        )
+        admitted = [r for r in results if isinstance(r, Reservation)]
+        reasons = {r.reason for r in results if isinstance(r, RateLimitExceeded)}
+        assert (len(admitted), reasons) == (admitted_count, {reason})
+        for reservation in admitted:
+            await workers[0].settle(reservation, 1)
+
+
+async def test_a_lease_expires_when_its_worker_never_settles(
+    redis_client: aioredis.Redis,
+) -> None:
+    clock = DrivenClock()
+    crashed = create_limiter(settings(), redis_client, clock)
+    await crashed.acquire(make_key(max_concurrency=1), 0)  # never settled
+    survivor = create_limiter(settings(), redis_client, clock)
+    await rejected(survivor, make_key(max_concurrency=1))
+    clock.now += LEASE - 1
+    await rejected(survivor, make_key(max_concurrency=1))
+    clock.now += 1.5
+    reservation = await survivor.acquire(make_key(max_concurrency=1), 0)
+    await survivor.settle(reservation, 0)
+
+
+async def test_scripts_are_reloaded_after_redis_forgets_them(
+    redis_client: aioredis.Redis,
+) -> None:
+    limiter = create_limiter(settings(), redis_client, DrivenClock())
+    key = make_key(daily_requests=2, max_concurrency=1)
+    await redis_client.script_flush()
+    reservation = await limiter.acquire(key, 0)
+    await redis_client.script_flush()
+    await limiter.settle(reservation, 0)
+    await limiter.acquire(key, 0)
+    await rejected(limiter, key)
+
+
+async def test_redis_down_rejects_with_503_and_settle_does_not_raise(
+    redis_client: aioredis.Redis,
+) -> None:
+    clock = DrivenClock()
+    key = make_key(max_concurrency=1)
+    reservation = await create_limiter(settings(), redis_client, clock).acquire(key, 0)
+    unreachable = aioredis.from_url("redis://127.0.0.1:1/0")
+    try:
+        limiter = create_limiter(settings(), unreachable, clock)
+        with pytest.raises(GatewayError) as caught:
+            await limiter.acquire(key, 0)
+        assert caught.value.status == 503
+        assert "redis" not in caught.value.message.lower()
+        await limiter.settle(reservation, 0)
+        assert reservation.settled
+        # Unlimited keys never touch Redis at all.
+        assert (await limiter.acquire(make_key(), 0)).headers == []
+    finally:
+        await unreachable.aclose()
+
+
+async def test_daily_counters_expire_after_their_day(redis_client: aioredis.Redis) -> None:
+    limiter = create_limiter(settings(), redis_client, DrivenClock())
+    await limiter.acquire(make_key(daily_requests=5, daily_tokens=5), 1)
+    for name in (b"vgw:lim:{k1}:req:2025-03-14", b"vgw:lim:{k1}:tok:2025-03-14"):
+        ttl = await redis_client.ttl(name)
+        assert 12 * 3600 + 86400 - 5 <= ttl <= 12 * 3600 + 86400
+
+
+def test_durations_are_written_like_openai() -> None:
+    assert format_duration(0.02) == "20ms"
+    assert format_duration(0.0) == "0ms"
+    assert format_duration(1.0) == "1s"
+    assert format_duration(1.2) == "2s"
+    assert format_duration(360.0) == "6m0s"
+    assert format_duration(7384.0) == "2h3m4s"
+    assert format_duration(86400.0) == "24h0m0s"
