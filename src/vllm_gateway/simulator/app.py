@@ -23,7 +23,7 @@ from vllm_gateway.simulator.state import InjectedFailure, RecordedRequest, Simul
 
 # vLLM's --api-key only guards these prefixes; everything else stays open.
 GUARDED_PREFIXES = ("/v1", "/v2", "/inference", "/cohere")
-GENERATION_PATHS = {"/v1/chat/completions": "chatcmpl-", "/v1/completions": "cmpl-"}
+GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 _UNAUTHORIZED = orjson.dumps({"error": "Unauthorized"})
 
 
@@ -62,11 +62,9 @@ class SimulatorFront:
         if method == "POST" and path in GENERATION_PATHS:
             failure = self.state.take_failure()
             if failure is not None:
-                request_id = GENERATION_PATHS[path] + (
-                    headers.get("x-request-id") or uuid.uuid4().hex
-                )
-                await self._fail(failure, request_id, receive, send)
-                return
+                base_id = headers.get("x-request-id") or uuid.uuid4().hex
+                if await self._fail(failure, base_id, receive, send):
+                    return
         await self.app(scope, replay(body, receive), send)
 
     def _authorized(self, method: str, path: str, headers: dict[str, str]) -> bool:
@@ -76,23 +74,29 @@ class SimulatorFront:
         return hmac.compare_digest(given, self.expected)
 
     async def _fail(
-        self, failure: InjectedFailure, request_id: str, receive: Receive, send: Send
-    ) -> None:
+        self, failure: InjectedFailure, base_id: str, receive: Receive, send: Send
+    ) -> bool:
+        """Play an injected failure; False when the request should then proceed normally."""
         state = self.state
         state.active += 1
         try:
             if failure.delay > 0 and not await until_disconnect(
                 asyncio.sleep(failure.delay), receive
             ):
-                state.aborted_request_ids.append(request_id)
-                return
+                state.aborted_request_ids.append(base_id)
+                return True
             if failure.status == 0:
                 await drop_connection(receive)
-                return
-            payload = failure.body or error_payload(
-                failure.status, f"Simulated failure (HTTP {failure.status})."
-            )
+                return True
+            if failure.body is None and 200 <= failure.status < 300:
+                return False  # only a delay: answer normally, late
+            payload = failure.body
+            if payload is None:
+                payload = error_payload(
+                    failure.status, f"Simulated failure (HTTP {failure.status})."
+                )
             await _send(send, failure.status, orjson.dumps(payload))
+            return True
         finally:
             state.active -= 1
 

@@ -101,7 +101,7 @@ class GenerationResponse:
                 state.prompt_tokens_total += plan.prompt_tokens
                 state.generation_tokens_total += plan.completion_tokens
             else:
-                state.aborted_request_ids.append(plan.request_id)
+                state.aborted_request_ids.append(plan.base_id)
         except _StreamFailed:
             pass
         finally:

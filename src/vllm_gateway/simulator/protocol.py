@@ -21,6 +21,7 @@ class Plan:
 
     chat: bool
     model: str
+    base_id: str
     request_id: str
     created: int
     prompt_tokens: int
@@ -213,6 +214,7 @@ def plan_chat(body: Any, config: SimulatorConfig, base_id: str) -> Plan:
     return Plan(
         True,
         model,
+        base_id,
         f"chatcmpl-{base_id}",
         int(time.time()),
         prompt_tokens,
@@ -238,6 +240,7 @@ def plan_completion(body: Any, config: SimulatorConfig, base_id: str) -> Plan:
     return Plan(
         False,
         model,
+        base_id,
         f"cmpl-{base_id}",
         int(time.time()),
         sum(t for _, t in prompts),
