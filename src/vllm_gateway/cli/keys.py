@@ -1,10 +1,217 @@
-"""`vllm-gateway keys` (STUB: its owner replaces this file)."""
+"""`vllm-gateway keys`: create, list, show, revoke and delete client keys."""
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
 import click
+
+from vllm_gateway.cli._keystore import open_key_store, run
+from vllm_gateway.cli.settings_loader import load_settings
+from vllm_gateway.key_records import CreatedKey, KeyRecord
+from vllm_gateway.keys import DEFAULT_DAILY_REQUESTS
+
+F = TypeVar("F", bound=Callable[..., Any])
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_CACHE_NOTE = (
+    "Running gateways drop their cached copy of the key at once when REDIS_URL is set; "
+    "otherwise within GATEWAY_KEY_CACHE_TTL seconds (default 10)."
+)
+
+
+def _parse_limit(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """A non-negative whole number, or `unlimited`."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text in {"unlimited", "none"}:
+        return None
+    if not text.isdigit():
+        raise click.BadParameter(f"{value!r} is not a whole number >= 0 or 'unlimited'")
+    return int(text)
+
+
+def _limit_option(flag: str, help_text: str) -> Callable[[F], F]:
+    return click.option(flag, metavar="N|unlimited", callback=_parse_limit, help=help_text)
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30d`, `12h`, `90m`, `2w` or `3600s` as a timedelta."""
+    match = _DURATION.match(text)
+    if match is None or int(match.group(1)) == 0:
+        raise click.BadParameter(
+            f"{text!r} is not a duration like 30d, 12h, 90m, 2w", param_hint="--expires-in"
+        )
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if seconds > 100 * 365 * 86400:
+        raise click.BadParameter("at most 100 years", param_hint="--expires-in")
+    return timedelta(seconds=seconds)
 
 
 @click.group()
 def keys() -> None:
-    """Not built yet."""
+    """Manage client API keys (reads DATABASE_URL / DATABASE_PATH)."""
+
+
+@keys.command()
+@click.option("--name", required=True, help="What the key is for (1-200 characters).")
+@click.option("--email", help="Contact address of the key's owner.")
+@_limit_option(
+    "--daily-requests", "Requests per UTC day [default: GATEWAY_DEFAULT_DAILY_REQUESTS]."
+)
+@_limit_option("--rpm", "Requests per minute [default: unlimited].")
+@_limit_option("--daily-tokens", "Tokens per UTC day [default: unlimited].")
+@_limit_option("--max-concurrency", "Requests in flight at once [default: unlimited].")
+@click.option("--models", help="Comma-separated models the key may use [default: all].")
+@click.option("--expires-in", help="Lifetime such as 30d, 12h, 2w [default: never expires].")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object (with `key`).")
+def create(
+    name: str,
+    email: str | None,
+    daily_requests: int | None,
+    rpm: int | None,
+    daily_tokens: int | None,
+    max_concurrency: int | None,
+    models: str | None,
+    expires_in: str | None,
+    as_json: bool,
+) -> None:
+    """Create a key and print it. The key is shown only this once."""
+    expires_at = None if expires_in is None else datetime.now(UTC) + parse_duration(expires_in)
+    model_list = [] if models is None else [part.strip() for part in models.split(",")]
+    source = click.get_current_context().get_parameter_source("daily_requests")
+    daily_given = source is click.core.ParameterSource.COMMANDLINE
+    settings = load_settings()
+
+    async def work() -> CreatedKey:
+        async with open_key_store(settings) as store:
+            return await store.create(
+                name=name,
+                email=email,
+                daily_requests=daily_requests if daily_given else DEFAULT_DAILY_REQUESTS,
+                rpm=rpm,
+                daily_tokens=daily_tokens,
+                max_concurrency=max_concurrency,
+                models=model_list,
+                expires_at=expires_at,
+            )
+
+    created = run(work)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {**created.record.to_json(), "key": created.key}, indent=2, ensure_ascii=False
+            )
+        )
+        return
+    click.echo(created.key)
+    click.echo(
+        f"Created key {created.id} ({created.record.name}). "
+        "Store it now: it is shown only this once.",
+        err=True,
+    )
+
+
+@keys.command(name="list")
+@click.option("--status", type=click.Choice(["active", "revoked", "expired"]), help="Filter.")
+@click.option("--search", "query", help="Case-insensitive search in id, name and email.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def list_keys(status: str | None, query: str | None, as_json: bool) -> None:
+    """List keys, newest first (never the keys themselves)."""
+    settings = load_settings()
+
+    async def work() -> list[KeyRecord]:
+        async with open_key_store(settings) as store:
+            return await store.list_keys(status=status, query=query)
+
+    records = run(work)
+    if as_json:
+        click.echo(
+            json.dumps([record.to_json() for record in records], indent=2, ensure_ascii=False)
+        )
+        return
+    if not records:
+        click.echo("no keys", err=True)
+        return
+    rows = [("ID", "NAME", "STATUS", "DAILY REQ", "RPM", "MODELS", "CREATED", "LAST USED")]
+    rows += [
+        (
+            r.id,
+            r.name if len(r.name) <= 30 else r.name[:29] + "…",
+            r.status,
+            _limit(r.daily_requests),
+            _limit(r.rpm),
+            ",".join(r.models) or "all",
+            _when(r.created_at),
+            _when(r.last_used_at),
+        )
+        for r in records
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+@keys.command()
+@click.argument("key_id")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def show(key_id: str, as_json: bool) -> None:
+    """Show one key's settings (never the key itself)."""
+    settings = load_settings()
+
+    async def work() -> KeyRecord:
+        async with open_key_store(settings) as store:
+            return await store.get(key_id)
+
+    record = run(work)
+    data = record.to_json()
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    for name, value in data.items():
+        shown = ",".join(value) or "all" if name == "models" else value
+        click.echo(f"{name:16} {'-' if shown is None else shown}")
+
+
+@keys.command(epilog=_CACHE_NOTE)
+@click.argument("key_id")
+def revoke(key_id: str) -> None:
+    """Revoke a key; its usage history is kept."""
+    settings = load_settings()
+
+    async def work() -> KeyRecord:
+        async with open_key_store(settings) as store:
+            return await store.revoke(key_id)
+
+    record = run(work)
+    click.echo(f"revoked {record.id} ({record.name})")
+
+
+@keys.command(epilog=_CACHE_NOTE)
+@click.argument("key_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete(key_id: str, yes: bool) -> None:
+    """Delete a key AND its usage history (revoke keeps the history)."""
+    if not yes:
+        click.confirm(f"Delete key {key_id} and all its usage history?", abort=True)
+    settings = load_settings()
+
+    async def work() -> KeyRecord:
+        async with open_key_store(settings) as store:
+            return await store.delete(key_id)
+
+    record = run(work)
+    click.echo(f"deleted {record.id} ({record.name}) and its usage history")
+
+
+def _limit(value: int | None) -> str:
+    return "unlimited" if value is None else str(value)
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M")
