@@ -1,0 +1,121 @@
+"""The database layer: migrations from empty on SQLite and PostgreSQL, engine settings, locking."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
+
+from vllm_gateway.db.engine import Database, create_engine, open_database, upgrade_database
+from vllm_gateway.db.tables import metadata
+from vllm_gateway.settings import Settings
+
+MIGRATIONS = Path(__file__).parent.parent / "src" / "vllm_gateway" / "db" / "migrations"
+TABLES = {"api_keys", "usage_events", "usage_daily", "admin_credentials", "admin_sessions"}
+
+
+def settings_for(url: str) -> Settings:
+    return Settings(_env_file=None, database_url=url)  # type: ignore[call-arg]
+
+
+def head_revision() -> str:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+async def scalar(database: Database, sql: str) -> Any:
+    async with database.engine.connect() as connection:
+        return (await connection.execute(text(sql))).scalar_one()
+
+
+def schema_differences(connection: Connection) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, metadata))
+
+
+async def test_open_database_migrates_an_empty_database_to_head(database_url: str) -> None:
+    database = await open_database(settings_for(database_url))
+    try:
+        await database.ping()
+        async with database.engine.connect() as connection:
+            tables = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+            differences = await connection.run_sync(schema_differences)
+        assert tables >= TABLES
+        assert await scalar(database, "SELECT version_num FROM alembic_version") == head_revision()
+        # The tables the code uses are exactly what the migrations built.
+        assert differences == []
+    finally:
+        await database.close()
+
+
+async def test_opening_again_and_concurrently_is_harmless(database_url: str) -> None:
+    settings = settings_for(database_url)
+    databases = await asyncio.gather(*(open_database(settings) for _ in range(4)))
+    try:
+        again = await open_database(settings)
+        databases.append(again)
+        for database in databases:
+            await database.ping()
+        assert await scalar(again, "SELECT count(*) FROM alembic_version") == 1
+    finally:
+        for database in databases:
+            await database.close()
+
+
+def test_upgrade_database_works_without_a_running_loop(database_url: str) -> None:
+    upgrade_database(database_url)
+    upgrade_database(database_url)
+
+    async def version() -> str:
+        engine = create_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                result = await connection.execute(text("SELECT version_num FROM alembic_version"))
+                return str(result.scalar_one())
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(version()) == head_revision()
+
+
+async def test_sqlite_is_tuned_and_its_directory_created(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "deeper" / "gateway.db"
+    database = await open_database(settings_for(f"sqlite+aiosqlite:///{path}"))
+    try:
+        assert database.dialect == "sqlite"
+        assert path.exists()
+        assert await scalar(database, "PRAGMA journal_mode") == "wal"
+        assert await scalar(database, "PRAGMA foreign_keys") == 1
+        assert await scalar(database, "PRAGMA synchronous") == 1  # NORMAL
+        assert await scalar(database, "PRAGMA busy_timeout") >= 1000
+    finally:
+        await database.close()
+
+
+async def test_database_path_is_the_default_store(tmp_path: Path) -> None:
+    path = tmp_path / "default" / "gateway.db"
+    settings = Settings(_env_file=None, database_path=str(path))  # type: ignore[call-arg]
+    database = await open_database(settings)
+    try:
+        await database.ping()
+        assert path.exists()
+    finally:
+        await database.close()
+
+
+async def test_postgres_dialect_is_named(database_url: str) -> None:
+    database = await open_database(settings_for(database_url))
+    try:
+        assert database.dialect == ("sqlite" if database_url.startswith("sqlite") else "postgresql")
+    finally:
+        await database.close()
