@@ -18,8 +18,6 @@ const files = {
   "dompurify/purify.min.js": "dompurify/dist/purify.min.js",
   "dompurify/LICENSE": "dompurify/LICENSE",
   "highlightjs/highlight.min.js": "@highlightjs/cdn-assets/highlight.min.js",
-  "highlightjs/github.min.css": "@highlightjs/cdn-assets/styles/github.min.css",
-  "highlightjs/github-dark.min.css": "@highlightjs/cdn-assets/styles/github-dark.min.css",
   "highlightjs/LICENSE": "@highlightjs/cdn-assets/LICENSE",
 };
 const fonts = ["fa-brands-400", "fa-regular-400", "fa-solid-900", "fa-v4compatibility"];

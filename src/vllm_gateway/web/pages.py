@@ -1,9 +1,145 @@
-"""STUB: its owner replaces this file."""
+"""The HTML pages: landing, login, dashboard, key management, chat and "my usage"."""
 
-from fastapi import APIRouter, FastAPI
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import RedirectResponse
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+from vllm_gateway.web.admin_auth import current_session, require_admin, safe_next
+from vllm_gateway.web.templating import STATIC_DIR, PageRenderer, renderer
+
+log = logging.getLogger(__name__)
 
 router = APIRouter()
 
 
+class _StaticFiles(StaticFiles):
+    """Static files; URLs carrying a content hash (?v=) may be cached for good."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        versioned = b"v=" in scope.get("query_string", b"")
+        response.headers["Cache-Control"] = (
+            "public, max-age=31536000, immutable" if versioned else "no-cache"
+        )
+        return response
+
+
 def mount_static(app: FastAPI) -> None:
-    """Serve static/ at /static."""
+    """Serve static/ at /static and give the app its page renderer."""
+    app.state.pages = PageRenderer()
+    app.mount("/static", _StaticFiles(directory=STATIC_DIR), name="static")
+
+
+def backend_status(request: Request) -> list[dict[str, Any]]:
+    """The backend pool's measured health, or nothing while the pool is unavailable."""
+    services = getattr(request.app.state, "services", None)
+    if services is None:
+        return []
+    try:
+        status: list[dict[str, Any]] = services.backends.status()
+    except Exception:  # a status page must render even if the pool misbehaves
+        log.exception("reading backend status failed")
+        return []
+    return status
+
+
+def _login_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
+
+
+def _served_models(backends: list[dict[str, Any]]) -> list[str]:
+    return sorted({model for b in backends if b.get("healthy") for model in b.get("models", [])})
+
+
+@router.get("/", include_in_schema=False)
+async def landing(request: Request) -> Response:
+    """What the gateway is and whether it works; no tenant data."""
+    session = await current_session(request)
+    backends = backend_status(request)
+    context = {
+        "backends_total": len(backends),
+        "backends_healthy": sum(1 for b in backends if b.get("healthy")),
+        "models": _served_models(backends),
+        "base_url": str(request.base_url).rstrip("/"),
+    }
+    return renderer(request).render(
+        request,
+        "landing.html",
+        csrf_token=session.csrf_token if session else None,
+        active="home",
+        context=context,
+    )
+
+
+@router.get("/login", include_in_schema=False)
+async def login_page(
+    request: Request,
+    next_path: str | None = Query(None, alias="next"),
+    error: str | None = None,
+) -> Response:
+    """The admin login form; POST /login (admin_auth) checks the key."""
+    target = safe_next(next_path)
+    if await current_session(request) is not None:
+        return RedirectResponse(target, status_code=303)
+    context = {"next": target, "error": bool(error)}
+    return renderer(request).render(request, "login.html", active="login", context=context)
+
+
+@router.get("/dashboard", include_in_schema=False)
+async def dashboard(request: Request) -> Response:
+    """Live figures, charts, backend health and recent activity (admin)."""
+    session = await current_session(request)
+    if session is None:
+        return _login_redirect(request)
+    return renderer(request).render(
+        request, "dashboard.html", csrf_token=session.csrf_token, active="dashboard"
+    )
+
+
+@router.get("/api/keys", include_in_schema=False)
+async def keys_page(request: Request) -> Response:
+    """Key management: list, search, create, edit, revoke, delete (admin)."""
+    session = await current_session(request)
+    if session is None:
+        return _login_redirect(request)
+    settings = request.app.state.settings
+    context = {
+        "models": sorted({m for b in backend_status(request) for m in b.get("models", [])}),
+        "default_daily_requests": settings.gateway_default_daily_requests,
+    }
+    return renderer(request).render(
+        request, "keys.html", csrf_token=session.csrf_token, active="keys", context=context
+    )
+
+
+@router.get("/chat", include_in_schema=False)
+async def chat_page(request: Request) -> Response:
+    """The streaming chat; it talks to /v1 with the visitor's own client key."""
+    session = await current_session(request)
+    return renderer(request).render(
+        request, "chat.html", csrf_token=session.csrf_token if session else None, active="chat"
+    )
+
+
+@router.get("/usage", include_in_schema=False)
+async def usage_page(request: Request) -> Response:
+    """A client's own limits and usage, read with its key from /api/v1/me."""
+    session = await current_session(request)
+    return renderer(request).render(
+        request, "usage.html", csrf_token=session.csrf_token if session else None, active="usage"
+    )
+
+
+@router.get("/api/v1/backends", dependencies=[Depends(require_admin)], tags=["operations"])
+async def backends_api(request: Request) -> dict[str, list[dict[str, Any]]]:
+    """Measured health of every backend: name (host:port), healthy, models, latency."""
+    return {"data": backend_status(request)}

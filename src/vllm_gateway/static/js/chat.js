@@ -1,0 +1,614 @@
+// The chat: the visitor's own client key (sessionStorage), models from /v1/models,
+// answers streamed from /v1/chat/completions and rendered as sanitised Markdown.
+// Conversations live in this browser's localStorage; the key never does.
+import { clientKey, copyText, el, errorFrom, icon, toast } from "./common.js";
+
+const STORE = "vgw.chat.conversations";
+const CURRENT = "vgw.chat.current";
+const MAX_CONVERSATIONS = 50;
+
+const $ = (id) => document.getElementById(id);
+const messagesBox = $("messages");
+const scroller = $("messages-scroll");
+const prompt = $("prompt");
+const sendButton = $("send");
+const stopButton = $("stop");
+const modelSelect = $("model");
+const keyPanel = $("key-panel");
+const emptyState = $("empty-state");
+const systemPrompt = $("system-prompt");
+const temperature = $("temperature");
+const maxTokens = $("max-tokens");
+
+let conversations = loadConversations();
+let current = null;
+let models = [];
+let controller = null; // the AbortController of the answer being streamed
+
+// --- storage --------------------------------------------------------------------
+
+function loadConversations() {
+  try {
+    const stored = JSON.parse(window.localStorage.getItem(STORE) || "[]");
+    return Array.isArray(stored) ? stored.filter((item) => item && Array.isArray(item.messages)) : [];
+  } catch {
+    return [];
+  }
+}
+
+function save() {
+  const kept = conversations
+    .filter((item) => item.messages.length > 0)
+    .sort((a, b) => b.updated - a.updated)
+    .slice(0, MAX_CONVERSATIONS);
+  try {
+    window.localStorage.setItem(STORE, JSON.stringify(kept));
+    if (current) window.localStorage.setItem(CURRENT, current.id);
+  } catch {
+    toast("This browser refused to store the conversation.", "warning");
+  }
+  renderConversationList();
+}
+
+function newConversation() {
+  const conversation = {
+    id: crypto.randomUUID(),
+    title: "New chat",
+    created: Date.now(),
+    updated: Date.now(),
+    model: modelSelect.value || "",
+    system: current?.system ?? "",
+    temperature: current?.temperature ?? 0.7,
+    maxTokens: current?.maxTokens ?? null,
+    messages: [],
+  };
+  conversations.unshift(conversation);
+  return conversation;
+}
+
+// --- conversation list ----------------------------------------------------------
+
+function renderConversationList() {
+  const list = $("conversations");
+  const shown = conversations.filter((item) => item.messages.length > 0 || item === current);
+  list.replaceChildren(
+    ...shown.map((item) => {
+      const active = item === current;
+      return el(
+        "li",
+        { class: "group flex items-center" },
+        el(
+          "button",
+          {
+            type: "button",
+            class: `flex-1 truncate rounded-lg px-3 py-2 text-left text-sm ${
+              active
+                ? "bg-slate-100 font-medium text-slate-900 dark:bg-slate-800 dark:text-white"
+                : "text-slate-600 hover:bg-slate-50 dark:text-slate-400 dark:hover:bg-slate-800/60"
+            }`,
+            onclick: () => selectConversation(item),
+            "aria-current": active ? "true" : null,
+          },
+          item.title,
+        ),
+        el(
+          "button",
+          {
+            type: "button",
+            class: "btn btn-ghost btn-sm invisible px-2 group-hover:visible focus:visible",
+            title: "Delete this conversation",
+            "aria-label": `Delete conversation ${item.title}`,
+            onclick: () => deleteConversation(item),
+          },
+          icon("fa-trash-can"),
+        ),
+      );
+    }),
+  );
+}
+
+function selectConversation(conversation) {
+  if (controller) controller.abort();
+  current = conversation;
+  systemPrompt.value = conversation.system || "";
+  temperature.value = String(conversation.temperature ?? 0.7);
+  maxTokens.value = conversation.maxTokens ?? "";
+  updateTemperatureLabel();
+  if (conversation.model && models.includes(conversation.model)) modelSelect.value = conversation.model;
+  renderMessages();
+  renderConversationList();
+  closeSidebar();
+}
+
+function deleteConversation(conversation) {
+  conversations = conversations.filter((item) => item !== conversation);
+  if (conversation === current) selectConversation(conversations[0] || newConversation());
+  save();
+}
+
+// --- messages ---------------------------------------------------------------------
+
+function renderMarkdown(target, text, final) {
+  const html = window.marked.parse(text, { gfm: true, breaks: true, async: false });
+  // Sanitise after rendering: the model's text may contain HTML of its own.
+  target.innerHTML = window.DOMPurify.sanitize(html, {
+    FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select"],
+    FORBID_ATTR: ["style"],
+  });
+  for (const link of target.querySelectorAll("a[href]")) {
+    link.setAttribute("target", "_blank");
+    link.setAttribute("rel", "noopener noreferrer");
+  }
+  if (!final) return;
+  for (const block of target.querySelectorAll("pre code")) {
+    window.hljs?.highlightElement(block);
+    const copy = el(
+      "button",
+      {
+        type: "button",
+        class: "btn btn-ghost btn-sm absolute top-1.5 right-1.5 opacity-0 group-hover:opacity-100 focus:opacity-100",
+        title: "Copy code",
+        "aria-label": "Copy code",
+        onclick: () => copyText(block.textContent).then(() => toast("Code copied.", "success")),
+      },
+      icon("fa-regular fa-copy"),
+    );
+    const pre = block.parentElement;
+    pre.classList.add("relative", "group");
+    pre.append(copy);
+  }
+}
+
+function messageActions(message, index) {
+  const isLast = index === current.messages.length - 1;
+  const meta = [];
+  if (message.model) meta.push(message.model);
+  if (message.usage) meta.push(`${message.usage.completion_tokens ?? "?"} tokens`);
+  if (message.stopped) meta.push("stopped");
+  return el(
+    "div",
+    { class: "mt-1.5 flex items-center gap-1 text-xs text-slate-500 dark:text-slate-400" },
+    el(
+      "button",
+      {
+        type: "button",
+        class: "btn btn-ghost btn-sm",
+        title: "Copy the answer",
+        "data-action": "copy",
+        onclick: () => copyText(message.content).then(() => toast("Answer copied.", "success")),
+      },
+      icon("fa-regular fa-copy"),
+      "Copy",
+    ),
+    isLast
+      ? el(
+          "button",
+          {
+            type: "button",
+            class: "btn btn-ghost btn-sm",
+            title: "Ask again for a new answer",
+            "data-action": "regenerate",
+            onclick: regenerate,
+          },
+          icon("fa-rotate-right"),
+          "Regenerate",
+        )
+      : null,
+    meta.length ? el("span", { class: "ml-2", "data-testid": "message-meta" }, meta.join(" · ")) : null,
+  );
+}
+
+function messageNode(message, index) {
+  if (message.role === "user") {
+    return el(
+      "div",
+      { class: "flex justify-end", dataset: { role: "user" } },
+      el(
+        "div",
+        { class: "max-w-[85%] rounded-2xl rounded-br-md bg-indigo-600 px-4 py-2.5 text-sm whitespace-pre-wrap text-white shadow-sm dark:bg-indigo-500" },
+        message.content,
+      ),
+    );
+  }
+  if (message.role === "error") {
+    return el(
+      "div",
+      { class: "alert alert-error", role: "alert", dataset: { role: "error", status: message.status ?? "" } },
+      icon("fa-triangle-exclamation", "mt-0.5"),
+      el(
+        "div",
+        { class: "flex-1" },
+        el("p", { class: "font-semibold" }, message.title),
+        el("p", { class: "mt-0.5" }, message.content),
+        message.status === 401
+          ? el(
+              "button",
+              { type: "button", class: "btn btn-secondary btn-sm mt-2", onclick: forgetKey },
+              icon("fa-key"),
+              "Use another key",
+            )
+          : null,
+      ),
+    );
+  }
+  const body = el("div", { class: "markdown", "data-testid": "answer" });
+  renderMarkdown(body, message.content, true);
+  return el(
+    "div",
+    { class: "flex gap-3", dataset: { role: "assistant", state: message.stopped ? "stopped" : "done" } },
+    el(
+      "div",
+      { class: "grid h-8 w-8 shrink-0 place-items-center rounded-lg bg-slate-200 text-sm text-slate-600 dark:bg-slate-800 dark:text-slate-300" },
+      icon("fa-robot"),
+    ),
+    el("div", { class: "min-w-0 flex-1 pt-1" }, body, messageActions(message, index)),
+  );
+}
+
+function renderMessages() {
+  messagesBox.replaceChildren(...current.messages.map(messageNode));
+  emptyState.hidden = current.messages.length > 0 || !keyPanel.hidden;
+  scrollToEnd(true);
+}
+
+function nearBottom() {
+  return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 120;
+}
+
+function scrollToEnd(force = false) {
+  if (force || nearBottom()) scroller.scrollTop = scroller.scrollHeight;
+}
+
+// --- streaming ----------------------------------------------------------------------
+
+/** Turns an HTTP error from the gateway into what the visitor should read. */
+function describeError(error) {
+  const status = error.status;
+  if (status === 401) {
+    return {
+      title: "Key not accepted (401)",
+      content: `${error.message} Paste a valid key to go on.`,
+    };
+  }
+  if (status === 403) return { title: `Not allowed (403)`, content: error.message };
+  if (status === 429) {
+    const wait = error.retryAfter !== null ? ` Try again in ${Math.ceil(error.retryAfter)} s.` : "";
+    return { title: "Rate limit reached (429)", content: `${error.message}${wait}` };
+  }
+  if (status === 502 || status === 503 || status === 504) {
+    return {
+      title: `The model backend is unavailable (${status})`,
+      content: `${error.message} This is not your fault; try again shortly.`,
+    };
+  }
+  if (status) return { title: `Request failed (${status})`, content: error.message };
+  return { title: "Connection problem", content: error.message || "The gateway could not be reached." };
+}
+
+function pushError(error) {
+  const described = describeError(error);
+  current.messages.push({ role: "error", status: error.status ?? null, ...described });
+  current.updated = Date.now();
+  save();
+  renderMessages();
+}
+
+function payloadMessages() {
+  const messages = [];
+  const system = systemPrompt.value.trim();
+  if (system) messages.push({ role: "system", content: system });
+  for (const message of current.messages) {
+    if ((message.role === "user" || message.role === "assistant") && message.content) {
+      messages.push({ role: message.role, content: message.content });
+    }
+  }
+  return messages;
+}
+
+/** Yields the JSON payload of each `data:` event of an SSE response body. */
+async function* sseEvents(body, signal) {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  try {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      const events = buffer.split(/\r?\n\r?\n/);
+      buffer = events.pop();
+      for (const event of events) {
+        const data = event
+          .split(/\r?\n/)
+          .filter((line) => line.startsWith("data:"))
+          .map((line) => line.slice(5).replace(/^ /, ""))
+          .join("\n");
+        if (!data) continue; // comments such as ": keep-alive"
+        if (data === "[DONE]") return;
+        yield JSON.parse(data);
+      }
+    }
+  } finally {
+    if (signal.aborted) await reader.cancel().catch(() => {});
+    reader.releaseLock();
+  }
+}
+
+function setStreaming(streaming) {
+  sendButton.hidden = streaming;
+  stopButton.hidden = !streaming;
+  modelSelect.disabled = streaming || models.length === 0;
+  for (const button of messagesBox.querySelectorAll("[data-action=regenerate]")) {
+    button.disabled = streaming;
+  }
+}
+
+async function complete() {
+  const key = clientKey.get();
+  const model = modelSelect.value;
+  if (!key || !model) return;
+  const conversation = current;
+  const message = { role: "assistant", content: "", model };
+  const body = el("div", { class: "markdown streaming-caret", "data-testid": "answer" });
+  const node = el(
+    "div",
+    { class: "flex gap-3", dataset: { role: "assistant", state: "streaming" } },
+    el(
+      "div",
+      { class: "grid h-8 w-8 shrink-0 place-items-center rounded-lg bg-slate-200 text-sm text-slate-600 dark:bg-slate-800 dark:text-slate-300" },
+      icon("fa-robot"),
+    ),
+    el("div", { class: "min-w-0 flex-1 pt-1" }, body),
+  );
+  messagesBox.append(node);
+  scrollToEnd(true);
+
+  const request = {
+    model,
+    messages: payloadMessages(),
+    stream: true,
+    stream_options: { include_usage: true },
+    temperature: Number(temperature.value),
+  };
+  const limit = Number.parseInt(maxTokens.value, 10);
+  if (limit > 0) request.max_tokens = limit;
+
+  controller = new AbortController();
+  const signal = controller.signal;
+  setStreaming(true);
+  let frame = 0;
+  const paint = () => {
+    frame = 0;
+    const follow = nearBottom();
+    renderMarkdown(body, message.content, false);
+    if (follow) scrollToEnd(true);
+  };
+  try {
+    const response = await fetch("/v1/chat/completions", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${key}` },
+      body: JSON.stringify(request),
+      signal,
+      credentials: "omit",
+    });
+    if (!response.ok) throw await errorFrom(response);
+    for await (const chunk of sseEvents(response.body, signal)) {
+      if (chunk.error) {
+        const error = new Error(chunk.error.message || "The model reported an error.");
+        error.status = Number(chunk.error.code) || 500;
+        throw error;
+      }
+      const delta = chunk.choices?.[0]?.delta?.content;
+      if (delta) {
+        message.content += delta;
+        if (!frame) frame = window.requestAnimationFrame(paint);
+      }
+      if (chunk.usage) message.usage = chunk.usage;
+    }
+  } catch (error) {
+    if (signal.aborted) {
+      message.stopped = true;
+    } else {
+      if (frame) window.cancelAnimationFrame(frame);
+      node.remove();
+      if (message.content) conversation.messages.push(message);
+      controller = null;
+      setStreaming(false);
+      if (conversation === current) pushError(error);
+      return;
+    }
+  } finally {
+    if (frame) window.cancelAnimationFrame(frame);
+  }
+  controller = null;
+  setStreaming(false);
+  if (message.content || message.stopped) conversation.messages.push(message);
+  conversation.updated = Date.now();
+  save();
+  if (conversation === current) renderMessages();
+}
+
+async function send() {
+  const text = prompt.value.trim();
+  if (!text || controller || !modelSelect.value) return;
+  current.messages.push({ role: "user", content: text });
+  if (current.title === "New chat") current.title = text.length > 48 ? `${text.slice(0, 47)}…` : text;
+  current.model = modelSelect.value;
+  current.updated = Date.now();
+  prompt.value = "";
+  resizePrompt();
+  save();
+  renderMessages();
+  await complete();
+}
+
+async function regenerate() {
+  if (controller) return;
+  // Drop the last answer (and any error after it) and ask again.
+  while (current.messages.length && current.messages[current.messages.length - 1].role !== "user") {
+    current.messages.pop();
+  }
+  if (!current.messages.length) return;
+  save();
+  renderMessages();
+  await complete();
+}
+
+// --- the key and the models ---------------------------------------------------------
+
+function showKeyPanel(message = "") {
+  keyPanel.hidden = false;
+  emptyState.hidden = true;
+  $("key-status").hidden = true;
+  $("key-error").hidden = !message;
+  $("key-error").querySelector("span").textContent = message;
+  prompt.disabled = true;
+  sendButton.disabled = true;
+  modelSelect.disabled = true;
+  $("key-input").focus();
+}
+
+function forgetKey() {
+  clientKey.clear();
+  models = [];
+  modelSelect.replaceChildren(el("option", { value: "" }, "No models yet"));
+  showKeyPanel();
+}
+
+async function loadModels() {
+  const key = clientKey.get();
+  if (!key) {
+    showKeyPanel();
+    return;
+  }
+  let response;
+  try {
+    response = await fetch("/v1/models", {
+      headers: { Authorization: `Bearer ${key}` },
+      credentials: "omit",
+    });
+  } catch {
+    showKeyPanel("The gateway could not be reached. Check your connection and try again.");
+    return;
+  }
+  if (!response.ok) {
+    const error = await errorFrom(response);
+    if (response.status === 401 || response.status === 403) {
+      clientKey.clear();
+      showKeyPanel(`This key was not accepted (${response.status}): ${error.message}`);
+    } else {
+      showKeyPanel(describeError(error).title + ": " + error.message);
+    }
+    return;
+  }
+  const list = await response.json();
+  models = (list.data || []).map((card) => card.id).sort();
+  keyPanel.hidden = true;
+  $("key-status").hidden = false;
+  $("key-label").textContent = `${key.slice(0, 12)}…`;
+  if (models.length === 0) {
+    modelSelect.replaceChildren(el("option", { value: "" }, "No model available"));
+  } else {
+    modelSelect.replaceChildren(...models.map((id) => el("option", { value: id }, id)));
+    const wanted = current.model && models.includes(current.model) ? current.model : models[0];
+    modelSelect.value = wanted;
+  }
+  modelSelect.disabled = models.length === 0;
+  prompt.disabled = models.length === 0;
+  sendButton.disabled = models.length === 0;
+  emptyState.hidden = current.messages.length > 0;
+  if (models.length === 0) {
+    pushError({ status: 503, message: "No model is being served right now." });
+  }
+  prompt.focus();
+}
+
+// --- settings, sidebar and composer -------------------------------------------------------
+
+function updateTemperatureLabel() {
+  $("temperature-value").textContent = Number(temperature.value).toFixed(1);
+}
+
+function resizePrompt() {
+  prompt.style.height = "auto";
+  prompt.style.height = `${Math.min(prompt.scrollHeight, 192)}px`;
+}
+
+function openSidebar() {
+  $("sidebar").classList.replace("hidden", "flex");
+  $("sidebar-backdrop").hidden = false;
+}
+
+function closeSidebar() {
+  if (window.matchMedia("(min-width: 1024px)").matches) return;
+  $("sidebar").classList.replace("flex", "hidden");
+  $("sidebar-backdrop").hidden = true;
+}
+
+$("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const value = $("key-input").value.trim();
+  if (!value) return;
+  clientKey.set(value);
+  $("key-input").value = "";
+  loadModels();
+});
+$("forget-key").addEventListener("click", forgetKey);
+$("composer").addEventListener("submit", (event) => {
+  event.preventDefault();
+  send();
+});
+prompt.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    send();
+  }
+});
+prompt.addEventListener("input", resizePrompt);
+stopButton.addEventListener("click", () => controller?.abort());
+$("new-chat").addEventListener("click", () => {
+  if (current.messages.length === 0) {
+    closeSidebar();
+    prompt.focus();
+    return;
+  }
+  selectConversation(newConversation());
+  prompt.focus();
+});
+$("clear-chat").addEventListener("click", () => {
+  if (controller) controller.abort();
+  current.messages = [];
+  current.title = "New chat";
+  save();
+  renderMessages();
+});
+$("settings-toggle").addEventListener("click", (event) => {
+  const panel = $("settings");
+  panel.hidden = !panel.hidden;
+  event.currentTarget.setAttribute("aria-expanded", String(!panel.hidden));
+});
+systemPrompt.addEventListener("change", () => {
+  current.system = systemPrompt.value;
+  save();
+});
+temperature.addEventListener("input", () => {
+  updateTemperatureLabel();
+  current.temperature = Number(temperature.value);
+});
+temperature.addEventListener("change", save);
+maxTokens.addEventListener("change", () => {
+  const value = Number.parseInt(maxTokens.value, 10);
+  current.maxTokens = value > 0 ? value : null;
+  save();
+});
+modelSelect.addEventListener("change", () => {
+  current.model = modelSelect.value;
+  save();
+});
+$("open-sidebar").addEventListener("click", openSidebar);
+$("close-sidebar").addEventListener("click", closeSidebar);
+$("sidebar-backdrop").addEventListener("click", closeSidebar);
+
+const remembered = window.localStorage.getItem(CURRENT);
+selectConversation(conversations.find((item) => item.id === remembered) || conversations[0] || newConversation());
+loadModels();

@@ -1,0 +1,225 @@
+// The dashboard: live figures from /api/v1/stats and backend health from
+// /api/v1/backends, refreshed every few seconds without reloading the page.
+import { makeChart } from "./charts.js";
+import { adminApi, el, fmt } from "./common.js";
+
+const REFRESH_MS = 5000;
+
+const statusText = document.getElementById("live-status");
+const liveDot = document.getElementById("live-dot");
+const livePing = document.getElementById("live-ping");
+const pauseButton = document.getElementById("pause-button");
+const errorBox = document.getElementById("dashboard-error");
+
+let paused = false;
+let timer = 0;
+let requestsChart = null;
+let tokensChart = null;
+
+function setStat(name, value, note = "") {
+  const node = document.querySelector(`[data-stat="${name}"]`);
+  if (node) node.textContent = value;
+  const noteNode = document.querySelector(`[data-stat-note="${name}"]`);
+  if (noteNode) noteNode.textContent = note || "\u00a0";
+}
+
+function minuteLabel(point) {
+  const value = point.minute ?? point.ts ?? point.time ?? point.t;
+  if (typeof value === "number") {
+    const date = new Date(value * 1000);
+    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+  if (typeof value === "string") {
+    const date = new Date(value);
+    if (!Number.isNaN(date.getTime())) {
+      return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    }
+    return value;
+  }
+  return "";
+}
+
+function tokensOf(item) {
+  return item.total_tokens ?? item.tokens ?? (item.prompt_tokens ?? 0) + (item.completion_tokens ?? 0);
+}
+
+function renderFigures(stats) {
+  const today = stats.today || stats.totals || {};
+  const series = stats.series || stats.per_minute || [];
+  const last = series.length ? series[series.length - 1] : null;
+  const latency = stats.latency_ms || stats.latency || {};
+  setStat("requests_today", fmt.number(today.requests ?? 0), today.errors ? `${fmt.number(today.errors)} errors` : "");
+  setStat(
+    "tokens_today",
+    fmt.compact(tokensOf(today)),
+    today.prompt_tokens !== undefined
+      ? `${fmt.compact(today.prompt_tokens)} in · ${fmt.compact(today.completion_tokens ?? 0)} out`
+      : "",
+  );
+  setStat("requests_per_minute", fmt.number(last ? last.requests ?? 0 : 0), "last minute");
+  setStat("tokens_per_minute", fmt.compact(last ? tokensOf(last) : 0), "last minute");
+  setStat("error_rate", fmt.percent(stats.error_rate ?? 0), "today");
+  setStat(
+    "latency",
+    `${fmt.ms(latency.p50)} / ${fmt.ms(latency.p95)}`,
+    latency.p50 === null || latency.p50 === undefined ? "no requests yet" : "",
+  );
+  setStat("in_flight", fmt.number(stats.in_flight ?? 0), "right now");
+  setStat("active_keys", fmt.number(stats.active_keys ?? 0), "");
+
+  const labels = series.map(minuteLabel);
+  const requestsSpec = {
+    type: "bar",
+    labels,
+    datasets: [{ label: "Requests", data: series.map((point) => point.requests ?? 0) }],
+  };
+  const tokensSpec = {
+    type: "line",
+    labels,
+    datasets: [{ label: "Tokens", data: series.map(tokensOf) }],
+  };
+  if (requestsChart) requestsChart.update(requestsSpec);
+  else requestsChart = makeChart(document.getElementById("requests-chart"), requestsSpec);
+  if (tokensChart) tokensChart.update(tokensSpec);
+  else tokensChart = makeChart(document.getElementById("tokens-chart"), tokensSpec);
+}
+
+function rankList(target, items, labelOf, isMono) {
+  const list = document.getElementById(target);
+  if (!items.length) {
+    list.replaceChildren(el("li", { class: "text-sm text-slate-500 dark:text-slate-400" }, "No requests today yet."));
+    return;
+  }
+  const top = Math.max(...items.map((item) => item.requests ?? 0), 1);
+  list.replaceChildren(
+    ...items.map((item) => {
+      const bar = el("div", { class: "h-1.5 rounded-full bg-indigo-500/80 dark:bg-indigo-400/80" });
+      bar.style.width = `${Math.max(2, ((item.requests ?? 0) / top) * 100)}%`;
+      return el(
+        "li",
+        {},
+        el(
+          "div",
+          { class: "flex items-baseline justify-between gap-3 text-sm" },
+          el("span", { class: `min-w-0 truncate ${isMono ? "font-mono text-xs" : ""}`, title: labelOf(item) }, labelOf(item)),
+          el(
+            "span",
+            { class: "shrink-0 text-xs tabular-nums text-slate-500 dark:text-slate-400" },
+            `${fmt.number(item.requests ?? 0)} req · ${fmt.compact(tokensOf(item))} tok`,
+          ),
+        ),
+        el("div", { class: "mt-1 h-1.5 rounded-full bg-slate-100 dark:bg-slate-800" }, bar),
+      );
+    }),
+  );
+}
+
+function statusBadge(status) {
+  const kind = status < 400 ? "badge-green" : status === 429 ? "badge-amber" : "badge-red";
+  return el("span", { class: `badge ${kind} font-mono` }, String(status));
+}
+
+function renderRecent(items) {
+  const body = document.getElementById("recent");
+  if (!items.length) {
+    body.replaceChildren(
+      el("tr", {}, el("td", { class: "table-cell text-slate-500 dark:text-slate-400", colspan: "6" }, "No requests yet. Create a key and send one from the chat.")),
+    );
+    return;
+  }
+  body.replaceChildren(
+    ...items.map((item) =>
+      el(
+        "tr",
+        {},
+        el("td", { class: "table-cell whitespace-nowrap text-xs text-slate-600 dark:text-slate-400", title: fmt.dateTime(item.ts ?? item.time) }, fmt.time(item.ts ?? item.time)),
+        el("td", { class: "table-cell" }, item.key_name ?? item.name ?? item.key_id ?? "—"),
+        el("td", { class: "table-cell font-mono text-xs" }, item.model || "—"),
+        el("td", { class: "table-cell" }, statusBadge(item.status)),
+        el("td", { class: "table-cell text-right tabular-nums" }, fmt.number(tokensOf(item))),
+        el("td", { class: "table-cell text-right tabular-nums" }, fmt.ms(item.latency_ms)),
+      ),
+    ),
+  );
+}
+
+function renderBackends(backends) {
+  const list = document.getElementById("backends");
+  if (!backends.length) {
+    list.replaceChildren(el("li", { class: "py-2 text-sm text-slate-500" }, "No backend configured."));
+    return;
+  }
+  list.replaceChildren(
+    ...backends.map((backend) =>
+      el(
+        "li",
+        { class: "py-2.5" },
+        el(
+          "div",
+          { class: "flex items-center gap-2 text-sm" },
+          el("span", {
+            class: `inline-block h-2 w-2 shrink-0 rounded-full ${backend.healthy ? "bg-emerald-500" : "bg-rose-500"}`,
+          }),
+          el("span", { class: "min-w-0 flex-1 truncate font-mono text-xs" }, backend.name),
+          el(
+            "span",
+            { class: `badge ${backend.healthy ? "badge-green" : "badge-red"}` },
+            backend.healthy ? "up" : "down",
+          ),
+        ),
+        el(
+          "div",
+          { class: "mt-1 pl-4 text-xs text-slate-500 dark:text-slate-400" },
+          backend.healthy
+            ? `${backend.models.length} model${backend.models.length === 1 ? "" : "s"} · ${fmt.ms(backend.latency_ms)} health check`
+            : backend.error || "unreachable",
+        ),
+      ),
+    ),
+  );
+}
+
+async function refresh() {
+  window.clearTimeout(timer);
+  try {
+    const [stats, backends] = await Promise.all([
+      adminApi("/api/v1/stats"),
+      adminApi("/api/v1/backends"),
+    ]);
+    renderFigures(stats);
+    rankList("top-keys", stats.top_keys || [], (item) => item.name ?? item.key_name ?? item.key_id, false);
+    rankList("top-models", stats.top_models || [], (item) => item.model, true);
+    renderRecent(stats.recent || []);
+    renderBackends(backends.data || []);
+    errorBox.hidden = true;
+    statusText.textContent = `Live · updated ${new Date().toLocaleTimeString()}`;
+    liveDot.classList.replace("bg-rose-500", "bg-emerald-500");
+  } catch (error) {
+    errorBox.hidden = false;
+    errorBox.querySelector("span").textContent = `Could not refresh: ${error.message}`;
+    statusText.textContent = "Connection problem; retrying";
+    liveDot.classList.replace("bg-emerald-500", "bg-rose-500");
+  }
+  if (!paused) timer = window.setTimeout(refresh, REFRESH_MS);
+}
+
+pauseButton.addEventListener("click", () => {
+  paused = !paused;
+  pauseButton.setAttribute("aria-pressed", String(paused));
+  pauseButton.querySelector("span").textContent = paused ? "Resume" : "Pause";
+  pauseButton.querySelector("i").className = `fa-solid ${paused ? "fa-play" : "fa-pause"}`;
+  livePing.hidden = paused;
+  if (paused) {
+    window.clearTimeout(timer);
+    statusText.textContent = "Paused";
+  } else {
+    refresh();
+  }
+});
+
+// Hidden tabs need no live figures; catch up as soon as the tab is visible again.
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible" && !paused) refresh();
+});
+
+refresh();

@@ -1,0 +1,436 @@
+// The API keys page: list, search and filter, create (key shown once), details with
+// usage, edit limits, revoke and delete. Every change carries the CSRF token.
+import { makeChart } from "./charts.js";
+import {
+  adminApi,
+  clientKey,
+  copyText,
+  el,
+  fmt,
+  icon,
+  toDate,
+  toast,
+  wireDialog,
+} from "./common.js";
+
+const LIMITS = [
+  ["daily_requests", "requests / day"],
+  ["rpm", "requests / min"],
+  ["daily_tokens", "tokens / day"],
+  ["max_concurrency", "at once"],
+];
+const STATUS_BADGES = { active: "badge-green", revoked: "badge-red", expired: "badge-amber" };
+
+const body = document.getElementById("keys-body");
+const empty = document.getElementById("keys-empty");
+const listError = document.getElementById("keys-error");
+const search = document.getElementById("key-search");
+const statusFilter = document.getElementById("key-status");
+const formDialog = document.getElementById("key-form-dialog");
+const form = document.getElementById("key-form");
+const formError = document.getElementById("key-form-error");
+const createdDialog = document.getElementById("key-created-dialog");
+const detailDialog = document.getElementById("key-detail-dialog");
+const confirmDialog = document.getElementById("confirm-dialog");
+
+let keys = [];
+let editing = null; // the key being edited, or null when creating
+let detailKey = null;
+let detailChart = null;
+let searchTimer = 0;
+let loadSeq = 0;
+
+function showError(box, error) {
+  box.hidden = !error;
+  if (error) box.querySelector("span").textContent = error.message || String(error);
+}
+
+function statusBadge(status) {
+  return el("span", { class: `badge ${STATUS_BADGES[status] || "badge-slate"}` }, status);
+}
+
+function limitSummary(key) {
+  const parts = LIMITS.filter(([field]) => key[field] !== null && key[field] !== undefined).map(
+    ([field, label]) => `${fmt.compact(key[field])} ${label}`,
+  );
+  return parts.length ? parts.join(" · ") : "unlimited";
+}
+
+function modelsCell(models) {
+  if (!models || models.length === 0) {
+    return el("span", { class: "text-slate-500 dark:text-slate-400" }, "all");
+  }
+  return el(
+    "div",
+    { class: "flex max-w-[14rem] flex-wrap gap-1" },
+    models.map((model) => el("span", { class: "badge badge-slate font-mono" }, model)),
+  );
+}
+
+function actionButton(label, iconName, onClick, extra = "") {
+  return el(
+    "button",
+    {
+      type: "button",
+      class: `btn btn-ghost btn-sm ${extra}`,
+      title: label,
+      "aria-label": label,
+      onclick: onClick,
+    },
+    icon(iconName),
+  );
+}
+
+function row(key) {
+  const active = key.status === "active";
+  return el(
+    "tr",
+    { class: "hover:bg-slate-50 dark:hover:bg-slate-800/40", dataset: { keyId: key.id } },
+    el(
+      "td",
+      { class: "table-cell" },
+      el(
+        "button",
+        {
+          type: "button",
+          class: "text-left font-medium text-slate-900 hover:text-indigo-600 dark:text-white dark:hover:text-indigo-300",
+          onclick: () => openDetails(key),
+          "data-testid": "key-name",
+        },
+        key.name,
+      ),
+      key.email ? el("div", { class: "text-xs text-slate-500 dark:text-slate-400" }, key.email) : null,
+    ),
+    el("td", { class: "table-cell font-mono text-xs text-slate-600 dark:text-slate-400" }, `${key.prefix}…`),
+    el("td", { class: "table-cell" }, statusBadge(key.status)),
+    el("td", { class: "table-cell text-xs text-slate-600 dark:text-slate-300" }, limitSummary(key)),
+    el("td", { class: "table-cell text-xs" }, modelsCell(key.models)),
+    el(
+      "td",
+      { class: "table-cell text-xs text-slate-600 dark:text-slate-400", title: fmt.dateTime(key.last_used_at) },
+      key.last_used_at ? fmt.relative(key.last_used_at) : "never",
+    ),
+    el(
+      "td",
+      { class: "table-cell whitespace-nowrap text-right" },
+      actionButton("Details", "fa-chart-simple", () => openDetails(key)),
+      actionButton("Edit", "fa-pen", () => openForm(key)),
+      active ? actionButton("Revoke", "fa-ban", () => revoke(key)) : null,
+      actionButton("Delete", "fa-trash", () => remove(key), "hover:text-rose-600 dark:hover:text-rose-400"),
+    ),
+  );
+}
+
+async function load() {
+  const seq = ++loadSeq;
+  const params = new URLSearchParams();
+  if (statusFilter.value) params.set("status", statusFilter.value);
+  if (search.value.trim()) params.set("q", search.value.trim());
+  try {
+    const result = await adminApi(`/api/v1/keys${params.size ? `?${params}` : ""}`);
+    if (seq !== loadSeq) return; // a newer search has started
+    keys = result.data || [];
+    showError(listError, null);
+    body.replaceChildren(...keys.map(row));
+    empty.hidden = keys.length > 0;
+    const filtered = Boolean(params.size);
+    empty.querySelector("p").textContent = filtered ? "No key matches" : "No keys here yet";
+  } catch (error) {
+    showError(listError, error);
+  }
+}
+
+// --- create and edit -----------------------------------------------------------
+
+function field(name) {
+  return form.elements.namedItem(name);
+}
+
+function toLocalInput(value) {
+  const date = toDate(value);
+  if (!date) return "";
+  const local = new Date(date.getTime() - date.getTimezoneOffset() * 60000);
+  return local.toISOString().slice(0, 16);
+}
+
+function openForm(key = null) {
+  editing = key;
+  form.reset();
+  showError(formError, null);
+  document.getElementById("key-form-title").textContent = key ? `Edit “${key.name}”` : "New API key";
+  form.querySelector("#key-form-submit span").textContent = key ? "Save changes" : "Create key";
+  if (key) {
+    field("name").value = key.name;
+    field("email").value = key.email || "";
+    for (const [name] of LIMITS) field(name).value = key[name] ?? "";
+    field("models").value = (key.models || []).join(", ");
+    field("expires_at").value = toLocalInput(key.expires_at);
+  } else {
+    field("daily_requests").value = field("daily_requests").dataset.default || "";
+  }
+  detailDialog.close();
+  formDialog.showModal();
+  field("name").focus();
+}
+
+function readForm() {
+  const name = field("name").value.trim();
+  if (!name) throw new Error("Give the key a name, so you know later what it is for.");
+  const values = { name, email: field("email").value.trim() || null };
+  for (const [limit, label] of LIMITS) {
+    const raw = field(limit).value.trim();
+    if (raw === "") {
+      values[limit] = null;
+      continue;
+    }
+    const number = Number(raw);
+    if (!Number.isInteger(number) || number < 1) {
+      throw new Error(`The limit “${label}” must be a whole number of at least 1, or empty.`);
+    }
+    values[limit] = number;
+  }
+  values.models = field("models")
+    .value.split(/[,\s]+/)
+    .map((model) => model.trim())
+    .filter(Boolean);
+  const expires = field("expires_at").value;
+  values.expires_at = expires ? new Date(expires).toISOString() : null;
+  return values;
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const submit = document.getElementById("key-form-submit");
+  let values;
+  try {
+    values = readForm();
+  } catch (error) {
+    showError(formError, error);
+    return;
+  }
+  submit.disabled = true;
+  try {
+    if (editing) {
+      await adminApi(`/api/v1/keys/${encodeURIComponent(editing.id)}`, { method: "PATCH", body: values });
+      formDialog.close();
+      toast(`Saved “${values.name}”.`, "success");
+    } else {
+      const created = await adminApi("/api/v1/keys", { method: "POST", body: values });
+      formDialog.close();
+      showCreated(created);
+    }
+    await load();
+  } catch (error) {
+    showError(formError, error);
+  } finally {
+    submit.disabled = false;
+  }
+});
+
+for (const chip of document.querySelectorAll("[data-model]")) {
+  chip.addEventListener("click", () => {
+    const input = field("models");
+    const models = input.value.split(/[,\s]+/).filter(Boolean);
+    if (!models.includes(chip.dataset.model)) models.push(chip.dataset.model);
+    input.value = models.join(", ");
+  });
+}
+
+function showCreated(created) {
+  document.getElementById("created-name").textContent = created.name;
+  const input = document.getElementById("created-key");
+  input.value = created.key;
+  createdDialog.showModal();
+  input.select();
+}
+
+document.getElementById("copy-key-button").addEventListener("click", async (event) => {
+  const button = event.currentTarget;
+  try {
+    await copyText(document.getElementById("created-key").value);
+    button.querySelector("span").textContent = "Copied";
+    toast("Key copied to the clipboard.", "success");
+    window.setTimeout(() => {
+      button.querySelector("span").textContent = "Copy";
+    }, 2000);
+  } catch {
+    toast("Copy failed: select the key and copy it by hand.", "error");
+  }
+});
+
+document.getElementById("try-key-button").addEventListener("click", () => {
+  clientKey.set(document.getElementById("created-key").value);
+  window.location.assign("/chat");
+});
+
+// Forget the key as soon as the dialog closes: it is shown once.
+createdDialog.addEventListener("close", () => {
+  document.getElementById("created-key").value = "";
+});
+
+// --- details ----------------------------------------------------------------------
+
+function detailField(label, value) {
+  return el(
+    "div",
+    {},
+    el("dt", { class: "text-xs text-slate-500 dark:text-slate-400" }, label),
+    el("dd", { class: "mt-0.5 break-words text-slate-900 dark:text-slate-100" }, value),
+  );
+}
+
+function todayTile(label, value) {
+  return el(
+    "div",
+    { class: "rounded-lg bg-slate-50 p-3 dark:bg-slate-800/60" },
+    el("div", { class: "text-xs text-slate-500 dark:text-slate-400" }, label),
+    el("div", { class: "mt-0.5 text-lg font-semibold tabular-nums text-slate-900 dark:text-white" }, value),
+  );
+}
+
+/** Usage rows from /api/v1/usage, whatever the exact envelope: [{day, requests, tokens}]. */
+function usageSeries(usage) {
+  const rows = usage?.series || usage?.data || usage?.days || [];
+  return rows.map((item) => ({
+    day: item.day || item.date,
+    requests: item.requests ?? 0,
+    tokens:
+      item.total_tokens ?? (item.prompt_tokens ?? 0) + (item.completion_tokens ?? 0),
+  }));
+}
+
+function lastDays(count) {
+  const days = [];
+  const today = new Date();
+  for (let back = count - 1; back >= 0; back -= 1) {
+    const day = new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate() - back));
+    days.push(day.toISOString().slice(0, 10));
+  }
+  return days;
+}
+
+async function openDetails(key) {
+  detailKey = key;
+  document.getElementById("detail-name").textContent = key.name;
+  document.getElementById("detail-sub").textContent = `${key.prefix}… · ${key.id}`;
+  document.getElementById("detail-revoke").hidden = key.status !== "active";
+  document.getElementById("detail-fields").replaceChildren(
+    detailField("Status", statusBadge(key.status)),
+    detailField("Email", key.email || "—"),
+    detailField("Created", fmt.dateTime(key.created_at)),
+    detailField("Last used", key.last_used_at ? fmt.dateTime(key.last_used_at) : "never"),
+    detailField("Expires", key.expires_at ? fmt.dateTime(key.expires_at) : "never"),
+    detailField("Allowed models", key.models?.length ? key.models.join(", ") : "all"),
+    ...LIMITS.map(([name, label]) => detailField(`Limit: ${label}`, fmt.limit(key[name]))),
+  );
+  const today = document.getElementById("detail-today");
+  today.replaceChildren(todayTile("Requests today", "…"), todayTile("Tokens today", "…"));
+  detailDialog.showModal();
+
+  const days = lastDays(30);
+  let series = [];
+  try {
+    const params = new URLSearchParams({ key_id: key.id, since: days[0] });
+    series = usageSeries(await adminApi(`/api/v1/usage?${params}`));
+  } catch (error) {
+    toast(`Usage could not be loaded: ${error.message}`, "error");
+  }
+  if (detailKey !== key) return;
+  const byDay = new Map(series.map((item) => [item.day, item]));
+  const todayRow = byDay.get(days[days.length - 1]) || { requests: 0, tokens: 0 };
+  const total = series.reduce((sum, item) => sum + item.requests, 0);
+  today.replaceChildren(
+    todayTile("Requests today", fmt.number(todayRow.requests)),
+    todayTile("Tokens today", fmt.number(todayRow.tokens)),
+    todayTile("Requests, 30 days", fmt.number(total)),
+    todayTile("Tokens, 30 days", fmt.number(series.reduce((sum, item) => sum + item.tokens, 0))),
+  );
+  document.getElementById("detail-usage-empty").hidden = total > 0;
+  const spec = {
+    type: "bar",
+    labels: days.map((day) => day.slice(5)),
+    datasets: [{ label: "Requests", data: days.map((day) => byDay.get(day)?.requests ?? 0) }],
+  };
+  if (detailChart) detailChart.update(spec);
+  else detailChart = makeChart(document.getElementById("detail-chart"), spec);
+}
+
+document.getElementById("detail-edit").addEventListener("click", () => openForm(detailKey));
+document.getElementById("detail-revoke").addEventListener("click", () => revoke(detailKey));
+document.getElementById("detail-delete").addEventListener("click", () => remove(detailKey));
+
+// --- revoke and delete ------------------------------------------------------------
+
+function confirmAction(title, message, action) {
+  document.getElementById("confirm-title").textContent = title;
+  document.getElementById("confirm-message").textContent = message;
+  const button = document.getElementById("confirm-button");
+  button.textContent = action;
+  return new Promise((resolve) => {
+    const onClick = () => {
+      confirmDialog.close("confirm");
+    };
+    button.addEventListener("click", onClick, { once: true });
+    confirmDialog.addEventListener(
+      "close",
+      () => {
+        button.removeEventListener("click", onClick);
+        resolve(confirmDialog.returnValue === "confirm");
+      },
+      { once: true },
+    );
+    confirmDialog.returnValue = "";
+    confirmDialog.showModal();
+  });
+}
+
+async function revoke(key) {
+  const ok = await confirmAction(
+    `Revoke “${key.name}”?`,
+    "Requests with this key are refused from now on. Its usage history is kept.",
+    "Revoke key",
+  );
+  if (!ok) return;
+  try {
+    await adminApi(`/api/v1/keys/${encodeURIComponent(key.id)}/revoke`, { method: "POST" });
+    detailDialog.close();
+    toast(`Revoked “${key.name}”.`, "success");
+    await load();
+  } catch (error) {
+    toast(error.message, "error");
+  }
+}
+
+async function remove(key) {
+  const ok = await confirmAction(
+    `Delete “${key.name}”?`,
+    "The key and all of its usage history are deleted for good. To keep the history, revoke it instead.",
+    "Delete for good",
+  );
+  if (!ok) return;
+  try {
+    await adminApi(`/api/v1/keys/${encodeURIComponent(key.id)}`, { method: "DELETE" });
+    detailDialog.close();
+    toast(`Deleted “${key.name}”.`, "success");
+    await load();
+  } catch (error) {
+    toast(error.message, "error");
+  }
+}
+
+// --- wiring -----------------------------------------------------------------------
+
+for (const dialog of [formDialog, detailDialog, confirmDialog]) wireDialog(dialog);
+wireDialog(createdDialog, { sticky: true });
+document.getElementById("new-key-button").addEventListener("click", () => openForm());
+search.addEventListener("input", () => {
+  window.clearTimeout(searchTimer);
+  searchTimer = window.setTimeout(load, 250);
+});
+statusFilter.addEventListener("change", load);
+
+await load();
+if (new URLSearchParams(window.location.search).get("new") === "1") {
+  window.history.replaceState(null, "", window.location.pathname);
+  openForm();
+}

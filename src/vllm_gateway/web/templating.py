@@ -1,0 +1,80 @@
+"""Jinja2 rendering for the pages, with the helpers every template uses."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.templating import Jinja2Templates
+
+from vllm_gateway import __version__
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = PACKAGE_DIR / "templates"
+STATIC_DIR = PACKAGE_DIR / "static"
+
+
+class StaticVersions:
+    """Content-hashed URLs for static files, so browsers may cache them for long."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._digests: dict[str, str] = {}
+
+    def url(self, path: str) -> str:
+        """The URL of static/<path> with a short hash of its content."""
+        digest = self._digests.get(path)
+        if digest is None:
+            file = self.root / path
+            digest = hashlib.sha256(file.read_bytes()).hexdigest()[:12] if file.is_file() else "0"
+            self._digests[path] = digest
+        return f"/static/{path}?v={digest}"
+
+
+class PageRenderer:
+    """Renders page templates with autoescaping and the shared layout's context."""
+
+    def __init__(self, templates_dir: Path = TEMPLATES_DIR, static_dir: Path = STATIC_DIR) -> None:
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(templates_dir),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.static = StaticVersions(static_dir)
+        env.globals["static"] = self.static.url
+        env.globals["version"] = __version__
+        self.templates = Jinja2Templates(env=env)
+
+    def render(
+        self,
+        request: Request,
+        name: str,
+        *,
+        csrf_token: str | None = None,
+        active: str = "",
+        context: dict[str, Any] | None = None,
+        status_code: int = 200,
+    ) -> Response:
+        """An HTML response; pages of a logged-in admin are never stored by caches."""
+        values: dict[str, Any] = {
+            "csrf_token": csrf_token,
+            "logged_in": csrf_token is not None,
+            "active": active,
+        }
+        values.update(context or {})
+        cache = "no-store" if csrf_token is not None else "no-cache"
+        return self.templates.TemplateResponse(
+            request, name, values, status_code=status_code, headers={"Cache-Control": cache}
+        )
+
+
+def renderer(request: Request) -> PageRenderer:
+    """The app's renderer, created by pages.mount_static."""
+    pages: PageRenderer = request.app.state.pages
+    return pages
