@@ -15,7 +15,8 @@ def error_type(status: int) -> str:
         phrase = HTTPStatus(status).phrase
     except ValueError:
         return "InternalServerError"
-    return "".join(word.capitalize() for word in phrase.replace("-", " ").split()) + "Error"
+    name = "".join(word.capitalize() for word in phrase.replace("-", " ").split())
+    return name if name.endswith("Error") else f"{name}Error"
 
 
 def error_payload(status: int, message: str, param: str | None = None) -> dict[str, Any]:

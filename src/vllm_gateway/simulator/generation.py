@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -84,6 +85,7 @@ class GenerationResponse:
     def __init__(self, state: SimulatorState, plan: Plan) -> None:
         self.state = state
         self.plan = plan
+        self.running = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state, plan = self.state, self.plan
@@ -94,25 +96,39 @@ class GenerationResponse:
             return
         state.running_request_ids.add(plan.request_id)
         state.active += 1
+        self.running = True
         try:
-            produce = _Stream(state, plan, send).run() if plan.stream else self._full(send)
-            if await until_disconnect(produce, receive):
-                state.completed += 1
-                state.prompt_tokens_total += plan.prompt_tokens
-                state.generation_tokens_total += plan.completion_tokens
+            if plan.stream:
+                produce = _Stream(state, plan, send, self.settle).run()
             else:
+                produce = self._full(send)
+            if not await until_disconnect(produce, receive):
                 state.aborted_request_ids.append(plan.base_id)
         except _StreamFailed:
             pass
         finally:
-            state.active -= 1
-            state.running_request_ids.discard(plan.request_id)
+            self.settle(success=False)
+
+    def settle(self, *, success: bool) -> None:
+        """Leave the running set (once), counting a success before its last bytes go out."""
+        if not self.running:
+            return
+        self.running = False
+        state = self.state
+        # Settled before the final write, so a client that saw the end also sees the counts.
+        if success:
+            state.completed += 1
+            state.prompt_tokens_total += self.plan.prompt_tokens
+            state.generation_tokens_total += self.plan.completion_tokens
+        state.active -= 1
+        state.running_request_ids.discard(self.plan.request_id)
 
     async def _full(self, send: Send) -> None:
         rate = self.state.tokens_per_second
         longest = max(answer.tokens for answer in self.plan.answers)
         if rate > 0:
             await asyncio.sleep(longest / rate)
+        self.settle(success=True)
         await _send_json(send, 200, full_body(self.plan))
 
 
@@ -128,10 +144,13 @@ class _StreamFailed(Exception):
 class _Stream:
     """One SSE stream: role chunks, one chunk per token, finish, optional usage, [DONE]."""
 
-    def __init__(self, state: SimulatorState, plan: Plan, send: Send) -> None:
+    def __init__(
+        self, state: SimulatorState, plan: Plan, send: Send, settle: Callable[..., None]
+    ) -> None:
         self.state = state
         self.plan = plan
         self.send = send
+        self.settle = settle
         self.keep_alive = state.config.sse_keep_alive_interval
         self.error_after = state.take_stream_error()
         self.chunks = 0
@@ -195,6 +214,7 @@ class _Stream:
 
     async def _fail(self) -> None:
         self.error_after = None
+        self.settle(success=False)
         error = error_payload(500, "Simulated engine error during generation.")
         await self._write(b"data: " + orjson.dumps(error) + b"\n\n")
         await self._end()
@@ -204,6 +224,7 @@ class _Stream:
         if self.error_after is not None:
             # The stream was shorter than the injected position: fail at its end.
             await self._fail()
+        self.settle(success=True)
         await self._write(_DONE)
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})
 
