@@ -223,6 +223,16 @@ def test_completion_stream_with_continuous_usage(server: RunningServer) -> None:
     assert chunks[-2]["choices"][0]["finish_reason"] == "length"
 
 
+def test_stream_with_several_choices_has_one_choice_per_chunk(server: RunningServer) -> None:
+    body = {"model": "sim-model", "messages": HELLO, "stream": True, "n": 2, "max_tokens": 3}
+    events = sse_events(stream_raw(server, "/v1/chat/completions", body))
+    chunks = [orjson.loads(event) for event in events[:-1]]
+    assert all(len(chunk["choices"]) == 1 for chunk in chunks)
+    by_index = [[c for c in chunks if c["choices"][0]["index"] == i] for i in (0, 1)]
+    assert [len(chunks_of_one) for chunks_of_one in by_index] == [4, 4]  # role + 3 tokens
+    assert all(one[-1]["choices"][0]["finish_reason"] == "length" for one in by_index)
+
+
 def test_keep_alive_comments() -> None:
     config = SimulatorConfig(tokens_per_second=5, sse_keep_alive_interval=0.05)
     with serve(create_simulator_app(config)) as running:

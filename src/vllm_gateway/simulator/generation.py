@@ -168,13 +168,12 @@ class _Stream:
         steps = max(answer.tokens for answer in plan.answers)
         for step in range(steps):
             await self._pause()
-            choices = []
+            # Like vLLM, each chunk carries one choice; n > 1 interleaves them.
             for index, answer in enumerate(plan.answers):
                 if step < answer.tokens:
                     self.generated += 1
                     last = step == answer.tokens - 1
-                    choices.append(self._token_choice(index, answer, step, last))
-            await self._chunk(choices)
+                    await self._chunk([self._token_choice(index, answer, step, last)])
         if plan.include_usage:
             await self._chunk([], usage=_usage(plan.prompt_tokens, self.generated))
         await self._end()

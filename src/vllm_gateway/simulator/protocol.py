@@ -12,6 +12,7 @@ from vllm_gateway.simulator.config import SimulatorConfig
 from vllm_gateway.simulator.errors import SimulatorError, bad_request
 from vllm_gateway.simulator.text import Answer, chat_prompt_tokens, count_tokens, generate
 
+MAX_CHOICES = 128
 _ROLES = {"system", "user", "assistant", "tool", "developer", "function"}
 
 
@@ -163,6 +164,8 @@ def parse_prompts(prompt: Any, param: str) -> list[tuple[str, int]]:
 
 def _answers(body: dict[str, Any], seeds: list[str], chat: bool, max_tokens: int) -> list[Answer]:
     n = _int(body, "n", 1) or 1
+    if n > MAX_CHOICES:
+        raise bad_request(f"n must be at most {MAX_CHOICES}, got {n}.", "n")
     seed = _int(body, "seed", -(2**63))
     min_tokens = _int(body, "min_tokens", 0) or 0
     if min_tokens > max_tokens:
