@@ -1,0 +1,1 @@
+"""The gateway benchmark: a fixed-cost nginx upstream, wrk, and the gateway between them."""

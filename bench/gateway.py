@@ -1,0 +1,139 @@
+"""The gateway as operators run it: `vllm-gateway serve` in a subprocess, keys from the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.procs import free_port, stop, wait_for_port
+
+CLI = Path(sys.executable).parent / "vllm-gateway"
+
+# Limits are on for every benchmark key, and far above what a run can use.
+KEY_LIMITS = {
+    "--daily-requests": "1000000000",
+    "--rpm": "100000000",
+    "--daily-tokens": "1000000000000",
+    "--max-concurrency": "1000",
+}
+
+
+@dataclass
+class Gateway:
+    """A running gateway, its environment and the keys made for the benchmark."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+    database: Path
+    log: Path
+    keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (id, key)
+    exit_code: int | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the gateway."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def create_keys(self, names: list[str]) -> None:
+        """Create one key per name with `vllm-gateway keys create --json`, several at once."""
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            for name, created in zip(names, pool.map(self._create_key, names), strict=True):
+                self.keys[name] = created
+
+    def _create_key(self, name: str) -> tuple[str, str]:
+        args = [str(CLI), "keys", "create", "--name", f"bench-{name}", "--json"]
+        for option, value in KEY_LIMITS.items():
+            args += [option, value]
+        completed = subprocess.run(
+            args, env=self.env, cwd=self.database.parent, capture_output=True, text=True,
+            timeout=60, check=False,
+        )
+        if completed.returncode != 0:
+            raise RuntimeError(f"keys create failed: {completed.stderr.strip()}")
+        created = json.loads(completed.stdout)
+        return str(created["id"]), str(created["key"])
+
+    def shutdown(self) -> int:
+        """Stop gracefully (SIGTERM), so that queued usage events are written; the exit code."""
+        if self.exit_code is None:
+            self.exit_code = stop(self.process)
+        return self.exit_code
+
+    def usage_counts(self) -> dict[str, dict[int, tuple[int, int, int]]]:
+        """Per key id and status: (rows, prompt tokens, completion tokens) in usage_events.
+
+        Read straight from the SQLite file after shutdown: an independent look at what the
+        gateway wrote, not its own report of it.
+        """
+        counts: dict[str, dict[int, tuple[int, int, int]]] = {}
+        with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True) as connection:
+            rows = connection.execute(
+                "SELECT key_id, status, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens) "
+                "FROM usage_events GROUP BY key_id, status"
+            ).fetchall()
+        for key_id, status, count, prompt, completion in rows:
+            counts.setdefault(key_id, {})[int(status)] = (count, prompt or 0, completion or 0)
+        return counts
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of the gateway's own output, for error messages."""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def gateway_env(database: Path, backends: str, redis_url: str | None) -> dict[str, str]:
+    """A clean environment: nothing inherited that could change the gateway's behaviour."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("GATEWAY_", "VLLM_", "DATABASE_", "REDIS_"))
+    }
+    env.update(
+        VLLM_URL=backends,
+        DATABASE_PATH=str(database),
+        GATEWAY_ADMIN_KEY="bench-admin-" + secrets.token_urlsafe(24),
+        GATEWAY_WORKERS="1",
+        GATEWAY_LOG_LEVEL="warning",
+    )
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
+@contextmanager
+def running_gateway(backends: str, redis_url: str | None) -> Iterator[Gateway]:
+    """Start `vllm-gateway serve` on a free loopback port; stop it with SIGTERM afterwards."""
+    with tempfile.TemporaryDirectory(prefix="vgw-bench-gateway-") as name:
+        directory = Path(name)
+        database = directory / "gateway.db"
+        env = gateway_env(database, backends, redis_url)
+        port = free_port()
+        log = directory / "gateway.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [str(CLI), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                env=env,
+                cwd=directory,  # so that no .env of the repository is read
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        gateway = Gateway(port, process, env, database, log)
+        try:
+            try:
+                wait_for_port(port, process, timeout=60)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}\n{gateway.log_tail()}") from None
+            yield gateway
+        finally:
+            gateway.shutdown()
