@@ -6,7 +6,8 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse
+import orjson
+from fastapi.responses import Response
 
 router = APIRouter(include_in_schema=False)
 
@@ -20,7 +21,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(request: Request) -> ORJSONResponse:
+async def readyz(request: Request) -> Response:
     """The database answers and at least one backend is healthy; 503 otherwise."""
     services = request.app.state.services
     checks: dict[str, Any] = {}
@@ -35,4 +36,6 @@ async def readyz(request: Request) -> ORJSONResponse:
     ]
     ready = checks["database"] == "ok" and any(b["healthy"] for b in backends)
     checks["status"] = "ready" if ready else "not_ready"
-    return ORJSONResponse(checks, status_code=200 if ready else 503)
+    return Response(
+        orjson.dumps(checks), status_code=200 if ready else 503, media_type="application/json"
+    )
