@@ -187,8 +187,12 @@ def test_request_ids_are_the_gateways_own(gateway: Gateway, simulator: RunningSe
     response = httpx.post(
         f"{gateway.url}/v1/chat/completions",
         json={"model": "sim-model", "messages": CHAT, "max_tokens": 2},
-        headers={"x-api-key": key, "X-Request-Id": "chosen-by-client", "Cookie": "a=b",
-                 "X-Vllm-Priority": "-100"},
+        headers={
+            "x-api-key": key,
+            "X-Request-Id": "chosen-by-client",
+            "Cookie": "a=b",
+            "X-Vllm-Priority": "-100",
+        },
     )
     assert response.status_code == 200
     upstream = simulator.app.state.simulator.requests[-1].headers
@@ -316,12 +320,24 @@ def test_ready_when_backend_and_database_answer(gateway: Gateway) -> None:
         (b'{"messages": []}', "application/json", 400, "missing_required_parameter"),
         (b'{"model": 7, "messages": []}', "application/json", 400, "invalid_type"),
         (b'{"model": "sim-model", "messages": "hi"}', "application/json", 400, "invalid_type"),
-        (b'{"model": "sim-model", "messages": [], "stream": "yes"}', "application/json", 400,
-         "invalid_type"),
-        (b'{"model": "sim-model", "messages": [], "max_tokens": -1}', "application/json", 400,
-         "invalid_type"),
-        (b'{"model": "sim-model", "messages": [], "priority": -10}', "application/json", 400,
-         "unsupported_parameter"),
+        (
+            b'{"model": "sim-model", "messages": [], "stream": "yes"}',
+            "application/json",
+            400,
+            "invalid_type",
+        ),
+        (
+            b'{"model": "sim-model", "messages": [], "max_tokens": -1}',
+            "application/json",
+            400,
+            "invalid_type",
+        ),
+        (
+            b'{"model": "sim-model", "messages": [], "priority": -10}',
+            "application/json",
+            400,
+            "unsupported_parameter",
+        ),
         (b'{"model": "sim-model", "messages": []}', "text/plain", 415, "unsupported_media_type"),
     ],
 )
