@@ -25,7 +25,9 @@ BACKEND_KEY = "backend-secret-" + "x" * 16
 def simulator() -> Iterator[RunningServer]:
     """The built-in vLLM simulator as the fake backend, requiring BACKEND_KEY."""
     app = create_simulator_app(
-        SimulatorConfig(models=["sim-model", "other-model"], api_key=BACKEND_KEY, tokens_per_second=0)
+        SimulatorConfig(
+            models=["sim-model", "other-model"], api_key=BACKEND_KEY, tokens_per_second=0
+        )
     )
     with serve(app) as server:
         yield server
@@ -93,9 +95,7 @@ GatewayFactory = Callable[..., Gateway]
 
 
 @pytest.fixture
-def gateway_factory(
-    simulator: RunningServer, sqlite_database_url: str
-) -> Iterator[GatewayFactory]:
+def gateway_factory(simulator: RunningServer, sqlite_database_url: str) -> Iterator[GatewayFactory]:
     """Start gateways in front of the simulator; all are stopped after the test."""
     running: list[RunningServer] = []
 
