@@ -1,0 +1,64 @@
+"""Settings: defaults, environment names, and clear start-up errors for bad values."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from vllm_gateway.settings import Settings
+
+
+def make(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def test_defaults_follow_the_design() -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.backend_urls == ["http://localhost:8000/v1"]
+    assert settings.gateway_port == 8001
+    assert settings.sqlalchemy_url == "sqlite+aiosqlite:///./gateway.db"
+
+
+def test_several_backends_and_postgres_urls() -> None:
+    settings = make(
+        vllm_url="http://a:8000/v1, http://b:8000/v1/",
+        database_url="postgresql://u@db/gw",
+    )
+    assert settings.backend_urls == ["http://a:8000/v1", "http://b:8000/v1"]
+    assert settings.sqlalchemy_url == "postgresql+asyncpg://u@db/gw"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"vllm_url": "localhost:8000"},
+        {"vllm_url": " , "},
+        {"gateway_port": 70000},
+        {"database_url": "mysql://x/y"},
+        {"gateway_workers": 2},
+        {"gateway_log_level": "loud"},
+        {"gateway_max_body_bytes": 0},
+    ],
+)
+def test_invalid_values_are_refused(values: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        make(**values)
+
+
+def test_serve_names_the_bad_variable_and_exits_non_zero(tmp_path: object) -> None:
+    env = {**os.environ, "GATEWAY_PORT": "not-a-port", "DATABASE_PATH": f"{tmp_path}/g.db"}
+    result = subprocess.run(
+        [sys.executable, "-m", "vllm_gateway", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "GATEWAY_PORT" in result.stderr
+    assert "Traceback" not in result.stderr
