@@ -1,0 +1,114 @@
+"""Playwright fixtures: Debian's Chromium, pages that fail on console errors, screenshots."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Error, Page, Playwright, sync_playwright
+
+from tests.conftest import Gateway
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).parent / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    """One headless Chromium for the whole run (never a downloaded browser build)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (make test does it)")
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@dataclass
+class Console:
+    """Console errors, page errors and CSP violations seen by a page."""
+
+    errors: list[str] = field(default_factory=list)
+    allowed: list[re.Pattern[str]] = field(default_factory=list)
+
+    def allow(self, pattern: str) -> None:
+        """Expect errors matching `pattern` (e.g. the browser's note on an expected 401)."""
+        self.allowed.append(re.compile(pattern))
+
+    def on_message(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            url = message.location.get("url", "")
+            self.errors.append(f"{message.text} [{url}]" if url else message.text)
+
+    def on_page_error(self, error: Error) -> None:
+        self.errors.append(f"uncaught: {error}")
+
+    def unexpected(self) -> list[str]:
+        return [e for e in self.errors if not any(p.search(e) for p in self.allowed)]
+
+
+@pytest.fixture
+def console() -> Console:
+    return Console()
+
+
+@pytest.fixture
+def page(browser: Browser, console: Console) -> Iterator[Page]:
+    """A fresh browser context and page; the test fails on any unexpected console error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, color_scheme="light")
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.on("console", console.on_message)
+    page.on("pageerror", console.on_page_error)
+    # CSP violations are console errors too, but say so explicitly in the report.
+    page.add_init_script(
+        "document.addEventListener('securitypolicyviolation', e => "
+        "console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI))"
+    )
+    yield page
+    context.close()
+    assert console.unexpected() == [], "console errors on the page"
+
+
+def login(page: Page, gateway: Gateway, next_path: str = "/dashboard") -> None:
+    """Log in through the real login form."""
+    page.goto(f"{gateway.url}/login?next={next_path}")
+    page.fill("#admin_key", gateway.admin_key)
+    page.click("form[action='/login'] button[type=submit]")
+    page.wait_for_url(f"{gateway.url}{next_path}")
+
+
+@pytest.fixture
+def admin_page(page: Page, gateway: Gateway) -> Page:
+    """A page logged in as the administrator, on the keys page."""
+    login(page, gateway, "/api/keys")
+    return page
+
+
+def screenshot(page: Page, name: str) -> None:
+    """Save the page in light and dark mode under tests/e2e/screenshots/ (ignored by git)."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    toggle = page.locator("[data-theme-toggle]")
+    for _ in range(2):
+        dark = page.evaluate("document.documentElement.classList.contains('dark')")
+        page.wait_for_timeout(150)  # let charts redraw in the new colours
+        scheme = "dark" if dark else "light"
+        page.screenshot(path=SCREENSHOTS / f"{name}-{scheme}.png", full_page=True)
+        toggle.click()
