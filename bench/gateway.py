@@ -56,8 +56,13 @@ class Gateway:
         for option, value in KEY_LIMITS.items():
             args += [option, value]
         completed = subprocess.run(
-            args, env=self.env, cwd=self.database.parent, capture_output=True, text=True,
-            timeout=60, check=False,
+            args,
+            env=self.env,
+            cwd=self.database.parent,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         if completed.returncode != 0:
             raise RuntimeError(f"keys create failed: {completed.stderr.strip()}")

@@ -109,4 +109,3 @@ def cpu_seconds(pid: int) -> float:
             continue
         ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / _CLOCK_TICKS
-

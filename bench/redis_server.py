@@ -41,8 +41,21 @@ def _private(binary: str) -> Iterator[str]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="vgw-bench-redis-") as directory:
         process = subprocess.Popen(
-            [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-             "--appendonly", "no", "--dir", directory, "--loglevel", "warning"],
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                directory,
+                "--loglevel",
+                "warning",
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -20,11 +20,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import report  # noqa: E402
-from bench.load import wrk_binary  # noqa: E402
-from bench.redis_server import running_redis  # noqa: E402
-from bench.suite import GatewayPhase, Options, measure_direct, measure_gateway  # noqa: E402
-from bench.upstream import nginx_binary, running_upstream  # noqa: E402
+from bench import profile, report
+from bench.load import wrk_binary
+from bench.redis_server import running_redis
+from bench.suite import GatewayPhase, Options, measure_direct, measure_gateway
+from bench.upstream import nginx_binary, running_upstream
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEBIAN_PACKAGES = {"nginx": "nginx-light", "wrk": "wrk"}
@@ -32,8 +32,11 @@ DEBIAN_PACKAGES = {"nginx": "nginx-light", "wrk": "wrk"}
 
 def ensure_tools() -> None:
     """Install Debian's nginx and wrk when missing (the benchmark's only system tools)."""
-    missing = [pkg for tool, pkg in DEBIAN_PACKAGES.items()
-               if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()]
+    missing = [
+        pkg
+        for tool, pkg in DEBIAN_PACKAGES.items()
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()
+    ]
     if not missing:
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
@@ -51,17 +54,36 @@ def _version(args: list[str]) -> str:
     return (done.stdout + done.stderr).strip().splitlines()[0] if done.returncode == 0 else "?"
 
 
+def run_profile(seconds: float, rate: int, stamp: str) -> int:
+    """Sample the gateway under load and print where its time goes."""
+    with running_upstream() as upstream:
+        profiles = profile.profile_all(upstream, seconds, rate, RESULTS, stamp)
+    for sampled in profiles:
+        print("\n" + profile.summarise(sampled))
+    return 0
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="3 s per run and 50 TTFB rounds (about a minute in all)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="3 s per run and 50 TTFB rounds (about a minute in all)",
+    )
     parser.add_argument("--duration", type=float, help="seconds per wrk run [default 8]")
-    parser.add_argument("--connections", default="1,32",
-                        help="comma-separated wrk connection counts [default 1,32]")
+    parser.add_argument(
+        "--connections", default="1,32", help="comma-separated wrk connection counts [default 1,32]"
+    )
     parser.add_argument("--ttfb-rounds", type=int, help="streamed requests per target [200]")
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis-limits gateway")
     parser.add_argument("--output", type=Path, help="JSON file [bench/results/<timestamp>.json]")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead: sample the gateway with py-spy at c=32 (JSON, stream)",
+    )
+    parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples/s [250]")
     return parser.parse_args(argv)
 
 
@@ -76,10 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     ensure_tools()
     started = time.monotonic()
     stamp = datetime.now(UTC)
+    if args.profile:
+        return run_profile(options.seconds, args.profile_rate, stamp.strftime("%Y%m%dT%H%M%SZ"))
     phases: list[GatewayPhase] = []
     with running_upstream() as upstream:
-        print(f"upstream: nginx on :{upstream.json_port} (JSON) and :{upstream.stream_port} "
-              f"(SSE); {options.seconds:g} s per run", file=sys.stderr)
+        print(
+            f"upstream: nginx on :{upstream.json_port} (JSON) and :{upstream.stream_port} "
+            f"(SSE); {options.seconds:g} s per run",
+            file=sys.stderr,
+        )
         print("measuring the upstream directly", file=sys.stderr)
         direct = measure_direct(upstream, options)
         print("measuring the gateway with SQLite", file=sys.stderr)
@@ -100,8 +127,12 @@ def main(argv: list[str] | None = None) -> int:
             "nginx": _version([nginx_binary(), "-v"]),
             "wrk": _version([wrk_binary(), "-v"]),
         },
-        "options": {"seconds_per_run": options.seconds, "connections": list(options.connections),
-                    "ttfb_rounds": options.ttfb_rounds, "wrk_threads": 1},
+        "options": {
+            "seconds_per_run": options.seconds,
+            "connections": list(options.connections),
+            "ttfb_rounds": options.ttfb_rounds,
+            "wrk_threads": 1,
+        },
     }
     print(report.render(direct, phases, options.ttfb_rounds))
     output = args.output or RESULTS / f"{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"

@@ -143,21 +143,31 @@ def _audit(gateway: Gateway, phase: GatewayPhase, options: Options) -> list[Chec
     """Every request answered 200, and usage_events holds exactly the requests served."""
     # uvicorn re-raises SIGTERM once its graceful shutdown is done; a hang would end in SIGKILL.
     graceful = phase.exit_code in (0, -signal.SIGTERM)
-    checks = [Check(f"{phase.store}: graceful shutdown on SIGTERM", graceful,
-                    f"exit code {phase.exit_code}")]
+    checks = [
+        Check(
+            f"{phase.store}: graceful shutdown on SIGTERM", graceful, f"exit code {phase.exit_code}"
+        )
+    ]
     usage = gateway.usage_counts()
     for run in phase.runs:
         label = f"{phase.store} {run.kind} c={run.connections}"
         checks.append(_answers_check(label, run.result))
         assert run.key_id is not None
-        checks.append(_usage_check(label, usage.get(run.key_id, {}), run.result.requests,
-                                   run.connections))
+        checks.append(
+            _usage_check(label, usage.get(run.key_id, {}), run.result.requests, run.connections)
+        )
     ttfb = phase.ttfb["gateway"]
     served = int(ttfb["requests"])
-    checks.append(Check(f"{phase.store} ttfb: all streams complete", ttfb["failures"] == 0,
-                        f"{served} complete, {ttfb['failures']} failed"))
-    checks.append(_usage_check(f"{phase.store} ttfb", usage.get(gateway.keys["ttfb"][0], {}),
-                               served, 0))
+    checks.append(
+        Check(
+            f"{phase.store} ttfb: all streams complete",
+            ttfb["failures"] == 0,
+            f"{served} complete, {ttfb['failures']} failed",
+        )
+    )
+    checks.append(
+        _usage_check(f"{phase.store} ttfb", usage.get(gateway.keys["ttfb"][0], {}), served, 0)
+    )
     return checks
 
 
@@ -189,6 +199,7 @@ def _usage_check(
         + (f", {cut} x 499 (cut at the end)" if cut else "")
         + (f", other statuses {other}" if other else "")
         + f"; {extra} more than read (allowed 0..{in_flight})"
-        + f"; tokens {prompt}+{completion}" + ("" if tokens_ok else " NOT the backend's usage")
+        + f"; tokens {prompt}+{completion}"
+        + ("" if tokens_ok else " NOT the backend's usage")
     )
     return Check(f"{label}: usage rows match requests served", ok, detail)

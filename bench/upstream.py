@@ -125,21 +125,29 @@ def running_upstream() -> Iterator[Upstream]:
         json_port, stream_port = free_port(), free_port()
         config = directory / "nginx.conf"
         config.write_text(nginx_config(directory, json_port, stream_port))
-        process = subprocess.Popen(
-            [nginx_binary(), "-p", str(directory), "-e", str(directory / "error.log"),
-             "-c", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        stderr = directory / "stderr.log"
+        with stderr.open("wb") as output:
+            process = subprocess.Popen(
+                [
+                    nginx_binary(),
+                    "-p",
+                    str(directory),
+                    "-e",
+                    str(directory / "error.log"),
+                    "-c",
+                    str(config),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=output,
+            )
         try:
             try:
                 wait_for_port(json_port, process)
                 wait_for_port(stream_port, process)
             except RuntimeError as exc:
                 stop(process, timeout=10)
-                assert process.stderr is not None
-                raise RuntimeError(f"{exc}: {process.stderr.read().decode().strip()}") from None
+                raise RuntimeError(f"{exc}: {stderr.read_text().strip()}") from None
             yield Upstream(json_port, stream_port, process.pid)
         finally:
             stop(process, timeout=10)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Make sure what the test suite talks to is there: Chromium, PostgreSQL and Redis.
-# Installs Debian's chromium when missing, starts the services when they are stopped,
+# Make sure what the test suite talks to is there: Chromium, PostgreSQL, Redis, nginx and wrk.
+# Installs Debian's chromium, nginx-light and wrk when missing, starts the services when stopped,
 # and fails (never skips) when one of them cannot be had.
 set -euo pipefail
 
@@ -10,6 +10,17 @@ if ! command -v chromium >/dev/null 2>&1; then
   echo "installing Debian's chromium for the browser tests"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+fi
+
+# The benchmark's harness tests (tests/test_bench.py) run Debian's nginx and wrk.
+missing_bench=""
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing_bench="nginx-light"
+command -v wrk >/dev/null 2>&1 || missing_bench="$missing_bench wrk"
+if [ -n "$missing_bench" ]; then
+  echo "installing Debian's$missing_bench for the benchmark tests"
+  as_root apt-get update -qq
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq $missing_bench >/dev/null
 fi
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -30,3 +41,4 @@ done
 port_open 5432 || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
 port_open 6379 || { echo "Redis is not reachable on 127.0.0.1:6379" >&2; exit 1; }
 command -v chromium >/dev/null || { echo "chromium is missing" >&2; exit 1; }
+command -v wrk >/dev/null && { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } || { echo "nginx or wrk is missing" >&2; exit 1; }

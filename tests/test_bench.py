@@ -1,0 +1,116 @@
+"""The benchmark harness: its upstream speaks vLLM, its load counts failures, its audit bites."""
+
+from __future__ import annotations
+
+import http.client
+from collections.abc import Iterator
+
+import orjson
+import pytest
+from bench import payloads
+from bench.load import parse_summary, run_wrk
+from bench.suite import CHAT_PATH, Options, _usage_check, body_for, measure_gateway
+from bench.upstream import Upstream, running_upstream
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    with running_upstream() as running:
+        yield running
+
+
+def _request(
+    port: int, method: str, path: str, body: bytes | None = None
+) -> tuple[int, str, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.getheader("content-type", ""), response.read()
+    finally:
+        connection.close()
+
+
+def test_upstream_answers_like_vllm(upstream: Upstream) -> None:
+    assert _request(upstream.json_port, "GET", "/health")[0] == 200
+    status, _, body = _request(upstream.json_port, "GET", "/v1/models")
+    assert status == 200
+    assert [card["id"] for card in orjson.loads(body)["data"]] == [payloads.JSON_MODEL]
+
+    status, content_type, body = _request(upstream.json_port, "POST", CHAT_PATH, body_for("json"))
+    assert (status, content_type) == (200, "application/json")
+    assert orjson.loads(body)["usage"]["total_tokens"] == 37
+
+    status, content_type, body = _request(
+        upstream.stream_port, "POST", CHAT_PATH, body_for("stream")
+    )
+    assert (status, content_type) == (200, "text/event-stream")
+    events = [event for event in body.split(b"\n\n") if event]
+    assert events[-1] == b"data: [DONE]"
+    chunks = [orjson.loads(event[len(b"data: ") :]) for event in events[:-1]]
+    assert len(chunks) == payloads.STREAM_CONTENT_CHUNKS + 2
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 20
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_upstream_keeps_connections_alive_across_posts(upstream: Upstream) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", upstream.stream_port, timeout=10)
+    try:
+        for _ in range(3):
+            connection.request("POST", CHAT_PATH, body=body_for("stream"))
+            response = connection.getresponse()
+            assert response.status == 200
+            assert response.read() == payloads.sse_body(payloads.STREAM_MODEL)
+            assert not response.will_close
+    finally:
+        connection.close()
+
+
+def test_wrk_script_counts_answers_that_are_not_2xx(upstream: Upstream) -> None:
+    base = f"http://127.0.0.1:{upstream.json_port}"
+    good = run_wrk(base + CHAT_PATH, body_for("json"), connections=2, seconds=1)
+    assert good.requests > 0 and good.non2xx == 0 and good.clean
+    bad = run_wrk(base + "/v1/missing", body_for("json"), connections=2, seconds=1)
+    assert bad.requests > 0 and bad.non2xx == bad.requests and not bad.clean
+    assert bad.first_non2xx.startswith("404")
+
+
+def test_wrk_summary_is_read_from_the_done_hook() -> None:
+    line = (
+        'BENCH_JSON {"requests":10,"duration_us":2000000,"bytes":1,"non2xx":1,'
+        '"first_non2xx":"500 x","errors":{"connect":0,"read":0,"write":0,"status":1,'
+        '"timeout":0},"latency_us":{"p50":1500,"p90":2000,"p99":3000,"max":4000,"mean":1.0}}'
+    )
+    result = parse_summary("Running 2s test\n" + line + "\n")
+    assert (result.requests, result.rps, result.p50_ms, result.p99_ms) == (10, 5.0, 1.5, 3.0)
+    assert not result.clean
+
+
+@pytest.mark.parametrize(
+    ("rows", "read", "in_flight", "ok"),
+    [
+        ({200: (5, 85, 100)}, 5, 0, True),
+        ({200: (6, 102, 120), 499: (1, 0, 0)}, 5, 2, True),  # cut by wrk's stop
+        ({200: (4, 68, 80)}, 5, 2, False),  # an answer the client read is missing
+        ({200: (8, 136, 160)}, 5, 2, False),  # more rows than could have been in flight
+        ({200: (5, 85, 100), 500: (1, 0, 0)}, 5, 2, False),  # a failure was hidden
+        ({200: (5, 80, 100)}, 5, 0, False),  # tokens are not the backend's usage
+    ],
+)
+def test_usage_audit(
+    rows: dict[int, tuple[int, int, int]], read: int, in_flight: int, ok: bool
+) -> None:
+    assert _usage_check("case", rows, read, in_flight).ok is ok
+
+
+def test_gateway_run_passes_every_honesty_check(upstream: Upstream) -> None:
+    phase = measure_gateway(upstream, "sqlite", None, Options(1.0, (2,), 5))
+    failed = [f"{check.name}: {check.detail}" for check in phase.checks if not check.ok]
+    assert failed == []
+    assert [(run.kind, run.result.requests > 0) for run in phase.runs] == [
+        ("json", True),
+        ("stream", True),
+    ]
+    assert phase.ttfb["gateway"]["requests"] == 5
+    assert phase.rss_mb > 0
