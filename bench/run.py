@@ -96,6 +96,13 @@ def main(argv: list[str] | None = None) -> int:
         ttfb_rounds=args.ttfb_rounds or (50 if args.quick else 200),
     )
     ensure_tools()
+    load_before = os.getloadavg()[0]
+    if load_before > 1.0:
+        print(
+            f"warning: load average {load_before:.1f} before the run: other processes share "
+            f"these {os.cpu_count()} cores, so every figure will be lower than on a quiet machine",
+            file=sys.stderr,
+        )
     started = time.monotonic()
     stamp = datetime.now(UTC)
     if args.profile:
@@ -123,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed_seconds": round(time.monotonic() - started, 1),
         "machine": {
             "cpus": os.cpu_count(),
+            "load_average_before": round(load_before, 2),
             "python": platform.python_version(),
             "nginx": _version([nginx_binary(), "-v"]),
             "wrk": _version([wrk_binary(), "-v"]),
@@ -134,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
             "wrk_threads": 1,
         },
     }
+    print(
+        f"\n{os.cpu_count()} CPUs shared by nginx, wrk and the gateway; load average "
+        f"{load_before:.2f} before the run"
+    )
     print(report.render(direct, phases, options.ttfb_rounds))
     output = args.output or RESULTS / f"{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
