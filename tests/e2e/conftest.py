@@ -69,8 +69,12 @@ def console() -> Console:
 
 
 @pytest.fixture
-def page(browser: Browser, console: Console) -> Iterator[Page]:
-    """A fresh browser context and page; the test fails on any unexpected console error."""
+def page(browser: Browser, console: Console, gateway: Gateway) -> Iterator[Page]:
+    """A fresh browser context and page; the test fails on any unexpected console error.
+
+    It depends on the gateway so that it closes first: a page still loading from a stopped
+    server would log errors of its own.
+    """
     context = browser.new_context(viewport={"width": 1280, "height": 860}, color_scheme="light")
     context.grant_permissions(["clipboard-read", "clipboard-write"])
     page = context.new_page()
@@ -105,10 +109,18 @@ def admin_page(page: Page, gateway: Gateway) -> Page:
 def screenshot(page: Page, name: str) -> None:
     """Save the page in light and dark mode under tests/e2e/screenshots/ (ignored by git)."""
     SCREENSHOTS.mkdir(exist_ok=True)
-    toggle = page.locator("[data-theme-toggle]")
     for _ in range(2):
         dark = page.evaluate("document.documentElement.classList.contains('dark')")
-        page.wait_for_timeout(150)  # let charts redraw in the new colours
         scheme = "dark" if dark else "light"
         page.screenshot(path=SCREENSHOTS / f"{name}-{scheme}.png", full_page=True)
-        toggle.click()
+        # What the theme button does; a click could not reach it behind an open dialog.
+        page.evaluate(_TOGGLE_THEME)
+        page.wait_for_timeout(300)  # colour transitions and chart redraws
+
+
+_TOGGLE_THEME = """() => {
+  const dark = !document.documentElement.classList.contains('dark');
+  document.documentElement.classList.toggle('dark', dark);
+  localStorage.setItem('vgw.theme', dark ? 'dark' : 'light');
+  document.dispatchEvent(new CustomEvent('vgw:theme', {detail: {dark}}));
+}"""

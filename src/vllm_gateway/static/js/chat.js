@@ -6,6 +6,7 @@ import { clientKey, copyText, el, errorFrom, icon, toast } from "./common.js";
 const STORE = "vgw.chat.conversations";
 const CURRENT = "vgw.chat.current";
 const MAX_CONVERSATIONS = 50;
+const KEY_CODES = new Set(["invalid_api_key", "key_revoked", "key_expired"]);
 
 const $ = (id) => document.getElementById(id);
 const messagesBox = $("messages");
@@ -220,7 +221,7 @@ function messageNode(message, index) {
         { class: "flex-1" },
         el("p", { class: "font-semibold" }, message.title),
         el("p", { class: "mt-0.5" }, message.content),
-        message.status === 401
+        message.keyProblem
           ? el(
               "button",
               { type: "button", class: "btn btn-secondary btn-sm mt-2", onclick: forgetKey },
@@ -270,7 +271,16 @@ function describeError(error) {
       content: `${error.message} Paste a valid key to go on.`,
     };
   }
-  if (status === 403) return { title: `Not allowed (403)`, content: error.message };
+  if (status === 403 && error.code === "key_revoked") {
+    return { title: "Key revoked (403)", content: `${error.message} Ask your administrator for a new key.` };
+  }
+  if (status === 403 && error.code === "key_expired") {
+    return { title: "Key expired (403)", content: `${error.message} Ask your administrator for a new key.` };
+  }
+  if (status === 403 && error.code === "model_not_allowed") {
+    return { title: "Model not allowed (403)", content: `${error.message} Pick another model.` };
+  }
+  if (status === 403) return { title: "Not allowed (403)", content: error.message };
   if (status === 429) {
     const wait = error.retryAfter !== null ? ` Try again in ${Math.ceil(error.retryAfter)} s.` : "";
     return { title: "Rate limit reached (429)", content: `${error.message}${wait}` };
@@ -287,7 +297,8 @@ function describeError(error) {
 
 function pushError(error) {
   const described = describeError(error);
-  current.messages.push({ role: "error", status: error.status ?? null, ...described });
+  const keyProblem = error.status === 401 || KEY_CODES.has(error.code);
+  current.messages.push({ role: "error", status: error.status ?? null, keyProblem, ...described });
   current.updated = Date.now();
   save();
   renderMessages();

@@ -117,7 +117,15 @@ export function toast(message, kind = "info") {
     el("span", { class: "flex-1" }, message),
   );
   box.append(item);
-  window.setTimeout(() => item.remove(), kind === "error" ? 8000 : 4000);
+  // A popover sits in the top layer: shown again, it stacks above any open modal dialog.
+  if (box.hidePopover && box.showPopover) {
+    if (box.matches(":popover-open")) box.hidePopover();
+    box.showPopover();
+  }
+  window.setTimeout(() => {
+    item.remove();
+    if (!box.childElementCount && box.matches(":popover-open")) box.hidePopover();
+  }, kind === "error" ? 8000 : 4000);
 }
 
 /** Copies text to the clipboard (falls back to a hidden field where the API is missing). */

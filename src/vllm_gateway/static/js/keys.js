@@ -101,7 +101,7 @@ function row(key) {
       ),
       key.email ? el("div", { class: "text-xs text-slate-500 dark:text-slate-400" }, key.email) : null,
     ),
-    el("td", { class: "table-cell font-mono text-xs text-slate-600 dark:text-slate-400" }, `${key.prefix}…`),
+    el("td", { class: "table-cell font-mono text-xs text-slate-600 dark:text-slate-400" }, key.prefix),
     el("td", { class: "table-cell" }, statusBadge(key.status)),
     el("td", { class: "table-cell text-xs text-slate-600 dark:text-slate-300" }, limitSummary(key)),
     el("td", { class: "table-cell text-xs" }, modelsCell(key.models)),
@@ -312,7 +312,7 @@ function lastDays(count) {
 async function openDetails(key) {
   detailKey = key;
   document.getElementById("detail-name").textContent = key.name;
-  document.getElementById("detail-sub").textContent = `${key.prefix}… · ${key.id}`;
+  document.getElementById("detail-sub").textContent = `${key.prefix} · created ${fmt.date(key.created_at)}`;
   document.getElementById("detail-revoke").hidden = key.status !== "active";
   document.getElementById("detail-fields").replaceChildren(
     detailField("Status", statusBadge(key.status)),

@@ -62,7 +62,7 @@ function render(me) {
   const limits = me.limits || key;
   const today = me.today || me.usage_today || me.usage || {};
   $("usage-name").textContent = key.name;
-  $("usage-sub").textContent = `${key.prefix ? `${key.prefix}… · ` : ""}${key.id ?? ""}`;
+  $("usage-sub").textContent = [key.prefix, key.id].filter(Boolean).join(" · ");
   const status = $("usage-status");
   status.className = `badge ${STATUS_BADGES[key.status] || "badge-slate"}`;
   status.textContent = key.status || "active";
