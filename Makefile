@@ -33,3 +33,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Rebuild the pages' CSS (Tailwind) and re-vendor the browser libraries from npm; the
+# output under src/vllm_gateway/static/ is committed, so users never need Node.js.
+css:
+	cd frontend && npm ci --no-audit --no-fund && npm run build
