@@ -146,8 +146,10 @@ class KeyStore:
             await self._pubsub.subscribe(INVALIDATE_CHANNEL)
             # Wait for the server's confirmation so no invalidation published after
             # start() returns can be missed.
-            while await self._pubsub.get_message(timeout=5.0) is None:
-                pass
+            for _ in range(50):
+                message = await self._pubsub.get_message(timeout=0.2)
+                if message is not None and message["type"] == "subscribe":
+                    break
             self._tasks.append(asyncio.create_task(self._listen(), name="keys-invalidations"))
         self._tasks.append(asyncio.create_task(self._touch_loop(), name="keys-last-used"))
 

@@ -37,7 +37,9 @@ class KeyFields(BaseModel):
     daily_tokens: StrictInt | None = Field(None, description="Prompt + completion tokens per day")
     max_concurrency: StrictInt | None = Field(None, description="Requests in flight at once")
     models: list[StrictStr] | None = Field(None, description="Allowed models; empty: all")
-    expires_at: datetime | None = Field(None, description="ISO 8601 expiry; null: never")
+    expires_at: datetime | None = Field(
+        None, description="ISO 8601 expiry (UTC if no offset); null: never"
+    )
 
 
 class KeyCreate(KeyFields):
