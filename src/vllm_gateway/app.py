@@ -34,7 +34,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp:
         title="vLLM Gateway admin API",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # web/pages.py serves /docs from the vendored Swagger UI (no CDN)
         redoc_url=None,
         openapi_url="/openapi.json",
     )

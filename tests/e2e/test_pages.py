@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 from tests.conftest import BACKEND_KEY, Gateway, GatewayFactory
 from tests.e2e.conftest import login, screenshot
 
-PAGES = ["/", "/chat", "/usage", "/dashboard", "/api/keys"]
+PAGES = ["/", "/chat", "/usage", "/dashboard", "/api/keys", "/docs"]
 
 
 def test_landing_shows_measured_status_and_no_tenant_data(page: Page, gateway: Gateway) -> None:
@@ -116,7 +116,7 @@ def test_security_headers_and_no_inline_script(gateway: Gateway) -> None:
         dashboard = client.get("/dashboard")
         assert dashboard.headers["cache-control"] == "no-store"
         assert '<meta name="csrf-token"' in dashboard.text
-    for path in ("/", "/login", "/chat", "/usage"):
+    for path in ("/", "/login", "/chat", "/usage", "/docs"):
         anonymous = httpx.get(gateway.url + path)
         assert anonymous.status_code == 200, path
         assert '<meta name="csrf-token"' not in anonymous.text
@@ -131,3 +131,12 @@ def _assert_security_headers(response: httpx.Response) -> None:
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["referrer-policy"] == "same-origin"
+
+
+def test_api_docs_work_offline(page: Page, gateway: Gateway) -> None:
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(gateway.url + "/docs")
+    expect(page.get_by_text("List keys").first).to_be_visible()
+    assert all(url.startswith(gateway.url) for url in requested), requested
+    screenshot(page, "docs")

@@ -139,7 +139,25 @@ async def usage_page(request: Request) -> Response:
     )
 
 
-@router.get("/api/v1/backends", dependencies=[Depends(require_admin)], tags=["operations"])
+@router.get("/docs", include_in_schema=False)
+async def docs_page(request: Request) -> Response:
+    """Swagger UI for the admin API, from the vendored copy (works offline, strict CSP)."""
+    session = await current_session(request)
+    return renderer(request).render(
+        request,
+        "docs.html",
+        csrf_token=session.csrf_token if session else None,
+        active="docs",
+        context={"openapi_url": request.app.openapi_url or "/openapi.json"},
+    )
+
+
+@router.get(
+    "/api/v1/backends",
+    dependencies=[Depends(require_admin)],
+    tags=["operations"],
+    summary="Backend health",
+)
 async def backends_api(request: Request) -> dict[str, list[dict[str, Any]]]:
     """Measured health of every backend: name (host:port), healthy, models, latency."""
     return {"data": backend_status(request)}

@@ -4,23 +4,13 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# Everything the pages load comes from the gateway itself (vendored, no CDN), and every
-# script is a static file, so inline scripts and styles can be refused outright.
+# Everything the pages load comes from the gateway itself (vendored, no CDN, Swagger UI
+# included), and every script is a static file, so inline scripts and styles are refused.
 PAGE_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
-# FastAPI's Swagger UI page at /docs loads its assets from a CDN with an inline
-# bootstrap script; it shows only the public API schema, so it gets its own policy.
-DOCS_POLICY = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "img-src 'self' data: https://fastapi.tiangolo.com; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-)
-DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect"})
-
 _COMMON: tuple[tuple[bytes, bytes], ...] = (
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
@@ -28,8 +18,7 @@ _COMMON: tuple[tuple[bytes, bytes], ...] = (
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
 )
-PAGE_HEADERS = ((b"content-security-policy", PAGE_POLICY.encode()), *_COMMON)
-DOCS_HEADERS = ((b"content-security-policy", DOCS_POLICY.encode()), *_COMMON)
+HEADERS = ((b"content-security-policy", PAGE_POLICY.encode()), *_COMMON)
 
 
 class SecurityHeaders:
@@ -42,13 +31,12 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = DOCS_HEADERS if scope.get("path") in DOCS_PATHS else PAGE_HEADERS
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in headers}
-                headers.extend(pair for pair in extra if pair[0] not in present)
+                headers.extend(pair for pair in HEADERS if pair[0] not in present)
                 message = {**message, "headers": headers}
             await send(message)
 
