@@ -1,8 +1,7 @@
-"""The HTML pages: landing, login, dashboard, key management, chat and "my usage"."""
+"""The HTML pages: landing, login, dashboard, keys, chat, "my usage" and the API docs."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 from urllib.parse import quote
 
@@ -12,10 +11,9 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from vllm_gateway.services import Services
 from vllm_gateway.web.admin_auth import current_session, require_admin, safe_next
 from vllm_gateway.web.templating import STATIC_DIR, PageRenderer, renderer
-
-log = logging.getLogger(__name__)
 
 router = APIRouter()
 
@@ -39,16 +37,9 @@ def mount_static(app: FastAPI) -> None:
 
 
 def backend_status(request: Request) -> list[dict[str, Any]]:
-    """The backend pool's measured health, or nothing while the pool is unavailable."""
-    services = getattr(request.app.state, "services", None)
-    if services is None:
-        return []
-    try:
-        status: list[dict[str, Any]] = services.backends.status()
-    except Exception:  # a status page must render even if the pool misbehaves
-        log.exception("reading backend status failed")
-        return []
-    return status
+    """The backend pool's measured health (name, healthy, models, latency_ms, error)."""
+    services: Services = request.app.state.services
+    return services.backends.status()
 
 
 def _login_redirect(request: Request) -> RedirectResponse:
