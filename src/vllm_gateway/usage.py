@@ -7,12 +7,10 @@ import contextlib
 import logging
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 
 import orjson
 
 from vllm_gateway.clock import Clock, utc_day
-from vllm_gateway.db import keys as db_keys
 from vllm_gateway.db import usage as db_usage
 from vllm_gateway.db.engine import Database
 from vllm_gateway.settings import Settings
@@ -63,12 +61,13 @@ class UsageRecorder:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._writing = 0
         self._next_prune = 0.0
 
     @property
     def pending(self) -> int:
-        """Events recorded but not yet written."""
-        return len(self._buffer)
+        """Events recorded but not yet written (including a batch being written)."""
+        return len(self._buffer) + self._writing
 
     def record(self, event: UsageEvent) -> None:
         """Queue one event; never blocks, never touches the database."""
@@ -86,11 +85,14 @@ class UsageRecorder:
             while self._buffer:
                 batch = self._buffer[:BATCH_SIZE]
                 del self._buffer[:BATCH_SIZE]
+                self._writing = len(batch)
                 try:
                     await self._write(batch)
                 except BaseException:
                     self._buffer[:0] = batch  # back in front, in order, for the next try
                     raise
+                finally:
+                    self._writing = 0
 
     async def close(self) -> None:
         """Stop the writer and write what is left, retrying until a deadline."""
@@ -137,11 +139,15 @@ class UsageRecorder:
             if not self._stopping and time.monotonic() >= self._next_prune:
                 await self._prune()
 
-    async def _prune(self) -> None:
+    async def prune(self) -> int:
+        """Delete events older than the retention period (daily rollups stay); returns how many."""
         cutoff = self._clock() - self._retention
+        async with self._database.engine.begin() as connection:
+            return await db_usage.prune_events(connection, cutoff)
+
+    async def _prune(self) -> None:
         try:
-            async with self._database.engine.begin() as connection:
-                removed = await db_usage.prune_events(connection, cutoff)
+            removed = await self.prune()
         except Exception as exc:
             log.warning("usage: pruning old events failed (%s); will retry", type(exc).__name__)
             self._next_prune = time.monotonic() + 60.0
@@ -151,10 +157,10 @@ class UsageRecorder:
             log.info("usage: pruned %d events older than the retention period", removed)
 
     async def _write(self, batch: list[UsageEvent]) -> None:
-        """One transaction: the events, their daily rollups and the keys' last use."""
+        """One transaction: the events and their daily rollups."""
+        # api_keys.last_used_at is the KeyStore's to keep: it notes every authentication.
         rows = []
         deltas: dict[tuple[str, str, str], db_usage.DailyDelta] = {}
-        last_used: dict[str, float] = {}
         days: dict[int, str] = {}
         for event in batch:
             key_id = _cut(event.key_id, 32)
@@ -188,15 +194,9 @@ class UsageRecorder:
             delta.prompt_tokens += event.prompt_tokens
             delta.completion_tokens += event.completion_tokens
             delta.latency_ms_sum += event.latency_ms
-            if event.ts > last_used.get(key_id, 0.0):
-                last_used[key_id] = event.ts
-        touched = {
-            key_id: datetime.fromtimestamp(last_used[key_id], UTC) for key_id in sorted(last_used)
-        }
         async with self._database.engine.begin() as connection:
             await db_usage.insert_events(connection, rows)
             await db_usage.add_to_daily(connection, self._database.dialect, deltas)
-            await db_keys.touch_keys(connection, touched)
 
     def _give_up(self, error: Exception) -> None:
         """Log every event that could not be written, so an operator can replay them."""
