@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bench.load import LoadResult
 from bench.suite import GatewayPhase, Run
 
 THROUGHPUT_TARGET_RPS = 3000.0
@@ -74,35 +75,48 @@ def targets(direct: list[Run], phases: list[GatewayPhase]) -> list[Target]:
 def _load_table(direct: list[Run], phases: list[GatewayPhase]) -> list[str]:
     runs = direct + [run for phase in phases for run in phase.runs]
     lines = [
-        f"{'kind':<7}{'c':>3}  {'target':<8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'rps/direct':>12}{'+p50 ms':>9}{'+p99 ms':>9}{'gw CPU':>8}",
+        f"{'kind':<7}{'c':>3}  {'target':<8}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'rps/direct':>11}{'+p50 ms':>9}{'+p99 ms':>9}{'rps/bare':>9}{'CPU':>6}{'us/req':>8}",
     ]
     for kind in ("json", "stream"):
-        connections = sorted({run.connections for run in runs if run.kind == kind})
-        for c in connections:
+        for c in sorted({run.connections for run in runs if run.kind == kind}):
             floor = _find(direct, "direct", kind, c)
+            bare = _find(direct, "bare", kind, c)
             for run in [r for r in runs if r.kind == kind and r.connections == c]:
                 result = run.result
                 line = (
-                    f"{kind:<7}{c:>3}  {run.target:<8}{result.rps:>9.0f}"
+                    f"{kind:<7}{c:>3}  {run.target:<8}{result.rps:>8.0f}"
                     f"{result.p50_ms:>9.3f}{result.p99_ms:>9.3f}"
                 )
                 if run.target != "direct" and floor is not None:
-                    ratio = result.rps / floor.result.rps if floor.result.rps else 0.0
                     line += (
-                        f"{ratio:>12.3f}{result.p50_ms - floor.result.p50_ms:>9.3f}"
+                        f"{_ratio(result, floor.result):>11.3f}"
+                        f"{result.p50_ms - floor.result.p50_ms:>9.3f}"
                         f"{result.p99_ms - floor.result.p99_ms:>9.3f}"
                     )
-                    line += f"{run.cpu_percent:>7.0f}%" if run.cpu_percent is not None else ""
+                    against_bare = "" if bare is None else f"{_ratio(result, bare.result):.3f}"
+                    line += f"{against_bare:>9}"
+                    if run.cpu_percent is not None and run.cpu_us_per_request is not None:
+                        line += f"{run.cpu_percent:>5.0f}%{run.cpu_us_per_request:>8.0f}"
                 if not result.clean:
                     line += "  NOT ALL 2xx"
                 lines.append(line)
     return lines
 
 
+def _ratio(result: LoadResult, floor: LoadResult) -> float:
+    return result.rps / floor.rps if floor.rps else 0.0
+
+
 def render(direct: list[Run], phases: list[GatewayPhase], ttfb_rounds: int) -> str:
     """The human-readable report."""
-    lines = ["", "Load (wrk, keep-alive, POST /v1/chat/completions; latency from wrk)", ""]
+    lines = [
+        "",
+        "Load (wrk, keep-alive, POST /v1/chat/completions; latency from wrk; bare = uvicorn +",
+        "aiohttp relaying bytes with no gateway logic; CPU = the proxy process, 100% = 1 core;",
+        "us/req = its CPU microseconds per answered request, steadier than req/s when shared)",
+        "",
+    ]
     lines += _load_table(direct, phases)
     if phases:
         lines += [

@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as a script: `python bench/run.py`
 from bench import profile, report
 from bench.load import wrk_binary
 from bench.redis_server import running_redis
-from bench.suite import GatewayPhase, Options, measure_direct, measure_gateway
+from bench.suite import GatewayPhase, Options, measure_bare, measure_direct, measure_gateway
 from bench.upstream import nginx_binary, running_upstream
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -76,6 +76,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--connections", default="1,32", help="comma-separated wrk connection counts [default 1,32]"
     )
     parser.add_argument("--ttfb-rounds", type=int, help="streamed requests per target [200]")
+    parser.add_argument(
+        "--no-bare", action="store_true", help="skip the bare uvicorn + aiohttp proxy"
+    )
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis-limits gateway")
     parser.add_argument("--output", type=Path, help="JSON file [bench/results/<timestamp>.json]")
     parser.add_argument(
@@ -116,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("measuring the upstream directly", file=sys.stderr)
         direct = measure_direct(upstream, options)
+        if not args.no_bare:
+            print("measuring a bare uvicorn + aiohttp proxy", file=sys.stderr)
+            direct += measure_bare(upstream, options)
         print("measuring the gateway with SQLite", file=sys.stderr)
         phases.append(measure_gateway(upstream, "sqlite", None, options))
         if not args.no_redis:
@@ -152,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     output.write_text(json.dumps(report.record(meta, direct, phases), indent=2) + "\n")
     print(f"\nwritten to {output} ({meta['elapsed_seconds']} s)")
     honest = all(check.ok for phase in phases for check in phase.checks)
-    honest = honest and all(run.result.clean for run in direct)
+    honest = honest and all(run.result.clean for run in direct)  # direct and bare
     return 0 if honest else 1
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import signal
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench import payloads
+from bench.bare_proxy import running_bare_proxy
 from bench.gateway import Gateway, running_gateway
 from bench.load import LoadResult, run_wrk
 from bench.procs import cpu_seconds, peak_rss_mb, rss_mb
@@ -37,8 +37,22 @@ class Run:
     kind: str  # "json" or "stream"
     connections: int
     result: LoadResult
-    cpu_percent: float | None = None  # the gateway's CPU use during the run (100 = one core)
+    cpu_seconds: float | None = None  # CPU the proxy process used during the run
     key_id: str | None = None
+
+    @property
+    def cpu_percent(self) -> float | None:
+        """The proxy's CPU use during the run; 100 is one core."""
+        if self.cpu_seconds is None or not self.result.seconds:
+            return None
+        return self.cpu_seconds / self.result.seconds * 100
+
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        """The proxy's CPU time per answered request: steadier than req/s on a shared machine."""
+        if self.cpu_seconds is None or not self.result.requests:
+            return None
+        return self.cpu_seconds / self.result.requests * 1e6
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready figures."""
@@ -47,9 +61,14 @@ class Run:
             "kind": self.kind,
             "connections": self.connections,
             **self.result.as_dict(),
-            "gateway_cpu_percent": self.cpu_percent,
+            "proxy_cpu_percent": _rounded(self.cpu_percent),
+            "proxy_cpu_us_per_request": _rounded(self.cpu_us_per_request),
             "key_id": self.key_id,
         }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 @dataclass
@@ -97,6 +116,28 @@ def measure_direct(upstream: Upstream, options: Options) -> list[Run]:
     return runs
 
 
+def measure_bare(upstream: Upstream, options: Options) -> list[Run]:
+    """wrk through uvicorn + aiohttp relaying bytes: what the stack costs before our code."""
+    json_base, stream_base = upstream.json_url[: -len("/v1")], upstream.stream_url[: -len("/v1")]
+    runs = []
+    with running_bare_proxy(json_base, stream_base) as (port, pid):
+        url = f"http://127.0.0.1:{port}"
+        for kind in KINDS:
+            _wrk(url, kind, WARMUP_CONNECTIONS, WARMUP_SECONDS, None)
+            for connections in options.connections:
+                runs.append(_measured(url, kind, connections, options.seconds, None, pid, "bare"))
+    return runs
+
+
+def _measured(
+    url: str, kind: str, connections: int, seconds: float, key: str | None, pid: int, target: str
+) -> Run:
+    """One wrk run, with the CPU the process under test used meanwhile."""
+    cpu_before = cpu_seconds(pid)
+    result = _wrk(url, kind, connections, seconds, key)
+    return Run(target, kind, connections, result, cpu_seconds(pid) - cpu_before)
+
+
 def _run_names(options: Options) -> list[str]:
     return [f"{kind}-c{c}" for kind in KINDS for c in options.connections]
 
@@ -115,10 +156,9 @@ def measure_gateway(
         for kind in KINDS:
             for connections in options.connections:
                 key_id, key = gateway.keys[f"{kind}-c{connections}"]
-                cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
-                result = _wrk(gateway.url, kind, connections, options.seconds, key)
-                cpu = (cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before) * 100
-                phase.runs.append(Run(store, kind, connections, result, round(cpu, 1), key_id))
+                run = _measured(gateway.url, kind, connections, options.seconds, key, pid, store)
+                run.key_id = key_id
+                phase.runs.append(run)
         phase.ttfb = _measure_ttfb(upstream, gateway, options.ttfb_rounds)
         phase.rss_mb, phase.peak_rss_mb = rss_mb(pid), peak_rss_mb(pid)
         phase.exit_code = gateway.shutdown()
