@@ -1,10 +1,109 @@
-"""`vllm-gateway usage` (STUB: its owner replaces this file)."""
+"""`vllm-gateway usage`: usage per day, key and model, as a table, CSV or JSON (for billing)."""
 
 from __future__ import annotations
 
+import csv
+import json
+import sys
+from datetime import date
+from typing import Any
+
 import click
+
+from vllm_gateway.cli._keystore import open_database_for_cli, run
+from vllm_gateway.cli.settings_loader import load_settings
+from vllm_gateway.db import usage as db_usage
+from vllm_gateway.settings import Settings
+
+COLUMNS = ("day", "key_id", "model", "requests", "errors", "prompt_tokens", "completion_tokens")
+_TOTALS = ("requests", "errors", "prompt_tokens", "completion_tokens")
+
+
+def _day(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A YYYY-MM-DD date (UTC)."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value.strip()).isoformat()
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date like 2025-01-31") from None
+
+
+async def _rows(settings: Settings, **filters: str | None) -> Any:
+    async with (
+        open_database_for_cli(settings) as database,
+        database.engine.connect() as connection,
+    ):
+        rows = await db_usage.daily_rows(connection, **filters)
+    return [{column: row[column] for column in COLUMNS} for row in rows]
 
 
 @click.command()
-def usage() -> None:
-    """Not built yet."""
+@click.option("--key", "key", metavar="ID", help="Only this key (its id).")
+@click.option("--model", help="Only this model.")
+@click.option("--since", metavar="DATE", callback=_day, help="First UTC day, YYYY-MM-DD.")
+@click.option("--until", metavar="DATE", callback=_day, help="Last UTC day, YYYY-MM-DD.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV: one row per day, key and model.")
+@click.option("--json", "as_json", is_flag=True, help="JSON: the totals and a row per day.")
+def usage(
+    key: str | None,
+    model: str | None,
+    since: str | None,
+    until: str | None,
+    as_csv: bool,
+    as_json: bool,
+) -> None:
+    """Usage per UTC day, key and model (reads DATABASE_URL / DATABASE_PATH)."""
+    if as_csv and as_json:
+        raise click.UsageError("choose one of --csv and --json")
+    if since and until and since > until:
+        raise click.BadParameter("--since is after --until", param_hint="--since")
+    settings = load_settings()
+    rows = run(lambda: _rows(settings, key_id=key, model=model, since=since, until=until))
+    for row in rows:
+        for name in _TOTALS:
+            row[name] = int(row[name])
+    totals = {name: sum(row[name] for row in rows) for name in _TOTALS}
+    totals["total_tokens"] = totals["prompt_tokens"] + totals["completion_tokens"]
+    if as_json:
+        click.echo(json.dumps({**totals, "since": since, "until": until, "days": rows}, indent=2))
+    elif as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=[*COLUMNS, "total_tokens"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {**row, "total_tokens": row["prompt_tokens"] + row["completion_tokens"]}
+            )
+    else:
+        _print_table(rows, totals)
+
+
+def _print_table(rows: list[dict[str, Any]], totals: dict[str, int]) -> None:
+    if not rows:
+        click.echo("No usage recorded for this selection.")
+        return
+    header = ("day", "key", "model", "requests", "errors", "prompt", "completion", "total")
+    lines = [
+        (
+            row["day"],
+            row["key_id"],
+            row["model"],
+            *(f"{row[name]:,}" for name in _TOTALS),
+            f"{row['prompt_tokens'] + row['completion_tokens']:,}",
+        )
+        for row in rows
+    ]
+    total_line = ("total", "", "", *(f"{totals[name]:,}" for name in (*_TOTALS, "total_tokens")))
+    widths = [max(len(line[i]) for line in (header, *lines, total_line)) for i in range(8)]
+
+    def render(line: tuple[str, ...]) -> str:
+        text = [
+            cell.ljust(widths[i]) if i < 3 else cell.rjust(widths[i]) for i, cell in enumerate(line)
+        ]
+        return "  ".join(text).rstrip()
+
+    click.echo(render(header))
+    click.echo("  ".join("-" * width for width in widths))
+    for line in lines:
+        click.echo(render(line))
+    click.echo(render(total_line))

@@ -218,9 +218,8 @@ async def per_minute(
             minute,
             func.count().label("requests"),
             func.sum(case((usage_events.c.status >= 400, 1), else_=0)).label("errors"),
-            func.sum(usage_events.c.prompt_tokens + usage_events.c.completion_tokens).label(
-                "tokens"
-            ),
+            func.sum(usage_events.c.prompt_tokens).label("prompt_tokens"),
+            func.sum(usage_events.c.completion_tokens).label("completion_tokens"),
         )
         .where(usage_events.c.ts >= since_ts)
         .group_by(minute)

@@ -1,5 +1,47 @@
-"""STUB: its owner replaces this file."""
+"""GET /metrics: Prometheus text, for the admin key or the separate metrics token."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+import hmac
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from vllm_gateway.errors import GatewayError
+from vllm_gateway.metrics import CONTENT_TYPE
+from vllm_gateway.services import Services
+
+router = APIRouter(tags=["operations"])
+
+
+def _unauthorized() -> GatewayError:
+    return GatewayError(
+        401,
+        "Metrics need the metrics token or the admin key as a Bearer token.",
+        "invalid_api_key",
+        headers=[(b"www-authenticate", b"Bearer")],
+    )
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format"},
+        401: {"description": "No or wrong token"},
+    },
+)
+async def metrics(request: Request) -> Response:
+    """This worker's metrics (Bearer GATEWAY_METRICS_TOKEN or the admin key)."""
+    services: Services = request.app.state.services
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized()
+    expected = services.settings.gateway_metrics_token
+    allowed = expected is not None and hmac.compare_digest(
+        token.encode(), expected.get_secret_value().encode()
+    )
+    if not allowed and not await services.admin.verify(token):
+        raise _unauthorized()
+    return Response(services.metrics.render(), media_type=CONTENT_TYPE)
