@@ -1,0 +1,129 @@
+"""GET /metrics on a real gateway: access, the numbers, and no secrets."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import BACKEND_KEY, Gateway, GatewayFactory
+from tests.support.servers import RunningServer
+from vllm_gateway.metrics import Metrics
+from vllm_gateway.usage import UsageEvent
+
+CHAT = [{"role": "user", "content": "Count the requests"}]
+METRICS_TOKEN = "metrics-" + "m" * 24
+
+
+def client_for(gateway: Gateway, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
+
+
+def scrape(gateway: Gateway, token: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = httpx.get(f"{gateway.url}/metrics", headers={"authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+@pytest.fixture
+def gateway(gateway_factory: GatewayFactory) -> Gateway:
+    return gateway_factory(gateway_metrics_token=METRICS_TOKEN)
+
+
+def test_metrics_need_the_metrics_token_or_the_admin_key(gateway: Gateway) -> None:
+    _, client_key = gateway.create_key()
+    for headers in (
+        {},
+        {"authorization": "Bearer nope"},
+        {"authorization": f"Bearer {client_key}"},
+        {"authorization": f"Basic {METRICS_TOKEN}"},
+    ):
+        response = httpx.get(f"{gateway.url}/metrics", headers=headers)
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "invalid_api_key"
+    scrape(gateway, METRICS_TOKEN)
+    scrape(gateway, gateway.admin_key)
+
+
+def test_requests_tokens_latency_and_rejections_are_counted(
+    gateway: Gateway, simulator: RunningServer
+) -> None:
+    key_id, key = gateway.create_key("metered", daily_requests=4)
+    client = client_for(gateway, key)
+    prompt = completion = 0
+    for max_tokens in (2, 3):
+        answer = client.chat.completions.create(
+            model="sim-model", messages=CHAT, max_tokens=max_tokens
+        )
+        assert answer.usage is not None
+        prompt += answer.usage.prompt_tokens
+        completion += answer.usage.completion_tokens
+    chunks = list(
+        client.chat.completions.create(
+            model="sim-model",
+            messages=CHAT,
+            max_tokens=4,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    usage = chunks[-1].usage
+    assert usage is not None
+    prompt += usage.prompt_tokens
+    completion += usage.completion_tokens
+    simulator.app.state.simulator.inject_failure(503)
+    with pytest.raises(openai.APIStatusError):
+        client.chat.completions.create(model="sim-model", messages=CHAT)
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="sim-model", messages=CHAT)
+    with pytest.raises(openai.AuthenticationError):
+        client_for(gateway, "vgw-not-a-key").chat.completions.create(
+            model="sim-model", messages=CHAT
+        )
+
+    samples = scrape(gateway, METRICS_TOKEN)
+
+    def value(name: str, **labels: str) -> float:
+        return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    ok = {"key_id": key_id, "model": "sim-model"}
+    assert value("vgw_requests_total", **ok, status="200") == 3
+    assert value("vgw_requests_total", **ok, status="503") == 1
+    assert value("vgw_tokens_total", **ok, kind="prompt") == prompt
+    assert value("vgw_tokens_total", **ok, kind="completion") == completion
+    assert value("vgw_request_duration_seconds_count", model="sim-model") == 4
+    assert value("vgw_time_to_first_token_seconds_count", model="sim-model") >= 1
+    assert value("vgw_rejections_total", reason="requests_per_day", key_id=key_id) == 1
+    assert value("vgw_rejections_total", reason="invalid_api_key", key_id="") == 1
+    assert value("vgw_requests_in_flight") == 0
+    backend = simulator.url.removeprefix("http://")
+    assert value("vgw_backend_up", backend=backend) == 1
+
+
+def test_metrics_never_show_secrets(gateway: Gateway) -> None:
+    _, key = gateway.create_key()
+    client_for(gateway, key).chat.completions.create(model="sim-model", messages=CHAT)
+    text = httpx.get(
+        f"{gateway.url}/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"}
+    ).text
+    for secret in (key, key.split("-")[-1], gateway.admin_key, BACKEND_KEY, METRICS_TOKEN):
+        assert secret not in text
+
+
+def test_each_metrics_object_has_its_own_registry() -> None:
+    first, second = Metrics(), Metrics()
+    event = UsageEvent(1.0, "r", "k", "m", "/v1/completions", 200, 1, 2, 5.0, 1.0, "b", True)
+    first.request_started()
+    first.request_finished(event)
+    first.backend_error("http://b/v1", "timeout")
+    first.set_backend_up("http://b/v1", False)
+    assert b'vgw_requests_total{key_id="k",model="m",status="200"} 1.0' in first.render()
+    assert b'vgw_backend_errors_total{backend="http://b/v1",kind="timeout"} 1.0' in first.render()
+    assert b'vgw_backend_up{backend="http://b/v1"} 0.0' in first.render()
+    assert b"vgw_requests_total{" not in second.render()
