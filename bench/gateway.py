@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -96,7 +96,9 @@ class Gateway:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def gateway_env(database: Path, backends: str, redis_url: str | None) -> dict[str, str]:
+def gateway_env(
+    database: Path, backends: str, redis_url: str | None, extra: Mapping[str, str]
+) -> dict[str, str]:
     """A clean environment: nothing inherited that could change the gateway's behaviour."""
     env = {
         key: value
@@ -112,16 +114,19 @@ def gateway_env(database: Path, backends: str, redis_url: str | None) -> dict[st
     )
     if redis_url:
         env["REDIS_URL"] = redis_url
+    env.update(extra)  # the operator's --env overrides, for A/B runs of settings
     return env
 
 
 @contextmanager
-def running_gateway(backends: str, redis_url: str | None) -> Iterator[Gateway]:
+def running_gateway(
+    backends: str, redis_url: str | None, extra_env: Mapping[str, str] | None = None
+) -> Iterator[Gateway]:
     """Start `vllm-gateway serve` on a free loopback port; stop it with SIGTERM afterwards."""
     with tempfile.TemporaryDirectory(prefix="vgw-bench-gateway-") as name:
         directory = Path(name)
         database = directory / "gateway.db"
-        env = gateway_env(database, backends, redis_url)
+        env = gateway_env(database, backends, redis_url, extra_env or {})
         port = free_port()
         log = directory / "gateway.log"
         with log.open("wb") as output:

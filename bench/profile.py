@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench.gateway import running_gateway
 from bench.load import LoadResult, run_wrk
-from bench.suite import CHAT_PATH, KINDS, WARMUP_CONNECTIONS, WARMUP_SECONDS, body_for
+from bench.suite import CHAT_PATH, KINDS, WARMUP_CONNECTIONS, WARMUP_SECONDS, Options, body_for
 from bench.upstream import Upstream
 
 OWN = "vllm_gateway/"
@@ -65,10 +65,11 @@ def read_raw(path: Path) -> Counter[tuple[str, ...]]:
     return stacks
 
 
-def record(upstream: Upstream, kind: str, seconds: float, rate: int, output: Path) -> Profile:
+def record(upstream: Upstream, kind: str, options: Options, rate: int, output: Path) -> Profile:
     """Load a fresh gateway with 32 connections while py-spy samples it."""
     backends = f"{upstream.json_url},{upstream.stream_url}"
-    with running_gateway(backends, None) as gateway:
+    seconds = options.seconds
+    with running_gateway(backends, None, dict(options.gateway_env)) as gateway:
         gateway.create_keys(["profile"])
         key = gateway.keys["profile"][1]
         url = gateway.url + CHAT_PATH
@@ -140,11 +141,11 @@ def summarise(profile: Profile, limit: int = 15) -> str:
 
 
 def profile_all(
-    upstream: Upstream, seconds: float, rate: int, directory: Path, stamp: str
+    upstream: Upstream, options: Options, rate: int, directory: Path, stamp: str
 ) -> list[Profile]:
     """Profile a JSON run and a streaming run, each on a fresh gateway."""
     directory.mkdir(parents=True, exist_ok=True)
     return [
-        record(upstream, kind, seconds, rate, directory / f"profile-{stamp}-{kind}.txt")
+        record(upstream, kind, options, rate, directory / f"profile-{stamp}-{kind}.txt")
         for kind in KINDS
     ]

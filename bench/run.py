@@ -54,13 +54,20 @@ def _version(args: list[str]) -> str:
     return (done.stdout + done.stderr).strip().splitlines()[0] if done.returncode == 0 else "?"
 
 
-def run_profile(seconds: float, rate: int, stamp: str) -> int:
+def run_profile(options: Options, rate: int, stamp: str) -> int:
     """Sample the gateway under load and print where its time goes."""
     with running_upstream() as upstream:
-        profiles = profile.profile_all(upstream, seconds, rate, RESULTS, stamp)
+        profiles = profile.profile_all(upstream, options, rate, RESULTS, stamp)
     for sampled in profiles:
         print("\n" + profile.summarise(sampled))
     return 0
+
+
+def _setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise SystemExit(f"--env wants NAME=VALUE, not {text!r}")
+    return name, value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -80,6 +87,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-bare", action="store_true", help="skip the bare uvicorn + aiohttp proxy"
     )
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis-limits gateway")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the gateways, e.g. GATEWAY_USAGE_FLUSH_INTERVAL=2 (repeatable)",
+    )
     parser.add_argument("--output", type=Path, help="JSON file [bench/results/<timestamp>.json]")
     parser.add_argument(
         "--profile",
@@ -97,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds=args.duration or (3.0 if args.quick else 8.0),
         connections=tuple(int(c) for c in args.connections.split(",")),
         ttfb_rounds=args.ttfb_rounds or (50 if args.quick else 200),
+        gateway_env=tuple(_setting(text) for text in args.env),
     )
     ensure_tools()
     load_before = os.getloadavg()[0]
@@ -109,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     stamp = datetime.now(UTC)
     if args.profile:
-        return run_profile(options.seconds, args.profile_rate, stamp.strftime("%Y%m%dT%H%M%SZ"))
+        return run_profile(options, args.profile_rate, stamp.strftime("%Y%m%dT%H%M%SZ"))
     phases: list[GatewayPhase] = []
     with running_upstream() as upstream:
         print(
@@ -142,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             "wrk": _version([wrk_binary(), "-v"]),
         },
         "options": {
+            "gateway_env": dict(options.gateway_env),
             "seconds_per_run": options.seconds,
             "connections": list(options.connections),
             "ttfb_rounds": options.ttfb_rounds,

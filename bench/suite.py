@@ -27,6 +27,7 @@ class Options:
     seconds: float
     connections: tuple[int, ...]
     ttfb_rounds: int
+    gateway_env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -148,7 +149,7 @@ def measure_gateway(
     """Start a gateway in front of both nginx servers, load it, stop it, audit its usage."""
     phase = GatewayPhase(store)
     backends = f"{upstream.json_url},{upstream.stream_url}"
-    with running_gateway(backends, redis_url) as gateway:
+    with running_gateway(backends, redis_url, dict(options.gateway_env)) as gateway:
         gateway.create_keys(["warmup", "ttfb", *_run_names(options)])
         pid = gateway.process.pid
         for kind in KINDS:
