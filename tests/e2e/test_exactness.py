@@ -1,0 +1,271 @@
+"""Exactness under load: real `serve` processes (several workers, several instances) sharing
+PostgreSQL and Redis, in front of a `vllm-gateway simulator` process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis
+
+from tests.support.databases import REDIS_URL, PostgresDatabase
+from tests.support.servers import free_port
+
+BACKEND_KEY = "exact-backend-" + "k" * 20
+ADMIN_KEY = "exact-admin-" + "a" * 24
+# A Redis database of this test's own, so other suites flushing theirs cannot interfere.
+EXACT_REDIS_URL = REDIS_URL.rsplit("/", 1)[0] + "/9"
+DAILY_LIMIT = 60
+ATTEMPTS = 200
+CONNECTIONS = 32
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("DATABASE_", "REDIS_", "GATEWAY_", "VLLM_"))
+    }
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Process:
+    """A command-line server this test started (and stops)."""
+
+    popen: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def wait_ready(self, path: str, headers: dict[str, str] | None = None) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            if self.popen.poll() is not None:
+                raise AssertionError(f"server exited early:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + path, headers=headers, timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server not ready:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.1)
+
+    def stop(self) -> int:
+        """Graceful shutdown (SIGTERM), as an operator or systemd would do it."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=10)
+        return self.popen.returncode
+
+
+def start(args: list[str], env: dict[str, str], log: Path, port: int) -> Process:
+    with log.open("wb") as output:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "vllm_gateway", *args],
+            env=env,
+            cwd=log.parent,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    return Process(popen, f"http://127.0.0.1:{port}", log)
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Iterator[Process]:
+    port = free_port()
+    process = start(
+        [
+            "simulator",
+            "--port",
+            str(port),
+            "--model",
+            "sim-model",
+            "--tokens-per-second",
+            "400",
+        ],
+        cli_env(VLLM_API_KEY=BACKEND_KEY),
+        tmp_path / "simulator.log",
+        port,
+    )
+    try:
+        process.wait_ready("/health")
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    database = PostgresDatabase()
+    database.create()
+    try:
+        yield database.url
+    finally:
+        database.drop()
+
+
+@pytest.fixture
+def shared_redis() -> Iterator[str]:
+    client = redis.Redis.from_url(EXACT_REDIS_URL)
+    client.flushdb()
+    try:
+        yield EXACT_REDIS_URL
+    finally:
+        client.flushdb()
+        client.close()
+
+
+def start_gateway(
+    tmp_path: Path, name: str, workers: int, backend: Process, postgres_url: str, redis_url: str
+) -> Process:
+    port = free_port()
+    env = cli_env(
+        VLLM_URL=f"{backend.url}/v1",
+        VLLM_API_KEY=BACKEND_KEY,
+        DATABASE_URL=postgres_url,
+        REDIS_URL=redis_url,
+        GATEWAY_ADMIN_KEY=ADMIN_KEY,
+        GATEWAY_HOST="127.0.0.1",
+        GATEWAY_LOG_LEVEL="warning",
+        GATEWAY_USAGE_FLUSH_INTERVAL="0.2",
+    )
+    (tmp_path / name).mkdir()
+    args = ["serve", "--port", str(port), "--workers", str(workers)]
+    return start(args, env, tmp_path / name / "gateway.log", port)
+
+
+async def hammer(urls: list[str], key: str) -> list[tuple[int, int, int]]:
+    """ATTEMPTS chat requests over CONNECTIONS connections, spread over the gateways."""
+    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+    results: list[tuple[int, int, int]] = []
+    async with httpx.AsyncClient(
+        limits=limits, timeout=60, headers={"authorization": f"Bearer {key}"}
+    ) as client:
+        gate = asyncio.Semaphore(CONNECTIONS)
+
+        async def one(index: int) -> None:
+            body = {
+                "model": "sim-model",
+                "messages": [{"role": "user", "content": f"request number {index}"}],
+                "max_tokens": 1 + index % 7,
+                "stream": index % 3 == 0,
+            }
+            if body["stream"]:
+                body["stream_options"] = {"include_usage": True}
+            async with gate:
+                url = urls[index % len(urls)] + "/v1/chat/completions"
+                response = await client.post(url, json=body)
+            if response.status_code != 200:
+                results.append((response.status_code, 0, 0))
+                return
+            usage = _usage(response)
+            results.append((200, usage["prompt_tokens"], usage["completion_tokens"]))
+
+        await asyncio.gather(*(one(index) for index in range(ATTEMPTS)))
+    return results
+
+
+def _usage(response: httpx.Response) -> dict[str, int]:
+    if response.headers["content-type"].startswith("application/json"):
+        usage: dict[str, int] = response.json()["usage"]
+        return usage
+    for line in reversed(response.text.splitlines()):
+        if line.startswith("data: {") and '"usage"' in line:
+            chunk = json.loads(line[len("data: ") :])
+            if chunk.get("usage"):
+                found: dict[str, int] = chunk["usage"]
+                return found
+    raise AssertionError("stream without a usage chunk")
+
+
+async def recorded(postgres_url: str, key_id: str) -> dict[str, Any]:
+    dsn = "postgresql://" + postgres_url.split("://", 1)[1]
+    connection = await asyncpg.connect(dsn)
+    try:
+        events = await connection.fetchrow(
+            "SELECT count(*) AS n, count(DISTINCT request_id) AS ids, "
+            "coalesce(sum(prompt_tokens), 0) AS p, coalesce(sum(completion_tokens), 0) AS c, "
+            "count(*) FILTER (WHERE status <> 200) AS failed "
+            "FROM usage_events WHERE key_id = $1",
+            key_id,
+        )
+        daily = await connection.fetchrow(
+            "SELECT coalesce(sum(requests), 0) AS n, coalesce(sum(prompt_tokens), 0) AS p, "
+            "coalesce(sum(completion_tokens), 0) AS c FROM usage_daily WHERE key_id = $1",
+            key_id,
+        )
+    finally:
+        await connection.close()
+    return {"events": dict(events), "daily": dict(daily)}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    ("instances", "workers"), [(1, 2), (2, 1)], ids=["two-workers", "two-instances"]
+)
+def test_a_daily_limit_is_exact_across_workers_and_instances(
+    tmp_path: Path,
+    backend: Process,
+    postgres_url: str,
+    shared_redis: str,
+    instances: int,
+    workers: int,
+) -> None:
+    gateways = [
+        start_gateway(tmp_path, f"gateway{n}", workers, backend, postgres_url, shared_redis)
+        for n in range(instances)
+    ]
+    try:
+        admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+        for gateway in gateways:
+            gateway.wait_ready("/readyz", admin)
+        created = httpx.post(
+            f"{gateways[0].url}/api/v1/keys",
+            json={"name": "exact", "daily_requests": DAILY_LIMIT},
+            headers=admin,
+        )
+        assert created.status_code in (200, 201), created.text
+        key_id, key = created.json()["id"], created.json()["key"]
+
+        results = asyncio.run(hammer([gateway.url for gateway in gateways], key))
+        statuses = [status for status, _, _ in results]
+        assert (statuses.count(200), statuses.count(429)) == (DAILY_LIMIT, ATTEMPTS - DAILY_LIMIT)
+        prompt = sum(p for status, p, _ in results if status == 200)
+        completion = sum(c for status, _, c in results if status == 200)
+        assert completion > DAILY_LIMIT  # real answers, not empty ones
+    finally:
+        codes = [gateway.stop() for gateway in gateways]
+    # Graceful shutdown flushed every queued event: the table holds exactly what was served.
+    # uvicorn re-raises the SIGTERM after its graceful shutdown, hence -15 for one worker.
+    clean = all(code in (0, -signal.SIGTERM) for code in codes)
+    assert clean, [
+        (code, g.log.read_text()[-2000:]) for code, g in zip(codes, gateways, strict=True)
+    ]
+    found = asyncio.run(recorded(postgres_url, key_id))
+    assert found["events"] == {
+        "n": DAILY_LIMIT,
+        "ids": DAILY_LIMIT,
+        "p": prompt,
+        "c": completion,
+        "failed": 0,
+    }
+    assert found["daily"] == {"n": DAILY_LIMIT, "p": prompt, "c": completion}
