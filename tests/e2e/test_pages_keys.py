@@ -119,7 +119,7 @@ def test_edit_revoke_and_delete_a_key(admin_page: Page, gateway: Gateway) -> Non
     detail.get_by_role("button", name="Revoke").click()
     page.locator("#confirm-dialog").get_by_role("button", name="Revoke key").click()
     expect(row).to_contain_text("revoked")
-    assert _models_status(gateway, key) == 401
+    assert _models_status(gateway, key) == 403  # key_revoked, as DESIGN.md says
 
     row.get_by_role("button", name="Delete").click()
     expect(page.locator("#confirm-message")).to_contain_text("usage history")

@@ -24,59 +24,43 @@ function setStat(name, value, note = "") {
 }
 
 function minuteLabel(point) {
-  const value = point.minute ?? point.ts ?? point.time ?? point.t;
-  if (typeof value === "number") {
-    const date = new Date(value * 1000);
-    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  }
-  if (typeof value === "string") {
-    const date = new Date(value);
-    if (!Number.isNaN(date.getTime())) {
-      return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    }
-    return value;
-  }
-  return "";
-}
-
-function tokensOf(item) {
-  return item.total_tokens ?? item.tokens ?? (item.prompt_tokens ?? 0) + (item.completion_tokens ?? 0);
+  const date = new Date(point.time);
+  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
 
 function renderFigures(stats) {
-  const today = stats.today || stats.totals || {};
-  const series = stats.series || stats.per_minute || [];
-  const last = series.length ? series[series.length - 1] : null;
-  const latency = stats.latency_ms || stats.latency || {};
-  setStat("requests_today", fmt.number(today.requests ?? 0), today.errors ? `${fmt.number(today.errors)} errors` : "");
+  const today = stats.today;
+  const series = stats.per_minute || [];
+  const current = series.length ? series[series.length - 1] : { requests: 0, tokens: 0 };
+  const hour = stats.last_hour;
+  const latency = stats.latency_ms;
+  setStat("requests_today", fmt.number(today.requests), today.errors ? `${fmt.number(today.errors)} errors` : "");
   setStat(
     "tokens_today",
-    fmt.compact(tokensOf(today)),
-    today.prompt_tokens !== undefined
-      ? `${fmt.compact(today.prompt_tokens)} in · ${fmt.compact(today.completion_tokens ?? 0)} out`
-      : "",
+    fmt.compact(today.total_tokens),
+    `${fmt.compact(today.prompt_tokens)} in · ${fmt.compact(today.completion_tokens)} out`,
   );
-  setStat("requests_per_minute", fmt.number(last ? last.requests ?? 0 : 0), "last minute");
-  setStat("tokens_per_minute", fmt.compact(last ? tokensOf(last) : 0), "last minute");
-  setStat("error_rate", fmt.percent(stats.error_rate ?? 0), "today");
+  setStat("requests_per_minute", fmt.number(current.requests), `this minute · ${fmt.number(Math.round(hour.requests / 60))} avg`);
+  setStat("tokens_per_minute", fmt.compact(current.tokens), `this minute · ${fmt.compact(Math.round(hour.total_tokens / 60))} avg`);
+  setStat("error_rate", fmt.percent(stats.error_rate), "last hour");
   setStat(
     "latency",
     `${fmt.ms(latency.p50)} / ${fmt.ms(latency.p95)}`,
-    latency.p50 === null || latency.p50 === undefined ? "no requests yet" : "",
+    latency.p50 === null ? "no requests in the last hour" : "last hour",
   );
-  setStat("in_flight", fmt.number(stats.in_flight ?? 0), "right now");
-  setStat("active_keys", fmt.number(stats.active_keys ?? 0), "");
+  setStat("in_flight", fmt.number(stats.in_flight), "right now");
+  setStat("active_keys", fmt.number(stats.active_keys), `used today · ${fmt.number(stats.enabled_keys)} enabled`);
 
   const labels = series.map(minuteLabel);
   const requestsSpec = {
     type: "bar",
     labels,
-    datasets: [{ label: "Requests", data: series.map((point) => point.requests ?? 0) }],
+    datasets: [{ label: "Requests", data: series.map((point) => point.requests) }],
   };
   const tokensSpec = {
     type: "line",
     labels,
-    datasets: [{ label: "Tokens", data: series.map(tokensOf) }],
+    datasets: [{ label: "Tokens", data: series.map((point) => point.tokens) }],
   };
   if (requestsChart) requestsChart.update(requestsSpec);
   else requestsChart = makeChart(document.getElementById("requests-chart"), requestsSpec);
@@ -90,11 +74,11 @@ function rankList(target, items, labelOf, isMono) {
     list.replaceChildren(el("li", { class: "text-sm text-slate-500 dark:text-slate-400" }, "No requests today yet."));
     return;
   }
-  const top = Math.max(...items.map((item) => item.requests ?? 0), 1);
+  const top = Math.max(...items.map((item) => item.requests), 1);
   list.replaceChildren(
     ...items.map((item) => {
       const bar = el("div", { class: "h-1.5 rounded-full bg-indigo-500/80 dark:bg-indigo-400/80" });
-      bar.style.width = `${Math.max(2, ((item.requests ?? 0) / top) * 100)}%`;
+      bar.style.width = `${Math.max(2, (item.requests / top) * 100)}%`;
       return el(
         "li",
         {},
@@ -105,7 +89,7 @@ function rankList(target, items, labelOf, isMono) {
           el(
             "span",
             { class: "shrink-0 text-xs tabular-nums text-slate-500 dark:text-slate-400" },
-            `${fmt.number(item.requests ?? 0)} req · ${fmt.compact(tokensOf(item))} tok`,
+            `${fmt.number(item.requests)} req · ${fmt.compact(item.total_tokens)} tok`,
           ),
         ),
         el("div", { class: "mt-1 h-1.5 rounded-full bg-slate-100 dark:bg-slate-800" }, bar),
@@ -132,12 +116,12 @@ function renderRecent(items) {
       el(
         "tr",
         {},
-        el("td", { class: "table-cell whitespace-nowrap text-xs text-slate-600 dark:text-slate-400", title: fmt.dateTime(item.ts ?? item.time) }, fmt.time(item.ts ?? item.time)),
-        el("td", { class: "table-cell" }, item.key_name ?? item.name ?? item.key_id ?? "—"),
-        el("td", { class: "table-cell font-mono text-xs" }, item.model || "—"),
-        el("td", { class: "table-cell" }, statusBadge(item.status)),
-        el("td", { class: "table-cell text-right tabular-nums" }, fmt.number(tokensOf(item))),
-        el("td", { class: "table-cell text-right tabular-nums" }, fmt.ms(item.latency_ms)),
+        el("td", { class: "table-cell align-middle whitespace-nowrap text-xs text-slate-600 dark:text-slate-400", title: fmt.dateTime(item.time) }, fmt.time(item.time)),
+        el("td", { class: "table-cell align-middle" }, item.key_name ?? `deleted key ${item.key_id}`),
+        el("td", { class: "table-cell align-middle font-mono text-xs" }, item.model || "—"),
+        el("td", { class: "table-cell align-middle" }, statusBadge(item.status)),
+        el("td", { class: "table-cell align-middle text-right tabular-nums" }, fmt.number(item.total_tokens)),
+        el("td", { class: "table-cell align-middle text-right tabular-nums" }, fmt.ms(item.latency_ms)),
       ),
     ),
   );
@@ -187,10 +171,10 @@ async function refresh() {
       adminApi("/api/v1/backends"),
     ]);
     renderFigures(stats);
-    rankList("top-keys", stats.top_keys || [], (item) => item.name ?? item.key_name ?? item.key_id, false);
-    rankList("top-models", stats.top_models || [], (item) => item.model, true);
-    renderRecent(stats.recent || []);
-    renderBackends(backends.data || []);
+    rankList("top-keys", stats.top_keys, (item) => item.name ?? `deleted key ${item.key_id}`, false);
+    rankList("top-models", stats.top_models, (item) => item.model, true);
+    renderRecent(stats.recent);
+    renderBackends(backends.data);
     errorBox.hidden = true;
     statusText.textContent = `Live · updated ${new Date().toLocaleTimeString()}`;
     liveDot.classList.replace("bg-rose-500", "bg-emerald-500");

@@ -288,14 +288,12 @@ function todayTile(label, value) {
   );
 }
 
-/** Usage rows from /api/v1/usage, whatever the exact envelope: [{day, requests, tokens}]. */
+/** The daily rows of /api/v1/usage as {day, requests, tokens}. */
 function usageSeries(usage) {
-  const rows = usage?.series || usage?.data || usage?.days || [];
-  return rows.map((item) => ({
-    day: item.day || item.date,
-    requests: item.requests ?? 0,
-    tokens:
-      item.total_tokens ?? (item.prompt_tokens ?? 0) + (item.completion_tokens ?? 0),
+  return usage.daily.map((item) => ({
+    day: item.day,
+    requests: item.requests,
+    tokens: item.total_tokens,
   }));
 }
 

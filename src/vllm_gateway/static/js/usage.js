@@ -8,7 +8,6 @@ const form = $("usage-key-form");
 const input = $("usage-key");
 const errorBox = $("usage-error");
 const result = $("usage-result");
-const STATUS_BADGES = { active: "badge-green", revoked: "badge-red", expired: "badge-amber" };
 
 let chart = null;
 
@@ -50,60 +49,43 @@ function detail(label, value) {
   );
 }
 
-function pick(object, ...names) {
-  for (const name of names) {
-    if (object && object[name] !== undefined) return object[name];
-  }
-  return undefined;
-}
-
 function render(me) {
-  const key = me.key || me;
-  const limits = me.limits || key;
-  const today = me.today || me.usage_today || me.usage || {};
-  $("usage-name").textContent = key.name;
-  $("usage-sub").textContent = [key.prefix, key.id].filter(Boolean).join(" · ");
+  $("usage-name").textContent = me.name;
+  $("usage-sub").textContent = `Key ${me.id}`;
   const status = $("usage-status");
-  status.className = `badge ${STATUS_BADGES[key.status] || "badge-slate"}`;
-  status.textContent = key.status || "active";
+  status.className = "badge badge-green";
+  status.textContent = "active";
 
-  const todayTokens =
-    pick(today, "total_tokens", "tokens") ??
-    (today.prompt_tokens ?? 0) + (today.completion_tokens ?? 0);
-  const meters = [
-    meter("Requests today", pick(today, "requests") ?? 0, limits.daily_requests, "Resets at 00:00 UTC"),
-    meter("Tokens today", todayTokens, limits.daily_tokens, "Prompt and completion tokens"),
-  ];
-  if (limits.rpm !== null && limits.rpm !== undefined) {
-    meters.push(meter("Requests this minute", pick(me, "requests_this_minute", "minute_requests") ?? 0, limits.rpm));
-  }
-  if (limits.max_concurrency !== null && limits.max_concurrency !== undefined) {
-    meters.push(meter("Requests in flight", pick(me, "in_flight", "concurrent") ?? 0, limits.max_concurrency));
-  }
-  $("usage-meters").replaceChildren(...meters);
-
-  const models = key.models || [];
+  const { limits, today } = me;
+  $("usage-meters").replaceChildren(
+    meter("Requests today", today.requests, limits.daily_requests, remainingNote(today.requests_remaining, "requests")),
+    meter("Tokens today", today.total_tokens, limits.daily_tokens, remainingNote(today.tokens_remaining, "tokens")),
+  );
   $("usage-fields").replaceChildren(
-    detail("Allowed models", models.length ? models.join(", ") : "all models"),
-    detail("Expires", key.expires_at ? fmt.dateTime(key.expires_at) : "never"),
-    detail("Created", fmt.dateTime(key.created_at)),
-    detail("Last used", key.last_used_at ? fmt.dateTime(key.last_used_at) : "never"),
+    detail("Allowed models", me.models.length ? me.models.join(", ") : "all models"),
+    detail("Expires", me.expires_at ? fmt.dateTime(me.expires_at) : "never"),
     detail("Requests per minute", fmt.limit(limits.rpm)),
     detail("Concurrent requests", fmt.limit(limits.max_concurrency)),
+    detail("Requests over 30 days", fmt.number(me.daily.reduce((sum, row) => sum + row.requests, 0))),
+    detail("Tokens over 30 days", fmt.number(me.daily.reduce((sum, row) => sum + row.total_tokens, 0))),
   );
 
-  const series = me.series || me.daily || me.days || [];
-  $("usage-history-card").hidden = series.length === 0;
-  if (series.length) {
-    const spec = {
-      type: "bar",
-      labels: series.map((row) => (row.day || row.date || "").slice(5)),
-      datasets: [{ label: "Requests", data: series.map((row) => row.requests ?? 0) }],
-    };
-    if (chart) chart.update(spec);
-    else chart = makeChart($("usage-chart"), spec);
-  }
+  $("usage-history-card").hidden = me.daily.length === 0;
+  const spec = {
+    type: "bar",
+    labels: me.daily.map((row) => row.day.slice(5)),
+    datasets: [
+      { label: "Requests", data: me.daily.map((row) => row.requests), yAxisID: "y" },
+    ],
+  };
+  if (chart) chart.update(spec);
+  else chart = makeChart($("usage-chart"), spec);
   result.hidden = false;
+}
+
+function remainingNote(remaining, what) {
+  const reset = "resets at 00:00 UTC";
+  return remaining === null ? `No daily limit · ${reset}` : `${fmt.number(remaining)} ${what} left · ${reset}`;
 }
 
 async function show(key) {
