@@ -127,26 +127,25 @@ def limit_headers(
     """OpenAI's x-ratelimit-* headers for a key's state (counts include this request)."""
     headers: Headers = []
     to_midnight = seconds_to_utc_midnight(now)
-    candidates: list[tuple[int, float, int]] = []  # (remaining, -reset, limit)
-    if key.daily_requests is not None:
-        remaining = max(0, key.daily_requests - requests_today)
-        candidates.append((remaining, -to_midnight, key.daily_requests))
-    if key.rpm is not None:
-        candidates.append((max(0, key.rpm - rpm_count), -rpm_reset, key.rpm))
-    if candidates:
-        remaining, negative_reset, limit = min(candidates)
+    daily, rpm = key.daily_requests, key.rpm
+    chosen: tuple[int, float, int] | None = None  # (remaining, -reset, limit)
+    if daily is not None:
+        chosen = (max(0, daily - requests_today), -to_midnight, daily)
+    if rpm is not None:
+        by_minute = (max(0, rpm - rpm_count), -rpm_reset, rpm)
+        chosen = by_minute if chosen is None else min(chosen, by_minute)
+    if chosen is not None:
+        remaining, negative_reset, limit = chosen
         headers += [
-            (b"x-ratelimit-limit-requests", str(limit).encode()),
-            (b"x-ratelimit-remaining-requests", str(remaining).encode()),
+            (b"x-ratelimit-limit-requests", b"%d" % limit),
+            (b"x-ratelimit-remaining-requests", b"%d" % remaining),
             (b"x-ratelimit-reset-requests", format_duration(-negative_reset).encode()),
         ]
-    if key.daily_tokens is not None:
+    tokens = key.daily_tokens
+    if tokens is not None:
         headers += [
-            (b"x-ratelimit-limit-tokens", str(key.daily_tokens).encode()),
-            (
-                b"x-ratelimit-remaining-tokens",
-                str(max(0, key.daily_tokens - tokens_today)).encode(),
-            ),
+            (b"x-ratelimit-limit-tokens", b"%d" % tokens),
+            (b"x-ratelimit-remaining-tokens", b"%d" % max(0, tokens - tokens_today)),
             (b"x-ratelimit-reset-tokens", format_duration(to_midnight).encode()),
         ]
     return headers
@@ -179,6 +178,22 @@ def rejection(reason: str, key: ClientKey, retry_after: float, headers: Headers)
     return RateLimitExceeded(reason, message, [(b"retry-after", retry), *headers])
 
 
+class DayNames:
+    """utc_day() remembered for the current day: formatting a date costs more than a limit."""
+
+    __slots__ = ("_name", "_number")
+
+    def __init__(self) -> None:
+        self._number = -1
+        self._name = ""
+
+    def __call__(self, now: float) -> str:
+        number = int(now // 86400)
+        if number != self._number:
+            self._number, self._name = number, utc_day(now)
+        return self._name
+
+
 @dataclass(slots=True)
 class _KeyState:
     """One key's counters in this process."""
@@ -195,12 +210,13 @@ class InProcessLimiter:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
+        self._day = DayNames()
         self._states: dict[str, _KeyState] = {}
 
     async def acquire(self, key: ClientKey, token_estimate: int) -> Reservation:
         """Check every limit, then reserve; no await inside, so it is atomic in the loop."""
         now = self._clock()
-        day = utc_day(now)
+        day = self._day(now)
         if not has_limits(key):
             return Reservation(key.id, day, 0, False)
         state = self._states.get(key.id)

@@ -20,7 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
-from vllm_gateway.clock import Clock, seconds_to_utc_midnight, utc_day
+from vllm_gateway.clock import Clock, seconds_to_utc_midnight
 from vllm_gateway.errors import GatewayError
 from vllm_gateway.keys import ClientKey
 from vllm_gateway.limits import (
@@ -29,6 +29,7 @@ from vllm_gateway.limits import (
     REQUESTS_PER_MINUTE,
     TOKENS_PER_DAY,
     WINDOW,
+    DayNames,
     Reservation,
     has_limits,
     limit_headers,
@@ -133,6 +134,7 @@ class RedisLimiter:
 
     def __init__(self, redis: aioredis.Redis, clock: Clock, *, lease_seconds: float) -> None:
         self._clock = clock
+        self._day = DayNames()
         self._lease = lease_seconds
         self._pending: set[asyncio.Task[object]] = set()
         self._acquire = _Script(redis, ACQUIRE)
@@ -143,7 +145,7 @@ class RedisLimiter:
     async def acquire(self, key: ClientKey, token_estimate: int) -> Reservation:
         """One atomic check-and-reserve in Redis, or a 429 naming the limit hit."""
         now = self._clock()
-        day = utc_day(now)
+        day = self._day(now)
         if not has_limits(key):
             return Reservation(key.id, day, 0, False)
         prefix = f"vgw:lim:{{{key.id}}}:"
