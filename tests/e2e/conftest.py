@@ -88,7 +88,8 @@ def page(browser: Browser, console: Console, gateway: Gateway) -> Iterator[Page]
     )
     yield page
     context.close()
-    assert console.unexpected() == [], "console errors on the page"
+    unexpected = console.unexpected()
+    assert unexpected == [], "console errors on the page:\n" + "\n".join(unexpected)
 
 
 def login(page: Page, gateway: Gateway, next_path: str = "/dashboard") -> None:

@@ -75,6 +75,8 @@ def test_answer_streams_in_pieces_and_renders_markdown(
     expect(page.locator("#stop")).to_be_visible()
     expect(last_answer(page)).to_have_attribute("data-state", "done", timeout=30_000)
     final = last_answer(page).get_by_test_id("answer").text_content() or ""
+    # Code blocks, when the answer has any, are highlighted once the answer is complete.
+    expect(last_answer(page).locator("pre code:not(.hljs)")).to_have_count(0)
     assert len(final.strip()) > len(first.strip()) > 0
     expect(last_answer(page).get_by_test_id("message-meta")).to_contain_text("sim-model")
     expect(last_answer(page).get_by_test_id("message-meta")).to_contain_text("tokens")
@@ -218,3 +220,45 @@ def test_backend_down_is_shown_plainly(
     error = page.locator("[data-role=error]")
     expect(error).to_contain_text("The model backend is unavailable")
     screenshot(page, "chat-backend-down")
+
+
+def test_model_html_is_shown_as_text_and_links_are_sanitised(page: Page, gateway: Gateway) -> None:
+    hostile = (
+        '**bold** <img src=x onerror="window.__pwned=1"> <script>window.__pwned=2</script>'
+        " [click](javascript:window.__pwned=3) ![pixel](https://tracker.example/p.gif)"
+        "\n\n```python\nprint('hi')\n```"
+    )
+    conversation = {
+        "id": "c1",
+        "title": "saved",
+        "created": 1,
+        "updated": 1,
+        "model": "sim-model",
+        "system": "",
+        "temperature": 0.7,
+        "maxTokens": None,
+        "messages": [
+            {"role": "user", "content": "<b>not bold</b>"},
+            {"role": "assistant", "content": hostile, "model": "sim-model"},
+        ],
+    }
+    page.goto(gateway.url + "/chat")
+    page.evaluate(
+        "c => { localStorage.setItem('vgw.chat.conversations', JSON.stringify([c]));"
+        " localStorage.setItem('vgw.chat.current', c.id); }",
+        conversation,
+    )
+    page.reload()
+    answer = page.get_by_test_id("answer")
+    expect(answer.locator("strong")).to_have_text("bold")
+    expect(answer).to_contain_text('<img src=x onerror="window.__pwned=1">')
+    expect(answer).to_contain_text("<script>window.__pwned=2</script>")
+    expect(answer.locator("pre code.hljs")).to_contain_text("print('hi')")
+    assert answer.locator("img, script, [onerror]").count() == 0
+    expect(answer.locator("a", has_text="click")).to_have_count(1)
+    assert answer.locator("a[href^='javascript']").count() == 0
+    expect(answer.get_by_role("link", name="pixel")).to_have_attribute(
+        "href", "https://tracker.example/p.gif"
+    )
+    expect(page.locator("[data-role=user]")).to_have_text("<b>not bold</b>")
+    assert page.evaluate("window.__pwned") is None

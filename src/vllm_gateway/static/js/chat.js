@@ -129,6 +129,25 @@ function deleteConversation(conversation) {
 
 // --- messages ---------------------------------------------------------------------
 
+function escapeHtml(text) {
+  return text
+    .replaceAll("&", "&amp;")
+    .replaceAll("<", "&lt;")
+    .replaceAll(">", "&gt;")
+    .replaceAll('"', "&quot;");
+}
+
+// HTML written by the model is shown as text, and Markdown images become links, so an
+// answer can neither run anything nor load anything from elsewhere. DOMPurify still
+// sanitises the rendered result, as a second line.
+window.marked.use({
+  renderer: {
+    html: ({ text }) => escapeHtml(text),
+    image: ({ href, text }) =>
+      `<a href="${escapeHtml(href || "")}">${escapeHtml(text || href || "image")}</a>`,
+  },
+});
+
 function renderMarkdown(target, text, final) {
   const html = window.marked.parse(text, { gfm: true, breaks: true, async: false });
   // Sanitise after rendering: the model's text may contain HTML of its own.

@@ -319,7 +319,10 @@ async function openDetails(key) {
     detailField("Last used", key.last_used_at ? fmt.dateTime(key.last_used_at) : "never"),
     detailField("Expires", key.expires_at ? fmt.dateTime(key.expires_at) : "never"),
     detailField("Allowed models", key.models?.length ? key.models.join(", ") : "all"),
-    ...LIMITS.map(([name, label]) => detailField(`Limit: ${label}`, fmt.limit(key[name]))),
+    detailField("Requests per day", fmt.limit(key.daily_requests)),
+    detailField("Requests per minute", fmt.limit(key.rpm)),
+    detailField("Tokens per day", fmt.limit(key.daily_tokens)),
+    detailField("Concurrent requests", fmt.limit(key.max_concurrency)),
   );
   const today = document.getElementById("detail-today");
   today.replaceChildren(todayTile("Requests today", "…"), todayTile("Tokens today", "…"));
