@@ -333,12 +333,58 @@ async def test_redis_down_rejects_with_503_and_settle_does_not_raise(
             await limiter.acquire(key, 0)
         assert caught.value.status == 503
         assert "redis" not in caught.value.message.lower()
-        await limiter.settle(reservation, 0)
+        await limiter.settle(reservation, 0)  # queued, then lost: the lease is the backstop
         assert reservation.settled
+        await limiter.close()
         # Unlimited keys never touch Redis at all.
         assert (await limiter.acquire(make_key(), 0)).headers == []
     finally:
         await unreachable.aclose()
+
+
+async def test_a_cancelled_acquire_gives_back_what_redis_took(
+    redis_client: aioredis.Redis,
+) -> None:
+    limiter = create_limiter(settings(), redis_client, DrivenClock())
+    key = make_key(max_concurrency=1, daily_tokens=100)
+    waiting = asyncio.ensure_future(limiter.acquire(key, 60))
+    await asyncio.sleep(0)  # the operation is queued for Redis
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await limiter.close()  # Redis answered; the slot and the tokens were given back
+    reservation = await limiter.acquire(key, 60)
+    assert header(reservation.headers, b"x-ratelimit-remaining-tokens") == "40"
+
+
+class CountingRedis(aioredis.Redis):
+    """A Redis client that notes every command it sends."""
+
+    sent: list[str]
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.sent.append(str(args[0]))
+        return await super().execute_command(*args, **options)
+
+
+async def test_operations_arriving_together_share_one_round_trip(redis_url: str) -> None:
+    client = CountingRedis.from_url(redis_url)
+    client.sent = []
+    try:
+        limiter = create_limiter(settings(), client, DrivenClock())
+        key = make_key(daily_requests=500, max_concurrency=500)
+        reservations = await asyncio.gather(*(limiter.acquire(key, 1) for _ in range(300)))
+        await asyncio.gather(*(limiter.settle(r, 1) for r in reservations))
+        await limiter.close()
+        # 600 operations in a few calls of at most 256 (the first one loads the script).
+        assert 3 <= client.sent.count("EVALSHA") <= 5
+        assert len(client.sent) - client.sent.count("EVALSHA") <= 1
+        refused = await asyncio.gather(
+            *(limiter.acquire(key, 1) for _ in range(201)), return_exceptions=True
+        )
+        assert sum(isinstance(r, RateLimitExceeded) for r in refused) == 1
+    finally:
+        await client.aclose()
 
 
 async def test_daily_counters_expire_after_their_day(redis_client: aioredis.Redis) -> None:
