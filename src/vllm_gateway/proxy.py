@@ -176,7 +176,7 @@ class ProxyApp:
             candidates = await self._candidates(services, parsed.model)
             reservation = await services.limiter.acquire(key, parsed.token_estimate)
         except GatewayError as error:
-            services.metrics.rejected(error.code, key.id)
+            services.metrics.rejected(getattr(error, "reason", error.code), key.id)
             raise
 
         outcome = Outcome()
