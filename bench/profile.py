@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.bare_proxy import running_bare_proxy
 from bench.gateway import running_gateway
 from bench.load import LoadResult, run_wrk
 from bench.suite import CHAT_PATH, KINDS, WARMUP_CONNECTIONS, WARMUP_SECONDS, Options, body_for
@@ -30,6 +31,7 @@ class Profile:
     load: LoadResult
     stacks: Counter[tuple[str, ...]]
     raw_file: Path
+    rate: int
 
     @property
     def samples(self) -> int:
@@ -65,41 +67,36 @@ def read_raw(path: Path) -> Counter[tuple[str, ...]]:
     return stacks
 
 
-def record(upstream: Upstream, kind: str, options: Options, rate: int, output: Path) -> Profile:
-    """Load a fresh gateway with 32 connections while py-spy samples it."""
-    backends = f"{upstream.json_url},{upstream.stream_url}"
-    seconds = options.seconds
-    with running_gateway(backends, None, dict(options.gateway_env)) as gateway:
-        gateway.create_keys(["profile"])
-        key = gateway.keys["profile"][1]
-        url = gateway.url + CHAT_PATH
-        run_wrk(
-            url, body_for(kind), connections=WARMUP_CONNECTIONS, seconds=WARMUP_SECONDS, api_key=key
-        )
-        spy = subprocess.Popen(
-            [
-                py_spy_binary(),
-                "record",
-                "--pid",
-                str(gateway.process.pid),
-                "--rate",
-                str(rate),
-                "--duration",
-                str(round(seconds)),
-                "--format",
-                "raw",
-                "--nonblocking",
-                "--output",
-                str(output),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        load = run_wrk(url, body_for(kind), connections=32, seconds=seconds, api_key=key)
-        _, errors = spy.communicate(timeout=seconds + 30)
-        if spy.returncode != 0:
-            raise RuntimeError(f"py-spy failed: {errors.decode().strip()}")
-    return Profile(kind, load, read_raw(output), output)
+def record(
+    url: str, pid: int, kind: str, seconds: float, rate: int, output: Path, key: str | None
+) -> Profile:
+    """Load a target with 32 connections while py-spy samples its process."""
+    body = body_for(kind)
+    run_wrk(url, body, connections=WARMUP_CONNECTIONS, seconds=WARMUP_SECONDS, api_key=key)
+    spy = subprocess.Popen(
+        [
+            py_spy_binary(),
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            str(rate),
+            "--duration",
+            str(round(seconds)),
+            "--format",
+            "raw",
+            "--nonblocking",
+            "--output",
+            str(output),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    load = run_wrk(url, body, connections=32, seconds=seconds, api_key=key)
+    _, errors = spy.communicate(timeout=seconds + 30)
+    if spy.returncode != 0:
+        raise RuntimeError(f"py-spy failed: {errors.decode().strip()}")
+    return Profile(kind, load, read_raw(output), output, rate)
 
 
 def _top(counter: Counter[str], total: int, limit: int) -> list[str]:
@@ -116,8 +113,7 @@ def summarise(profile: Profile, limit: int = 15) -> str:
     for stack, count in profile.stacks.items():
         leaf = stack[-1]
         by_leaf[leaf] += count
-        path = leaf.rpartition("(")[2].rstrip(")")
-        by_package[path.split("/")[0] if "/" in path else path or "?"] += count
+        by_package[_package(leaf)] += count
         own = [frame for frame in stack if OWN in frame and _BOOT not in frame]
         for frame in set(own):
             own_inclusive[frame] += count
@@ -140,12 +136,70 @@ def summarise(profile: Profile, limit: int = 15) -> str:
     return "\n".join(lines)
 
 
+def _package(frame: str) -> str:
+    path = frame.rpartition("(")[2].rstrip(")")
+    return path.split("/")[0] if "/" in path else path or "?"
+
+
+def compare(bare: Profile, gateway: Profile) -> str:
+    """Sampled busy microseconds per answered request, by package: what the gateway adds."""
+
+    def per_request(profile: Profile) -> Counter[str]:
+        scale = 1e6 / profile.rate / max(profile.load.requests, 1)
+        found: Counter[str] = Counter()
+        for stack, count in profile.stacks.items():
+            found[_package(stack[-1])] += count * scale
+        return found
+
+    bare_us, gateway_us = per_request(bare), per_request(gateway)
+    lines = [
+        f"{gateway.kind} c=32: sampled busy us per answered request, bare proxy vs gateway",
+        f"  {'package':<28}{'bare':>8}{'gateway':>9}{'added':>8}",
+    ]
+    for package, _ in (gateway_us + bare_us).most_common(12):
+        added = gateway_us[package] - bare_us[package]
+        lines.append(
+            f"  {package:<28}{bare_us[package]:>8.0f}{gateway_us[package]:>9.0f}{added:>8.0f}"
+        )
+    total_bare, total_gateway = sum(bare_us.values()), sum(gateway_us.values())
+    lines.append(
+        f"  {'total':<28}{total_bare:>8.0f}{total_gateway:>9.0f}{total_gateway - total_bare:>8.0f}"
+    )
+    return "\n".join(lines)
+
+
 def profile_all(
     upstream: Upstream, options: Options, rate: int, directory: Path, stamp: str
-) -> list[Profile]:
-    """Profile a JSON run and a streaming run, each on a fresh gateway."""
+) -> list[tuple[Profile, Profile]]:
+    """(bare proxy, gateway) profiles of a JSON run and of a streaming run."""
     directory.mkdir(parents=True, exist_ok=True)
-    return [
-        record(upstream, kind, options, rate, directory / f"profile-{stamp}-{kind}.txt")
-        for kind in KINDS
-    ]
+    json_base, stream_base = upstream.json_url[: -len("/v1")], upstream.stream_url[: -len("/v1")]
+    backends = f"{upstream.json_url},{upstream.stream_url}"
+    pairs = []
+    with (
+        running_bare_proxy(json_base, stream_base) as (port, bare_pid),
+        running_gateway(backends, None, dict(options.gateway_env)) as gateway,
+    ):
+        gateway.create_keys(["profile"])
+        key = gateway.keys["profile"][1]
+        for kind in KINDS:
+            bare = record(
+                f"http://127.0.0.1:{port}{CHAT_PATH}",
+                bare_pid,
+                kind,
+                options.seconds,
+                rate,
+                directory / f"profile-{stamp}-{kind}-bare.txt",
+                None,
+            )
+            ours = record(
+                gateway.url + CHAT_PATH,
+                gateway.process.pid,
+                kind,
+                options.seconds,
+                rate,
+                directory / f"profile-{stamp}-{kind}-gateway.txt",
+                key,
+            )
+            pairs.append((bare, ours))
+    return pairs

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bench.load import LoadResult
-from bench.suite import GatewayPhase, Run
+from bench.suite import Check, GatewayPhase, Options, Run, answers_check
 
 THROUGHPUT_TARGET_RPS = 3000.0
 ADDED_P50_TARGET_MS = 1.0
@@ -44,19 +43,19 @@ def _find(runs: list[Run], target: str, kind: str, connections: int) -> Run | No
     return None
 
 
-def targets(direct: list[Run], phases: list[GatewayPhase]) -> list[Target]:
+def targets(runs: list[Run], phases: list[GatewayPhase]) -> list[Target]:
     """The issue's four targets, for every gateway store measured."""
     found: list[Target] = []
-    floor = _find(direct, "direct", "json", 1)
+    floor = _find(runs, "direct", "json", 1)
     for phase in phases:
         store = phase.store
-        wide, single = _find(phase.runs, store, "json", 32), _find(phase.runs, store, "json", 1)
+        wide, single = _find(runs, store, "json", 32), _find(runs, store, "json", 1)
         if wide is not None:
-            rps = wide.result.rps
+            rps = wide.rps
             ok = rps >= THROUGHPUT_TARGET_RPS
             found.append(Target("throughput, JSON, c=32", ">= 3000 req/s", store, rps, "req/s", ok))
         if single is not None and floor is not None:
-            added = single.result.p50_ms - floor.result.p50_ms
+            added = single.p50_ms - floor.p50_ms
             ok = added < ADDED_P50_TARGET_MS
             found.append(Target("added p50 latency, JSON, c=1", "< 1 ms", store, added, "ms", ok))
         if phase.ttfb:
@@ -72,56 +71,53 @@ def targets(direct: list[Run], phases: list[GatewayPhase]) -> list[Target]:
     return found
 
 
-def _load_table(direct: list[Run], phases: list[GatewayPhase]) -> list[str]:
-    runs = direct + [run for phase in phases for run in phase.runs]
+def _load_table(runs: list[Run]) -> list[str]:
     lines = [
         f"{'kind':<7}{'c':>3}  {'target':<8}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}"
         f"{'rps/direct':>11}{'+p50 ms':>9}{'+p99 ms':>9}{'rps/bare':>9}{'CPU':>6}{'us/req':>8}",
     ]
     for kind in ("json", "stream"):
         for c in sorted({run.connections for run in runs if run.kind == kind}):
-            floor = _find(direct, "direct", kind, c)
-            bare = _find(direct, "bare", kind, c)
+            floor, bare = _find(runs, "direct", kind, c), _find(runs, "bare", kind, c)
             for run in [r for r in runs if r.kind == kind and r.connections == c]:
-                result = run.result
                 line = (
-                    f"{kind:<7}{c:>3}  {run.target:<8}{result.rps:>8.0f}"
-                    f"{result.p50_ms:>9.3f}{result.p99_ms:>9.3f}"
+                    f"{kind:<7}{c:>3}  {run.target:<8}{run.rps:>8.0f}"
+                    f"{run.p50_ms:>9.3f}{run.p99_ms:>9.3f}"
                 )
                 if run.target != "direct" and floor is not None:
                     line += (
-                        f"{_ratio(result, floor.result):>11.3f}"
-                        f"{result.p50_ms - floor.result.p50_ms:>9.3f}"
-                        f"{result.p99_ms - floor.result.p99_ms:>9.3f}"
+                        f"{_ratio(run, floor):>11.3f}{run.p50_ms - floor.p50_ms:>9.3f}"
+                        f"{run.p99_ms - floor.p99_ms:>9.3f}"
                     )
-                    against_bare = "" if bare is None else f"{_ratio(result, bare.result):.3f}"
-                    line += f"{against_bare:>9}"
-                    if run.cpu_percent is not None and run.cpu_us_per_request is not None:
-                        line += f"{run.cpu_percent:>5.0f}%{run.cpu_us_per_request:>8.0f}"
-                if not result.clean:
+                    line += "" if bare is None else f"{_ratio(run, bare):>9.3f}"
+                else:
+                    line += " " * 38
+                line += f"{run.cpu_percent:>5.0f}%{run.cpu_us_per_request:>8.0f}"
+                if not run.clean:
                     line += "  NOT ALL 2xx"
                 lines.append(line)
     return lines
 
 
-def _ratio(result: LoadResult, floor: LoadResult) -> float:
-    return result.rps / floor.rps if floor.rps else 0.0
+def _ratio(run: Run, floor: Run) -> float:
+    return run.rps / floor.rps if floor.rps else 0.0
 
 
-def render(direct: list[Run], phases: list[GatewayPhase], ttfb_rounds: int) -> str:
+def render(runs: list[Run], phases: list[GatewayPhase], options: Options) -> str:
     """The human-readable report."""
     lines = [
         "",
-        "Load (wrk, keep-alive, POST /v1/chat/completions; latency from wrk; bare = uvicorn +",
-        "aiohttp relaying bytes with no gateway logic; CPU = the proxy process, 100% = 1 core;",
-        "us/req = its CPU microseconds per answered request, steadier than req/s when shared)",
+        f"Load: wrk, keep-alive, POST /v1/chat/completions; medians of {options.rounds} slices of "
+        f"{options.slice_seconds} s per row, targets taken in turn. bare = uvicorn + aiohttp",
+        "relaying bytes, no gateway logic. CPU = the target's processes (100% = one core);",
+        "us/req = their CPU microseconds per answer, steadier than req/s on a shared machine.",
         "",
     ]
-    lines += _load_table(direct, phases)
+    lines += _load_table(runs)
     if phases:
         lines += [
             "",
-            f"Streaming time to first body byte ({ttfb_rounds} sequential requests "
+            f"Streaming time to first body byte ({options.ttfb_rounds} sequential requests "
             "each, direct and gateway interleaved)",
             "",
             f"{'store':<8}{'direct p50':>12}{'gateway p50':>13}{'added p50':>11}"
@@ -141,13 +137,13 @@ def render(direct: list[Run], phases: list[GatewayPhase], ttfb_rounds: int) -> s
                 f"peak {phase.peak_rss_mb:6.1f} MiB"
             )
         lines += ["", "Targets (one worker, auth + limits + usage accounting on)", ""]
-        for target in targets(direct, phases):
+        for target in targets(runs, phases):
             verdict = "met" if target.ok else "MISSED"
             lines.append(
                 f"{target.name:<32}{target.goal:<15}{target.store:<8}"
                 f"{target.measured:>10.3f} {target.unit:<6} {verdict}"
             )
-        checks = [check for phase in phases for check in phase.checks]
+        checks = all_checks(runs, phases)
         failed = [check for check in checks if not check.ok]
         lines += ["", f"Honesty checks: {len(checks) - len(failed)} of {len(checks)} passed"]
         for check in failed:
@@ -155,12 +151,17 @@ def render(direct: list[Run], phases: list[GatewayPhase], ttfb_rounds: int) -> s
     return "\n".join(lines)
 
 
-def record(meta: dict[str, Any], direct: list[Run], phases: list[GatewayPhase]) -> dict[str, Any]:
+def all_checks(runs: list[Run], phases: list[GatewayPhase]) -> list[Check]:
+    """Direct and bare runs answered 2xx; each gateway's own checks."""
+    plain = [answers_check(run) for run in runs if run.target in ("direct", "bare")]
+    return plain + [check for phase in phases for check in phase.checks]
+
+
+def record(meta: dict[str, Any], runs: list[Run], phases: list[GatewayPhase]) -> dict[str, Any]:
     """Everything measured, as one JSON document."""
     return {
         **meta,
-        "runs": [run.as_dict() for run in direct]
-        + [run.as_dict() for phase in phases for run in phase.runs],
+        "runs": [run.as_dict() for run in runs],
         "gateways": [
             {
                 "store": phase.store,
@@ -171,10 +172,9 @@ def record(meta: dict[str, Any], direct: list[Run], phases: list[GatewayPhase]) 
             }
             for phase in phases
         ],
-        "targets": [target.as_dict() for target in targets(direct, phases)],
+        "targets": [target.as_dict() for target in targets(runs, phases)],
         "checks": [
             {"name": check.name, "ok": check.ok, "detail": check.detail}
-            for phase in phases
-            for check in phase.checks
+            for check in all_checks(runs, phases)
         ],
     }

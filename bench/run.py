@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,10 +22,19 @@ if __package__ in (None, ""):  # run as a script: `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import profile, report
+from bench.bare_proxy import running_bare_proxy
+from bench.gateway import running_gateway
 from bench.load import wrk_binary
 from bench.redis_server import running_redis
-from bench.suite import GatewayPhase, Options, measure_bare, measure_direct, measure_gateway
-from bench.upstream import nginx_binary, running_upstream
+from bench.suite import (
+    Options,
+    Target,
+    finish_gateway,
+    key_names,
+    measure_load,
+    measure_ttfb,
+)
+from bench.upstream import Upstream, nginx_binary, running_upstream
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEBIAN_PACKAGES = {"nginx": "nginx-light", "wrk": "wrk"}
@@ -57,9 +67,10 @@ def _version(args: list[str]) -> str:
 def run_profile(options: Options, rate: int, stamp: str) -> int:
     """Sample the gateway under load and print where its time goes."""
     with running_upstream() as upstream:
-        profiles = profile.profile_all(upstream, options, rate, RESULTS, stamp)
-    for sampled in profiles:
-        print("\n" + profile.summarise(sampled))
+        pairs = profile.profile_all(upstream, options, rate, RESULTS, stamp)
+    for bare, gateway in pairs:
+        print("\n" + profile.summarise(gateway))
+        print("\n" + profile.compare(bare, gateway))
     return 0
 
 
@@ -76,9 +87,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="3 s per run and 50 TTFB rounds (about a minute in all)",
+        help="2 s per row in 2 slices and 50 TTFB rounds (under a minute in all)",
     )
-    parser.add_argument("--duration", type=float, help="seconds per wrk run [default 8]")
+    parser.add_argument(
+        "--duration", type=float, help="seconds of load per target, kind and concurrency [6]"
+    )
+    parser.add_argument(
+        "--rounds", type=int, help="slices those seconds are split into, taken in turn [3]"
+    )
     parser.add_argument(
         "--connections", default="1,32", help="comma-separated wrk connection counts [default 1,32]"
     )
@@ -104,11 +120,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def open_targets(
+    stack: ExitStack, upstream: Upstream, options: Options, args: argparse.Namespace
+) -> list[Target]:
+    """nginx itself, the bare proxy, and a gateway per store, all listening at once."""
+    json_base, stream_base = upstream.json_url[: -len("/v1")], upstream.stream_url[: -len("/v1")]
+    targets = [Target("direct", {"json": json_base, "stream": stream_base}, upstream.pid)]
+    if not args.no_bare:
+        port, pid = stack.enter_context(running_bare_proxy(json_base, stream_base))
+        url = f"http://127.0.0.1:{port}"
+        targets.append(Target("bare", {"json": url, "stream": url}, pid))
+    stores: list[tuple[str, str | None]] = [("sqlite", None)]
+    if not args.no_redis:
+        redis_url = stack.enter_context(running_redis())
+        if redis_url is None:
+            print("Redis is not available: skipping the Redis gateway", file=sys.stderr)
+        else:
+            stores.append(("redis", redis_url))
+    backends = f"{upstream.json_url},{upstream.stream_url}"
+    for store, redis_url in stores:
+        env = dict(options.gateway_env)
+        gateway = stack.enter_context(running_gateway(backends, redis_url, env))
+        gateway.create_keys(key_names(options))
+        urls = {"json": gateway.url, "stream": gateway.url}
+        targets.append(Target(store, urls, gateway.process.pid, gateway))
+    return targets
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure, print, record; exit 1 when the benchmark could not vouch for its figures."""
     args = parse_args(argv)
+    seconds = args.duration or (2.0 if args.quick else 6.0)
     options = Options(
-        seconds=args.duration or (3.0 if args.quick else 8.0),
+        seconds=seconds,
+        rounds=args.rounds or max(1, min(3, round(seconds / 2))),
         connections=tuple(int(c) for c in args.connections.split(",")),
         ttfb_rounds=args.ttfb_rounds or (50 if args.quick else 200),
         gateway_env=tuple(_setting(text) for text in args.env),
@@ -125,27 +170,19 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC)
     if args.profile:
         return run_profile(options, args.profile_rate, stamp.strftime("%Y%m%dT%H%M%SZ"))
-    phases: list[GatewayPhase] = []
-    with running_upstream() as upstream:
+    with ExitStack() as stack:
+        upstream = stack.enter_context(running_upstream())
+        print("starting nginx, the bare proxy and the gateways", file=sys.stderr)
+        targets = open_targets(stack, upstream, options, args)
         print(
-            f"upstream: nginx on :{upstream.json_port} (JSON) and :{upstream.stream_port} "
-            f"(SSE); {options.seconds:g} s per run",
+            f"loading {', '.join(t.name for t in targets)}: {options.rounds} slices of "
+            f"{options.slice_seconds} s each per kind and concurrency",
             file=sys.stderr,
         )
-        print("measuring the upstream directly", file=sys.stderr)
-        direct = measure_direct(upstream, options)
-        if not args.no_bare:
-            print("measuring a bare uvicorn + aiohttp proxy", file=sys.stderr)
-            direct += measure_bare(upstream, options)
-        print("measuring the gateway with SQLite", file=sys.stderr)
-        phases.append(measure_gateway(upstream, "sqlite", None, options))
-        if not args.no_redis:
-            with running_redis() as redis_url:
-                if redis_url is None:
-                    print("Redis is not available: skipping the Redis run", file=sys.stderr)
-                else:
-                    print("measuring the gateway with Redis limits", file=sys.stderr)
-                    phases.append(measure_gateway(upstream, "redis", redis_url, options))
+        runs = measure_load(targets, options)
+        gateways = [target for target in targets if target.gateway is not None]
+        ttfb = measure_ttfb(upstream.stream_port, gateways, options.ttfb_rounds)
+        phases = [finish_gateway(target, runs, ttfb, options) for target in gateways]
     meta = {
         "started_at": stamp.isoformat(timespec="seconds"),
         "elapsed_seconds": round(time.monotonic() - started, 1),
@@ -157,25 +194,25 @@ def main(argv: list[str] | None = None) -> int:
             "wrk": _version([wrk_binary(), "-v"]),
         },
         "options": {
-            "gateway_env": dict(options.gateway_env),
-            "seconds_per_run": options.seconds,
+            "seconds_per_row": options.seconds,
+            "slices_per_row": options.rounds,
+            "slice_seconds": options.slice_seconds,
             "connections": list(options.connections),
             "ttfb_rounds": options.ttfb_rounds,
             "wrk_threads": 1,
+            "gateway_env": dict(options.gateway_env),
         },
     }
     print(
-        f"\n{os.cpu_count()} CPUs shared by nginx, wrk and the gateway; load average "
+        f"\n{os.cpu_count()} CPUs shared by nginx, wrk and the proxies; load average "
         f"{load_before:.2f} before the run"
     )
-    print(report.render(direct, phases, options.ttfb_rounds))
+    print(report.render(runs, phases, options))
     output = args.output or RESULTS / f"{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report.record(meta, direct, phases), indent=2) + "\n")
+    output.write_text(json.dumps(report.record(meta, runs, phases), indent=2) + "\n")
     print(f"\nwritten to {output} ({meta['elapsed_seconds']} s)")
-    honest = all(check.ok for phase in phases for check in phase.checks)
-    honest = honest and all(run.result.clean for run in direct)  # direct and bare
-    return 0 if honest else 1
+    return 0 if all(check.ok for check in report.all_checks(runs, phases)) else 1
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
-"""The measurements: the upstream direct, then through the gateway per store, with checks."""
+"""The measurements: every target loaded in interleaved slices, then the gateways audited.
+
+The machine is shared (nginx, wrk and the proxies on two cores, and whatever else runs), so
+each figure is the median of several short slices, taken in turn with the other targets, so
+that a burst of outside load hits every target alike instead of one whole phase.
+"""
 
 from __future__ import annotations
 
 import signal
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench import payloads
-from bench.bare_proxy import running_bare_proxy
-from bench.gateway import Gateway, running_gateway
+from bench.gateway import Gateway
 from bench.load import LoadResult, run_wrk
 from bench.procs import cpu_seconds, peak_rss_mb, rss_mb
-from bench.ttfb import StreamClient, measure
-from bench.upstream import Upstream
+from bench.ttfb import StreamClient, StreamTiming, measure
 
 CHAT_PATH = "/v1/chat/completions"
 KINDS = {"json": payloads.JSON_MODEL, "stream": payloads.STREAM_MODEL}
@@ -24,36 +28,86 @@ WARMUP_CONNECTIONS = 8
 class Options:
     """How long and how wide to measure."""
 
-    seconds: float
+    seconds: float  # per target, kind and concurrency, split into `rounds` slices
+    rounds: int
     connections: tuple[int, ...]
     ttfb_rounds: int
     gateway_env: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def slice_seconds(self) -> int:
+        """Seconds of one wrk slice (wrk counts whole seconds)."""
+        return max(1, round(self.seconds / self.rounds))
+
+
+@dataclass
+class Target:
+    """Something to load: nginx itself, the bare proxy, or a gateway."""
+
+    name: str  # "direct", "bare", or the gateway's store: "sqlite", "redis"
+    urls: dict[str, str]  # kind -> base URL
+    pid: int  # whose CPU (with its children) is measured
+    gateway: Gateway | None = None
+
+    def key(self, name: str) -> tuple[str | None, str | None]:
+        """(id, key) of a gateway key, or nothing for targets that take none."""
+        return self.gateway.keys[name] if self.gateway is not None else (None, None)
+
+
+@dataclass
+class Slice:
+    """One short wrk run and the CPU its target used meanwhile."""
+
+    result: LoadResult
+    cpu_seconds: float
+
 
 @dataclass
 class Run:
-    """One wrk run against one target."""
+    """One target, kind and concurrency: its slices and their summary."""
 
-    target: str  # "direct" or the gateway's store: "sqlite", "redis"
+    target: str
     kind: str  # "json" or "stream"
     connections: int
-    result: LoadResult
-    cpu_seconds: float | None = None  # CPU the proxy process used during the run
+    slices: list[Slice]
     key_id: str | None = None
 
     @property
-    def cpu_percent(self) -> float | None:
-        """The proxy's CPU use during the run; 100 is one core."""
-        if self.cpu_seconds is None or not self.result.seconds:
-            return None
-        return self.cpu_seconds / self.result.seconds * 100
+    def requests(self) -> int:
+        """Answers wrk read in all slices."""
+        return sum(s.result.requests for s in self.slices)
 
     @property
-    def cpu_us_per_request(self) -> float | None:
-        """The proxy's CPU time per answered request: steadier than req/s on a shared machine."""
-        if self.cpu_seconds is None or not self.result.requests:
-            return None
-        return self.cpu_seconds / self.result.requests * 1e6
+    def clean(self) -> bool:
+        """Every answer 2xx, no socket error, in every slice."""
+        return all(s.result.clean for s in self.slices)
+
+    @property
+    def rps(self) -> float:
+        """Median requests per second of the slices."""
+        return statistics.median(s.result.rps for s in self.slices)
+
+    @property
+    def p50_ms(self) -> float:
+        """Median of the slices' median latencies."""
+        return statistics.median(s.result.p50_ms for s in self.slices)
+
+    @property
+    def p99_ms(self) -> float:
+        """Median of the slices' 99th-percentile latencies."""
+        return statistics.median(s.result.p99_ms for s in self.slices)
+
+    @property
+    def cpu_percent(self) -> float:
+        """The target's CPU use while loaded; 100 is one core."""
+        seconds = sum(s.result.seconds for s in self.slices)
+        return sum(s.cpu_seconds for s in self.slices) / seconds * 100 if seconds else 0.0
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        """The target's CPU time per answer: steadier than req/s on a shared machine."""
+        cpu = sum(s.cpu_seconds for s in self.slices)
+        return cpu / self.requests * 1e6 if self.requests else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready figures."""
@@ -61,15 +115,18 @@ class Run:
             "target": self.target,
             "kind": self.kind,
             "connections": self.connections,
-            **self.result.as_dict(),
-            "proxy_cpu_percent": _rounded(self.cpu_percent),
-            "proxy_cpu_us_per_request": _rounded(self.cpu_us_per_request),
+            "requests": self.requests,
+            "rps_median": round(self.rps, 1),
+            "p50_ms_median": self.p50_ms,
+            "p99_ms_median": self.p99_ms,
+            "cpu_percent": round(self.cpu_percent, 1),
+            "cpu_us_per_request": round(self.cpu_us_per_request, 1),
+            "all_2xx": self.clean,
             "key_id": self.key_id,
+            "slices": [
+                {**s.result.as_dict(), "cpu_seconds": round(s.cpu_seconds, 3)} for s in self.slices
+            ],
         }
-
-
-def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
 
 
 @dataclass
@@ -83,11 +140,10 @@ class Check:
 
 @dataclass
 class GatewayPhase:
-    """Everything measured on one gateway process."""
+    """What was learnt about one gateway process besides its load figures."""
 
     store: str
-    runs: list[Run] = field(default_factory=list)
-    ttfb: dict[str, dict[str, float | int]] = field(default_factory=dict)
+    ttfb: dict[str, dict[str, Any]] = field(default_factory=dict)  # "direct"/"gateway" -> figures
     rss_mb: float = 0.0
     peak_rss_mb: float = 0.0
     exit_code: int | None = None
@@ -99,132 +155,118 @@ def body_for(kind: str) -> bytes:
     return payloads.request_body(KINDS[kind], stream=kind == "stream")
 
 
-def _wrk(url: str, kind: str, connections: int, seconds: float, key: str | None) -> LoadResult:
-    return run_wrk(
-        url + CHAT_PATH, body_for(kind), connections=connections, seconds=seconds, api_key=key
+def key_names(options: Options) -> list[str]:
+    """The keys a gateway needs: one per kind and concurrency, so each run is audited alone."""
+    return ["warmup", "ttfb"] + [f"{kind}-c{c}" for kind in KINDS for c in options.connections]
+
+
+def _slice(target: Target, kind: str, connections: int, seconds: float, key: str | None) -> Slice:
+    before = cpu_seconds(target.pid)
+    result = run_wrk(
+        target.urls[kind] + CHAT_PATH,
+        body_for(kind),
+        connections=connections,
+        seconds=seconds,
+        api_key=key,
     )
+    return Slice(result, cpu_seconds(target.pid) - before)
 
 
-def measure_direct(upstream: Upstream, options: Options) -> list[Run]:
-    """wrk straight at nginx: the floor every gateway figure is compared with."""
-    urls = {"json": upstream.json_url[: -len("/v1")], "stream": upstream.stream_url[: -len("/v1")]}
-    runs = []
-    for kind, url in urls.items():
-        _wrk(url, kind, WARMUP_CONNECTIONS, WARMUP_SECONDS, None)
+def measure_load(targets: list[Target], options: Options) -> list[Run]:
+    """For each kind and concurrency: every target in turn, `rounds` times, rotating the order."""
+    runs: list[Run] = []
+    for kind in KINDS:
+        for target in targets:
+            _slice(target, kind, WARMUP_CONNECTIONS, WARMUP_SECONDS, target.key("warmup")[1])
         for connections in options.connections:
-            result = _wrk(url, kind, connections, options.seconds, None)
-            runs.append(Run("direct", kind, connections, result))
+            slices: dict[str, list[Slice]] = {target.name: [] for target in targets}
+            for round_ in range(options.rounds):
+                shift = round_ % len(targets)
+                for target in targets[shift:] + targets[:shift]:
+                    key = target.key(f"{kind}-c{connections}")[1]
+                    taken = _slice(target, kind, connections, options.slice_seconds, key)
+                    slices[target.name].append(taken)
+            for target in targets:
+                key_id = target.key(f"{kind}-c{connections}")[0]
+                runs.append(Run(target.name, kind, connections, slices[target.name], key_id))
     return runs
 
 
-def measure_bare(upstream: Upstream, options: Options) -> list[Run]:
-    """wrk through uvicorn + aiohttp relaying bytes: what the stack costs before our code."""
-    json_base, stream_base = upstream.json_url[: -len("/v1")], upstream.stream_url[: -len("/v1")]
-    runs = []
-    with running_bare_proxy(json_base, stream_base) as (port, pid):
-        url = f"http://127.0.0.1:{port}"
-        for kind in KINDS:
-            _wrk(url, kind, WARMUP_CONNECTIONS, WARMUP_SECONDS, None)
-            for connections in options.connections:
-                runs.append(_measured(url, kind, connections, options.seconds, None, pid, "bare"))
-    return runs
-
-
-def _measured(
-    url: str, kind: str, connections: int, seconds: float, key: str | None, pid: int, target: str
-) -> Run:
-    """One wrk run, with the CPU the process under test used meanwhile."""
-    cpu_before = cpu_seconds(pid)
-    result = _wrk(url, kind, connections, seconds, key)
-    return Run(target, kind, connections, result, cpu_seconds(pid) - cpu_before)
-
-
-def _run_names(options: Options) -> list[str]:
-    return [f"{kind}-c{c}" for kind in KINDS for c in options.connections]
-
-
-def measure_gateway(
-    upstream: Upstream, store: str, redis_url: str | None, options: Options
-) -> GatewayPhase:
-    """Start a gateway in front of both nginx servers, load it, stop it, audit its usage."""
-    phase = GatewayPhase(store)
-    backends = f"{upstream.json_url},{upstream.stream_url}"
-    with running_gateway(backends, redis_url, dict(options.gateway_env)) as gateway:
-        gateway.create_keys(["warmup", "ttfb", *_run_names(options)])
-        pid = gateway.process.pid
-        for kind in KINDS:
-            _wrk(gateway.url, kind, WARMUP_CONNECTIONS, WARMUP_SECONDS, gateway.keys["warmup"][1])
-        for kind in KINDS:
-            for connections in options.connections:
-                key_id, key = gateway.keys[f"{kind}-c{connections}"]
-                run = _measured(gateway.url, kind, connections, options.seconds, key, pid, store)
-                run.key_id = key_id
-                phase.runs.append(run)
-        phase.ttfb = _measure_ttfb(upstream, gateway, options.ttfb_rounds)
-        phase.rss_mb, phase.peak_rss_mb = rss_mb(pid), peak_rss_mb(pid)
-        phase.exit_code = gateway.shutdown()
-        phase.checks = _audit(gateway, phase, options)
-    return phase
-
-
-def _measure_ttfb(upstream: Upstream, gateway: Gateway, rounds: int) -> dict[str, dict[str, Any]]:
+def measure_ttfb(
+    upstream_stream_port: int, gateways: list[Target], rounds: int
+) -> dict[str, dict[str, Any]]:
+    """Streamed requests to nginx and to every gateway, interleaved; figures per name."""
     body = body_for("stream")
-    clients = {
-        "direct": StreamClient(upstream.stream_port, CHAT_PATH, body, None),
-        "gateway": StreamClient(gateway.port, CHAT_PATH, body, gateway.keys["ttfb"][1]),
-    }
-    timings = measure(clients, rounds)
+    clients = {"direct": StreamClient(upstream_stream_port, CHAT_PATH, body, None)}
+    for target in gateways:
+        assert target.gateway is not None
+        key = target.gateway.keys["ttfb"][1]
+        clients[target.name] = StreamClient(target.gateway.port, CHAT_PATH, body, key)
+    timings: dict[str, StreamTiming] = measure(clients, rounds)
     return {
         name: {**timing.summary(), "first_failures": timing.failures[:3]}
         for name, timing in timings.items()
     }
 
 
-def _audit(gateway: Gateway, phase: GatewayPhase, options: Options) -> list[Check]:
+def finish_gateway(
+    target: Target, runs: list[Run], ttfb: dict[str, dict[str, Any]], options: Options
+) -> GatewayPhase:
+    """Note the gateway's memory, stop it gracefully, and audit what it recorded."""
+    gateway = target.gateway
+    assert gateway is not None
+    phase = GatewayPhase(target.name, {"direct": ttfb["direct"], "gateway": ttfb[target.name]})
+    phase.rss_mb, phase.peak_rss_mb = rss_mb(target.pid), peak_rss_mb(target.pid)
+    phase.exit_code = gateway.shutdown()
+    phase.checks = _audit(gateway, phase, [r for r in runs if r.target == target.name], options)
+    return phase
+
+
+def _audit(gateway: Gateway, phase: GatewayPhase, runs: list[Run], options: Options) -> list[Check]:
     """Every request answered 200, and usage_events holds exactly the requests served."""
     # uvicorn re-raises SIGTERM once its graceful shutdown is done; a hang would end in SIGKILL.
     graceful = phase.exit_code in (0, -signal.SIGTERM)
     checks = [
-        Check(
-            f"{phase.store}: graceful shutdown on SIGTERM", graceful, f"exit code {phase.exit_code}"
-        )
+        Check(f"{phase.store}: graceful shutdown on SIGTERM", graceful, f"exit {phase.exit_code}")
     ]
     usage = gateway.usage_counts()
-    for run in phase.runs:
+    for run in runs:
         label = f"{phase.store} {run.kind} c={run.connections}"
-        checks.append(_answers_check(label, run.result))
+        checks.append(answers_check(run))
         assert run.key_id is not None
-        checks.append(
-            _usage_check(label, usage.get(run.key_id, {}), run.result.requests, run.connections)
-        )
+        # Each slice ends with wrk closing its connections: one request each may be in flight.
+        in_flight = run.connections * len(run.slices)
+        checks.append(usage_check(label, usage.get(run.key_id, {}), run.requests, in_flight))
     ttfb = phase.ttfb["gateway"]
     served = int(ttfb["requests"])
-    checks.append(
-        Check(
-            f"{phase.store} ttfb: all streams complete",
-            ttfb["failures"] == 0,
-            f"{served} complete, {ttfb['failures']} failed",
-        )
-    )
-    checks.append(
-        _usage_check(f"{phase.store} ttfb", usage.get(gateway.keys["ttfb"][0], {}), served, 0)
-    )
+    complete = f"{served} complete, {ttfb['failures']} failed"
+    checks.append(Check(f"{phase.store} ttfb: streams complete", ttfb["failures"] == 0, complete))
+    ttfb_rows = usage.get(gateway.keys["ttfb"][0], {})
+    checks.append(usage_check(f"{phase.store} ttfb", ttfb_rows, served, 0))
     return checks
 
 
-def _answers_check(label: str, result: LoadResult) -> Check:
-    errors = {name: count for name, count in result.socket_errors.items() if count}
-    detail = f"{result.requests} answers, {result.non2xx} non-2xx, socket errors {errors or 0}"
-    if result.first_non2xx:
-        detail += f"; first non-2xx: {result.first_non2xx}"
-    return Check(f"{label}: every request answered 2xx", result.clean, detail)
+def answers_check(run: Run) -> Check:
+    """wrk saw only 2xx answers and no socket error."""
+    non2xx = sum(s.result.non2xx for s in run.slices)
+    errors: dict[str, int] = {}
+    for s in run.slices:
+        for name, count in s.result.socket_errors.items():
+            if count:
+                errors[name] = errors.get(name, 0) + count
+    detail = f"{run.requests} answers, {non2xx} non-2xx, socket errors {errors or 0}"
+    first = next((s.result.first_non2xx for s in run.slices if s.result.first_non2xx), "")
+    if first:
+        detail += f"; first non-2xx: {first}"
+    label = f"{run.target} {run.kind} c={run.connections}: every request answered 2xx"
+    return Check(label, run.clean, detail)
 
 
-def _usage_check(
+def usage_check(
     label: str, rows: dict[int, tuple[int, int, int]], client_count: int, in_flight: int
 ) -> Check:
     """Rows with 200 cover every answer the client read, plus at most the requests in flight
-    when wrk stopped (wrk closes its connections then: the gateway may have answered them
+    when wrk stopped (it closes its connections then: the gateway may have answered them
     (200, unread) or seen the client go (499)); their tokens are the backend's exact usage."""
     served, prompt, completion = rows.get(200, (0, 0, 0))
     cut = rows.get(499, (0, 0, 0))[0]

@@ -8,8 +8,19 @@ from collections.abc import Iterator
 import orjson
 import pytest
 from bench import payloads
+from bench.gateway import running_gateway
 from bench.load import parse_summary, run_wrk
-from bench.suite import CHAT_PATH, Options, _usage_check, body_for, measure_gateway
+from bench.suite import (
+    CHAT_PATH,
+    Options,
+    Target,
+    body_for,
+    finish_gateway,
+    key_names,
+    measure_load,
+    measure_ttfb,
+    usage_check,
+)
 from bench.upstream import Upstream, running_upstream
 
 
@@ -101,16 +112,24 @@ def test_wrk_summary_is_read_from_the_done_hook() -> None:
 def test_usage_audit(
     rows: dict[int, tuple[int, int, int]], read: int, in_flight: int, ok: bool
 ) -> None:
-    assert _usage_check("case", rows, read, in_flight).ok is ok
+    assert usage_check("case", rows, read, in_flight).ok is ok
 
 
 def test_gateway_run_passes_every_honesty_check(upstream: Upstream) -> None:
-    phase = measure_gateway(upstream, "sqlite", None, Options(1.0, (2,), 5))
+    options = Options(seconds=1.0, rounds=1, connections=(2,), ttfb_rounds=5)
+    backends = f"{upstream.json_url},{upstream.stream_url}"
+    with running_gateway(backends, None) as gateway:
+        gateway.create_keys(key_names(options))
+        urls = {"json": gateway.url, "stream": gateway.url}
+        target = Target("sqlite", urls, gateway.process.pid, gateway)
+        runs = measure_load([target], options)
+        ttfb = measure_ttfb(upstream.stream_port, [target], options.ttfb_rounds)
+        phase = finish_gateway(target, runs, ttfb, options)
     failed = [f"{check.name}: {check.detail}" for check in phase.checks if not check.ok]
     assert failed == []
-    assert [(run.kind, run.result.requests > 0) for run in phase.runs] == [
-        ("json", True),
-        ("stream", True),
+    assert [(run.kind, run.requests > 0, run.clean) for run in runs] == [
+        ("json", True, True),
+        ("stream", True, True),
     ]
     assert phase.ttfb["gateway"]["requests"] == 5
     assert phase.rss_mb > 0
