@@ -220,6 +220,9 @@ def test_backend_down_is_shown_plainly(
     error = page.locator("[data-role=error]")
     expect(error).to_contain_text("The model backend is unavailable")
     screenshot(page, "chat-backend-down")
+    error.get_by_role("button", name="Try again").click()
+    expect(last_answer(page)).to_have_attribute("data-state", "done")
+    expect(page.locator("[data-role=error]")).to_have_count(0)
 
 
 def test_model_html_is_shown_as_text_and_links_are_sanitised(page: Page, gateway: Gateway) -> None:

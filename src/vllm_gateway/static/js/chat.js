@@ -247,7 +247,14 @@ function messageNode(message, index) {
               icon("fa-key"),
               "Use another key",
             )
-          : null,
+          : index === current.messages.length - 1
+            ? el(
+                "button",
+                { type: "button", class: "btn btn-secondary btn-sm mt-2", onclick: regenerate },
+                icon("fa-rotate-right"),
+                "Try again",
+              )
+            : null,
       ),
     );
   }
