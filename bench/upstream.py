@@ -59,6 +59,10 @@ def _server(port: int, model: str, root: Path, answer_type: str) -> str:
         location = /v1/chat/completions {{
             default_type {answer_type};
             error_page 405 =200 $uri;
+            # Only what vLLM (uvicorn) sends: no file validators, no ranges.
+            etag off;
+            max_ranges 0;
+            add_header Last-Modified "";
         }}
         location / {{ return 404 ''; }}
     }}
