@@ -174,15 +174,14 @@ def test_concurrency_slots_come_back_on_every_path(
         if kind == "disconnect-waiting":
             state.inject_failure(200, delay=1.0)
             try:
-                httpx.post(
+                return httpx.post(
                     f"{gateway.url}/v1/chat/completions",
                     json={"model": "sim-model", "messages": CHAT},
                     headers={"x-api-key": key},
                     timeout=httpx.Timeout(5.0, read=0.2),
-                )
+                ).status_code  # another thread's failure came first
             except httpx.ReadTimeout:
                 return 499
-            return 0
         with httpx.stream(
             "POST",
             f"{gateway.url}/v1/chat/completions",
@@ -203,7 +202,7 @@ def test_concurrency_slots_come_back_on_every_path(
     # Threads race for the injected failures, so an outcome may be another kind's; a 429
     # is possible too while the gateway has not yet noticed a client that just left.
     assert set(outcomes) <= {200, 429, 499, 500, 502, 503, 504}
-    assert outcomes.count(499) >= 6
+    assert outcomes.count(499) >= 3  # clients did hang up, waiting and mid-stream
     wait_until(lambda: gateway.services.metrics.in_flight == 0 and state.active == 0)
     while state.take_failure() is not None:
         pass  # a failure left by a refused request must not hit the checks below
