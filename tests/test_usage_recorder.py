@@ -290,3 +290,11 @@ async def test_old_events_are_pruned_and_the_rollups_stay(database: Database) ->
     assert (await event_totals(database))[0] == 2
     assert sum(row[0] for row in (await daily(database)).values()) == 3
     assert await recorder.prune() == 0
+
+
+async def test_an_odd_event_cannot_block_the_writer(database: Database) -> None:
+    recorder = UsageRecorder(database, soon_after, make_settings("sqlite+aiosqlite:///x"))
+    recorder.record(event(1, prompt_tokens=2**40, completion_tokens=-5, route="/" * 500))
+    recorder.record(event(2))
+    await recorder.flush()
+    assert await event_totals(database) == (2, 2, 2**31 - 1 + 10, 5)

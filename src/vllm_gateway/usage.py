@@ -23,6 +23,11 @@ MAX_BACKOFF = 10.0
 PRUNE_EVERY = 3600.0
 
 
+def _count(tokens: int) -> int:
+    # Within the INTEGER column, for the same reason as _cut.
+    return min(max(tokens, 0), 2**31 - 1)
+
+
 def _cut(value: str, width: int) -> str:
     # Cut to the column's width: one odd request (a client may send any model name)
     # must never make a whole batch fail forever.
@@ -96,27 +101,34 @@ class UsageRecorder:
 
     async def close(self) -> None:
         """Stop the writer and write what is left, retrying until a deadline."""
+        deadline = time.monotonic() + self._shutdown_timeout
         self._stopping = True
         self._wake.set()
         if self._task is not None:
-            # Not cancelled: a batch cut off mid-commit could be written twice.
-            await self._task
-        deadline = time.monotonic() + self._shutdown_timeout
+            # Let its current batch finish (a batch cut off mid-commit could be written
+            # twice); only a database that hangs past the deadline forces a cancel.
+            done, _ = await asyncio.wait({self._task}, timeout=self._shutdown_timeout)
+            if not done:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
         delay = 0.1
         while self._buffer:
             try:
-                await self.flush()
-            except Exception as exc:
-                if time.monotonic() + delay > deadline:
-                    self._give_up(exc)
-                    return
-                log.warning(
-                    "usage: database unavailable at shutdown (%s); %d events waiting, retrying",
-                    type(exc).__name__,
-                    len(self._buffer),
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await asyncio.wait_for(self.flush(), max(0.1, deadline - time.monotonic()))
+                continue
+            except Exception as exc:  # TimeoutError included: the database hangs
+                error = exc
+            if time.monotonic() + delay > deadline:
+                self._give_up(error)
+                return
+            log.warning(
+                "usage: database unavailable at shutdown (%s); %d events waiting, retrying",
+                type(error).__name__,
+                len(self._buffer),
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     async def _run(self) -> None:
         failures = 0
@@ -173,8 +185,8 @@ class UsageRecorder:
                     "model": model,
                     "route": _cut(event.route, 100),
                     "status": event.status,
-                    "prompt_tokens": event.prompt_tokens,
-                    "completion_tokens": event.completion_tokens,
+                    "prompt_tokens": _count(event.prompt_tokens),
+                    "completion_tokens": _count(event.completion_tokens),
                     "latency_ms": event.latency_ms,
                     "ttft_ms": event.ttft_ms,
                     "backend": _cut(event.backend, 200),
@@ -191,8 +203,8 @@ class UsageRecorder:
                 delta = deltas[bucket] = db_usage.DailyDelta()
             delta.requests += 1
             delta.errors += event.status >= 400
-            delta.prompt_tokens += event.prompt_tokens
-            delta.completion_tokens += event.completion_tokens
+            delta.prompt_tokens += _count(event.prompt_tokens)
+            delta.completion_tokens += _count(event.completion_tokens)
             delta.latency_ms_sum += event.latency_ms
         async with self._database.engine.begin() as connection:
             await db_usage.insert_events(connection, rows)
