@@ -43,10 +43,24 @@ class HangUpBackend:
         self._ready.set()
         self._loop.run_forever()
         server.close()
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         self._loop.run_until_complete(server.wait_closed())
         self._loop.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._answer_once(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()  # the client still believes the connection is reusable
+
+    async def _answer_once(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.connections += 1
         head = await reader.readuntil(b"\r\n\r\n")
         length = 0
@@ -67,7 +81,6 @@ class HangUpBackend:
         await writer.drain()
         self.answered += 1
         await asyncio.sleep(0.05)
-        writer.close()  # the client still believes the connection is reusable
 
     def start(self) -> None:
         self._thread.start()

@@ -30,11 +30,11 @@ async def readyz(request: Request) -> Response:
         checks["database"] = "ok"
     except Exception:
         checks["database"] = "unreachable"
+    # Public (probes carry no credentials): counts only, no backend addresses.
     backends = services.backends.status()
-    checks["backends"] = [
-        {"name": b["name"], "healthy": b["healthy"], "models": b["models"]} for b in backends
-    ]
-    ready = checks["database"] == "ok" and any(b["healthy"] for b in backends)
+    healthy = sum(1 for backend in backends if backend["healthy"])
+    checks["backends"] = {"healthy": healthy, "total": len(backends)}
+    ready = checks["database"] == "ok" and healthy > 0
     checks["status"] = "ready" if ready else "not_ready"
     return Response(
         orjson.dumps(checks), status_code=200 if ready else 503, media_type="application/json"
