@@ -2,16 +2,26 @@
 
 Counters are labelled by key id and model (never a secret); the latency and TTFT
 histograms by model only, because a histogram per key would multiply the series by the
-number of buckets. With several workers each serves its own numbers on /metrics.
+number of buckets. With several workers, `serve` runs them in prometheus_client's
+multiprocess mode (shared_across_workers), so every worker's /metrics shows the sum of all.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from vllm_gateway.usage import UsageEvent
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -23,6 +33,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.in_flight = 0
+        self._shared_dir = os.environ.get(MULTIPROCESS_ENV) or None
         self._requests = Counter(
             "vgw_requests",
             "Requests forwarded to a backend, by key, model and HTTP status",
@@ -66,14 +77,17 @@ class Metrics:
             "Whether the last health check of a backend succeeded",
             ["backend"],
             registry=self.registry,
+            multiprocess_mode="livemostrecent",
         )
-        in_flight = Gauge(
+        self._in_flight = Gauge(
             "vgw_requests_in_flight",
             "Requests being forwarded right now",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
-        # Read at scrape time, so the hot path only touches a plain int.
-        in_flight.set_function(lambda: self.in_flight)
+        if self._shared_dir is None:
+            # Read at scrape time, so the hot path only touches a plain int.
+            self._in_flight.set_function(lambda: self.in_flight)
         # labels() takes a lock each call; the children are looked up here first.
         self._children: dict[tuple[str, str, int], tuple[Counter, Counter, Counter]] = {}
         self._model_children: dict[str, tuple[Histogram, Histogram]] = {}
@@ -81,10 +95,14 @@ class Metrics:
     def request_started(self) -> None:
         """A request began forwarding."""
         self.in_flight += 1
+        if self._shared_dir is not None:
+            self._in_flight.inc()
 
     def request_finished(self, event: UsageEvent) -> None:
         """A forwarded request ended (on any path); count it and its tokens."""
         self.in_flight -= 1
+        if self._shared_dir is not None:
+            self._in_flight.dec()
         children = self._children.get((event.key_id, event.model, event.status))
         if children is None:
             children = (
@@ -120,5 +138,25 @@ class Metrics:
         self._backend_up.labels(backend).set(1 if up else 0)
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of every metric."""
-        return bytes(generate_latest(self.registry))
+        """The Prometheus text exposition of every metric (of every worker when shared)."""
+        if self._shared_dir is None:
+            return bytes(generate_latest(self.registry))
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self._shared_dir)  # type: ignore[no-untyped-call]
+        return bytes(generate_latest(registry))
+
+
+@contextmanager
+def shared_across_workers(workers: int) -> Iterator[None]:
+    """For `serve`: worker processes started inside share their metrics through a temp dir."""
+    if workers <= 1 or os.environ.get(MULTIPROCESS_ENV):
+        yield
+        return
+    # Read by prometheus_client when a worker process imports it, hence an env var.
+    directory = tempfile.mkdtemp(prefix="vgw-metrics-")
+    os.environ[MULTIPROCESS_ENV] = directory
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROCESS_ENV, None)
+        shutil.rmtree(directory, ignore_errors=True)

@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.databases import REDIS_URL, PostgresDatabase
 from tests.support.servers import free_port
@@ -197,6 +198,23 @@ def _usage(response: httpx.Response) -> dict[str, int]:
     raise AssertionError("stream without a usage chunk")
 
 
+def scrape(url: str, key_id: str) -> tuple[float, float]:
+    """(requests answered 200, requests refused by the daily limit) from /metrics."""
+    response = httpx.get(f"{url}/metrics", headers={"authorization": f"Bearer {ADMIN_KEY}"})
+    assert response.status_code == 200, response.text
+    served = refused = 0.0
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.labels.get("key_id") != key_id:
+                continue
+            if sample.name == "vgw_requests_total" and sample.labels["status"] == "200":
+                served += sample.value
+            if sample.name == "vgw_rejections_total":
+                assert sample.labels["reason"] == "requests_per_day"
+                refused += sample.value
+    return served, refused
+
+
 async def recorded(postgres_url: str, key_id: str) -> dict[str, Any]:
     dsn = "postgresql://" + postgres_url.split("://", 1)[1]
     connection = await asyncpg.connect(dsn)
@@ -252,6 +270,13 @@ def test_a_daily_limit_is_exact_across_workers_and_instances(
         prompt = sum(p for status, p, _ in results if status == 200)
         completion = sum(c for status, _, c in results if status == 200)
         assert completion > DAILY_LIMIT  # real answers, not empty ones
+        # Every worker's /metrics shows all workers' counts (scraped twice: either worker
+        # may answer); instances each count their own.
+        for _ in range(2):
+            counted = [scrape(gateway.url, key_id) for gateway in gateways]
+            served = sum(requests for requests, _ in counted)
+            refused = sum(rejections for _, rejections in counted)
+            assert (served, refused) == (DAILY_LIMIT, ATTEMPTS - DAILY_LIMIT), counted
     finally:
         codes = [gateway.stop() for gateway in gateways]
     # Graceful shutdown flushed every queued event: the table holds exactly what was served.

@@ -10,6 +10,7 @@ import uvicorn
 
 from vllm_gateway.cli.demo_backend import demo_backend
 from vllm_gateway.cli.settings_loader import load_settings
+from vllm_gateway.metrics import shared_across_workers
 
 
 @click.command()
@@ -47,16 +48,17 @@ def _run() -> None:
         f"({settings.gateway_workers} worker{'s' if settings.gateway_workers > 1 else ''})",
         err=True,
     )
-    uvicorn.run(
-        "vllm_gateway.app:create_app_from_env",
-        factory=True,
-        host=settings.gateway_host,
-        port=settings.gateway_port,
-        workers=settings.gateway_workers,
-        loop="uvloop",
-        http="httptools",
-        log_level=settings.gateway_log_level,
-        access_log=False,  # every request is recorded as a usage event instead
-        server_header=False,
-        timeout_graceful_shutdown=30,
-    )
+    with shared_across_workers(settings.gateway_workers):
+        uvicorn.run(
+            "vllm_gateway.app:create_app_from_env",
+            factory=True,
+            host=settings.gateway_host,
+            port=settings.gateway_port,
+            workers=settings.gateway_workers,
+            loop="uvloop",
+            http="httptools",
+            log_level=settings.gateway_log_level,
+            access_log=False,  # every request is recorded as a usage event instead
+            server_header=False,
+            timeout_graceful_shutdown=30,
+        )
