@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import httpx
 import openai
 import pytest
@@ -127,3 +132,56 @@ def test_each_metrics_object_has_its_own_registry() -> None:
     assert b'vgw_backend_errors_total{backend="http://b/v1",kind="timeout"} 1.0' in first.render()
     assert b'vgw_backend_up{backend="http://b/v1"} 0.0' in first.render()
     assert b"vgw_requests_total{" not in second.render()
+
+
+WORKER = """
+import sys
+from vllm_gateway.metrics import Metrics
+from vllm_gateway.usage import UsageEvent
+metrics = Metrics()
+for _ in range(int(sys.argv[1])):
+    metrics.request_started()
+    metrics.request_finished(
+        UsageEvent(1.0, "r", "k", "m", "/v1/completions", 200, 3, 4, 5.0, None, "b", False)
+    )
+metrics.request_started()  # one still in flight when it reports
+print(metrics.in_flight_everywhere(), flush=True)
+sys.stdin.read()  # stay alive (live gauges count only live processes) until told to stop
+"""
+
+
+def test_workers_share_one_set_of_metrics(tmp_path: Path) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    workers: list[subprocess.Popen[str]] = []
+    try:
+        seen = []
+        for count in (3, 5):  # one after the other: the second sees the first in flight
+            worker = subprocess.Popen(
+                [sys.executable, "-c", WORKER, str(count)],
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            workers.append(worker)
+            assert worker.stdout is not None
+            seen.append(int(worker.stdout.readline()))
+        assert seen == [1, 2]
+        reader = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from vllm_gateway.metrics import Metrics\n"
+                "import sys; sys.stdout.write(Metrics().render().decode())",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        for worker in workers:
+            worker.communicate("", timeout=30)
+    assert 'vgw_requests_total{key_id="k",model="m",status="200"} 8.0' in reader.stdout
+    assert 'vgw_tokens_total{key_id="k",kind="completion",model="m"} 32.0' in reader.stdout
+    assert "vgw_requests_in_flight 2.0" in reader.stdout

@@ -137,6 +137,15 @@ class Metrics:
         """Record the outcome of a backend health check."""
         self._backend_up.labels(backend).set(1 if up else 0)
 
+    def in_flight_everywhere(self) -> int:
+        """Requests being forwarded now by every worker (this one alone when not shared)."""
+        if self._shared_dir is None:
+            return self.in_flight
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self._shared_dir)  # type: ignore[no-untyped-call]
+        value = registry.get_sample_value("vgw_requests_in_flight")
+        return int(value or 0)
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric (of every worker when shared)."""
         if self._shared_dir is None:

@@ -109,7 +109,7 @@ class Stats(BaseModel):
     last_hour: Sums = Field(description="Totals of the last 60 minutes")
     error_rate: float = Field(description="Errors / requests over the last 60 minutes (0-1)")
     latency_ms: Latency = Field(description="Over the last 60 minutes")
-    in_flight: int = Field(description="Requests being forwarded now by the worker answering")
+    in_flight: int = Field(description="Requests being forwarded now (by every worker)")
     active_keys: int = Field(description="Keys that made a request today")
     enabled_keys: int = Field(description="Keys neither revoked nor expired")
     top_keys: list[KeySums] = Field(description="Today's busiest keys (at most 10)")
@@ -266,7 +266,7 @@ async def stats(request: Request) -> Stats:
         last_hour=Sums(**_sums(hour)),
         error_rate=hour["errors"] / hour["requests"] if hour["requests"] else 0.0,
         latency_ms=Latency(p50=p50, p95=p95, p99=p99),
-        in_flight=services.metrics.in_flight,
+        in_flight=services.metrics.in_flight_everywhere(),
         active_keys=active,
         enabled_keys=enabled,
         top_keys=[KeySums(key_id=row["key_id"], name=row["name"], **_sums(row)) for row in keys],
