@@ -68,7 +68,14 @@ def read_raw(path: Path) -> Counter[tuple[str, ...]]:
 
 
 def record(
-    url: str, pid: int, kind: str, seconds: float, rate: int, output: Path, key: str | None
+    url: str,
+    pid: int,
+    kind: str,
+    seconds: float,
+    rate: int,
+    output: Path,
+    key: str | None,
+    gil: bool,
 ) -> Profile:
     """Load a target with 32 connections while py-spy samples its process."""
     body = body_for(kind)
@@ -86,6 +93,7 @@ def record(
             "--format",
             "raw",
             "--nonblocking",
+            *(["--gil"] if gil else []),
             "--output",
             str(output),
         ],
@@ -169,7 +177,7 @@ def compare(bare: Profile, gateway: Profile) -> str:
 
 
 def profile_all(
-    upstream: Upstream, options: Options, rate: int, directory: Path, stamp: str
+    upstream: Upstream, options: Options, rate: int, directory: Path, stamp: str, gil: bool
 ) -> list[tuple[Profile, Profile]]:
     """(bare proxy, gateway) profiles of a JSON run and of a streaming run."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -191,6 +199,7 @@ def profile_all(
                 rate,
                 directory / f"profile-{stamp}-{kind}-bare.txt",
                 None,
+                gil,
             )
             ours = record(
                 gateway.url + CHAT_PATH,
@@ -200,6 +209,7 @@ def profile_all(
                 rate,
                 directory / f"profile-{stamp}-{kind}-gateway.txt",
                 key,
+                gil,
             )
             pairs.append((bare, ours))
     return pairs

@@ -64,10 +64,10 @@ def _version(args: list[str]) -> str:
     return (done.stdout + done.stderr).strip().splitlines()[0] if done.returncode == 0 else "?"
 
 
-def run_profile(options: Options, rate: int, stamp: str) -> int:
+def run_profile(options: Options, rate: int, stamp: str, gil: bool) -> int:
     """Sample the gateway under load and print where its time goes."""
     with running_upstream() as upstream:
-        pairs = profile.profile_all(upstream, options, rate, RESULTS, stamp)
+        pairs = profile.profile_all(upstream, options, rate, RESULTS, stamp, gil)
     for bare, gateway in pairs:
         print("\n" + profile.summarise(gateway))
         print("\n" + profile.compare(bare, gateway))
@@ -115,6 +115,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile",
         action="store_true",
         help="instead: sample the gateway with py-spy at c=32 (JSON, stream)",
+    )
+    parser.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="sample only the thread holding the GIL (leaves out I/O waits of helper threads)",
     )
     parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples/s [250]")
     return parser.parse_args(argv)
@@ -169,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     stamp = datetime.now(UTC)
     if args.profile:
-        return run_profile(options, args.profile_rate, stamp.strftime("%Y%m%dT%H%M%SZ"))
+        stamped = stamp.strftime("%Y%m%dT%H%M%SZ")
+        return run_profile(options, args.profile_rate, stamped, args.profile_gil)
     with ExitStack() as stack:
         upstream = stack.enter_context(running_upstream())
         print("starting nginx, the bare proxy and the gateways", file=sys.stderr)
