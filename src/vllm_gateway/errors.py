@@ -45,6 +45,7 @@ class GatewayError(Exception):
         *,
         param: str | None = None,
         headers: Headers = (),
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -52,6 +53,7 @@ class GatewayError(Exception):
         self.code = code
         self.param = param
         self.headers = headers
+        self.reason = reason or code  # finer than `code`, for metrics (e.g. which limit)
 
     def body(self) -> bytes:
         """The JSON body, `{"error": {message, type, param, code}}`."""

@@ -88,8 +88,7 @@ class RateLimitExceeded(GatewayError):
     """A 429 naming the limit that was hit (`reason`, for metrics)."""
 
     def __init__(self, reason: str, message: str, headers: Headers) -> None:
-        super().__init__(429, message, "rate_limit_exceeded", headers=headers)
-        self.reason = reason
+        super().__init__(429, message, "rate_limit_exceeded", headers=headers, reason=reason)
 
 
 def has_limits(key: ClientKey) -> bool:

@@ -148,7 +148,7 @@ class ProxyApp:
         try:
             return await services.keys.authenticate(client.presented_key)
         except GatewayError as error:
-            services.metrics.rejected(error.code, "")
+            services.metrics.rejected(error.reason, "")
             raise
 
     async def _forward(
@@ -176,7 +176,7 @@ class ProxyApp:
             candidates = await self._candidates(services, parsed.model)
             reservation = await services.limiter.acquire(key, parsed.token_estimate)
         except GatewayError as error:
-            services.metrics.rejected(getattr(error, "reason", error.code), key.id)
+            services.metrics.rejected(error.reason, key.id)
             raise
 
         outcome = Outcome()

@@ -45,8 +45,18 @@ def demo_backend(api_key: str) -> Iterator[str]:
     """Run the simulator on loopback with `api_key`; yield its /v1 URL."""
     port = _port()
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "vllm_gateway", "simulator", "--host", "127.0.0.1",
-         "--port", str(port), "--api-key", api_key],
+        [
+            sys.executable,
+            "-m",
+            "vllm_gateway",
+            "simulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--api-key",
+            api_key,
+        ],
     )
     base = f"http://127.0.0.1:{port}"
     try:

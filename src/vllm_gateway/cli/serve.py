@@ -20,7 +20,7 @@ from vllm_gateway.metrics import shared_across_workers
 @click.option(
     "--demo",
     is_flag=True,
-    help="Start the built-in vLLM simulator as the backend (what `make run` does without VLLM_URL).",
+    help="Start the built-in vLLM simulator as the backend (`make run` without VLLM_URL).",
 )
 def serve(host: str | None, port: int | None, workers: int | None, demo: bool) -> None:
     """Run the gateway."""
