@@ -107,10 +107,11 @@ def render(runs: list[Run], phases: list[GatewayPhase], options: Options) -> str
     """The human-readable report."""
     lines = [
         "",
-        f"Load: wrk, keep-alive, POST /v1/chat/completions; medians of {options.rounds} slices of "
-        f"{options.slice_seconds} s per row, targets taken in turn. bare = uvicorn + aiohttp",
-        "relaying bytes, no gateway logic. CPU = the target's processes (100% = one core);",
-        "us/req = their CPU microseconds per answer, steadier than req/s on a shared machine.",
+        "Load: wrk, keep-alive, POST /v1/chat/completions; each row is the median of "
+        f"{options.rounds} slices of {options.slice_seconds} s,",
+        "the targets taken in turn. bare = uvicorn + aiohttp relaying bytes, no gateway logic.",
+        "CPU = the target's processes (100% = one core); us/req = their CPU microseconds per",
+        "answer, steadier than req/s on a shared machine.",
         "",
     ]
     lines += _load_table(runs)
