@@ -58,6 +58,12 @@ class BackendPool:
         self.backends = [Backend(_name(url), _base_url(url)) for url in settings.backend_urls]
         key = settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None
         self.auth_header = f"Bearer {key}" if key else None
+        # Built once: the same limits for every request.
+        self.request_timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=settings.gateway_connect_timeout,
+            sock_read=settings.gateway_upstream_timeout,
+        )
         self._round_robin = itertools.count()
         self._session: aiohttp.ClientSession | None = None
         self._health_task: asyncio.Task[None] | None = None

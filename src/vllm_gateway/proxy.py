@@ -182,7 +182,7 @@ class ProxyApp:
         outcome = Outcome()
         task = asyncio.current_task()
         assert task is not None
-        watcher = asyncio.create_task(_watch_disconnect(receive, task, outcome))
+        watcher = DisconnectWatcher(receive, task, outcome)
         services.metrics.request_started()
         try:
             await self._exchange(
@@ -208,7 +208,7 @@ class ProxyApp:
                 headers: RawHeaders = [(b"x-request-id", request_id.encode())]
                 await send_error(send, error, headers + reservation.headers)
         finally:
-            watcher.cancel()
+            watcher.stop()
             if outcome.client_gone:
                 outcome.status = CLIENT_CLOSED_REQUEST
             await services.limiter.settle(
@@ -264,7 +264,6 @@ class ProxyApp:
         outcome: Outcome,
         started: float,
     ) -> None:
-        settings = services.settings
         pool = services.backends
         headers = dict(client.forwarded)
         headers["X-Request-Id"] = request_id
@@ -272,13 +271,8 @@ class ProxyApp:
             headers["Authorization"] = pool.auth_header
         query = scope["query_string"]
         target = scope["path"] + ("?" + query.decode("latin-1") if query else "")
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=settings.gateway_connect_timeout,
-            sock_read=settings.gateway_upstream_timeout,
-        )
         backend, response = await open_upstream(
-            pool, candidates, scope["method"], target, parsed.body, headers, timeout
+            pool, candidates, scope["method"], target, parsed.body, headers
         )
         outcome.backend = backend.name
         try:
@@ -388,14 +382,41 @@ def _count_stream_tokens(
         outcome.completion_tokens = max(accountant.chunks - 1, 0)
 
 
-async def _watch_disconnect(receive: Receive, task: asyncio.Task[None], outcome: Outcome) -> None:
-    """Cancel the request's task the moment its client goes away."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            outcome.client_gone = True
-            task.cancel()
-            return
+class DisconnectWatcher:
+    """Cancels a request's task the moment its client goes away.
+
+    The ASGI server tells of a disconnect only through receive(), so a task must wait on
+    it. Answers that come back within WATCH_AFTER need no watcher at all, and most cheap
+    requests (tokenize, embeddings, errors) end sooner, so the task starts only then.
+    """
+
+    WATCH_AFTER = 0.02
+
+    __slots__ = ("_outcome", "_receive", "_target", "_task", "_timer")
+
+    def __init__(self, receive: Receive, target: asyncio.Task[None], outcome: Outcome) -> None:
+        self._receive = receive
+        self._target = target
+        self._outcome = outcome
+        self._task: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(self.WATCH_AFTER, self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self._outcome.client_gone = True
+                self._target.cancel()
+                return
+
+    def stop(self) -> None:
+        """Stop watching (the request is over)."""
+        self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
 
 
 def _method_not_allowed(*methods: str) -> GatewayError:

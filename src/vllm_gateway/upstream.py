@@ -14,31 +14,32 @@ FORWARDED_REQUEST_HEADERS = frozenset({b"content-type", b"accept", b"user-agent"
 # Response headers the gateway sets itself or that must not cross a proxy.
 DROPPED_RESPONSE_HEADERS = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "server",
-        "date",
-        "x-request-id",
-        "set-cookie",
-        "www-authenticate",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"server",
+        b"date",
+        b"x-request-id",
+        b"set-cookie",
+        b"www-authenticate",
     }
 )
 
 
 def response_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
     """The backend's response headers that may reach the client."""
-    return [
-        (name.lower(), value)
-        for name, value in response.raw_headers
-        if name.decode("latin-1").lower() not in DROPPED_RESPONSE_HEADERS
-    ]
+    kept = []
+    for name, value in response.raw_headers:
+        lower = name.lower()
+        if lower not in DROPPED_RESPONSE_HEADERS:
+            kept.append((lower, value))
+    return kept
 
 
 async def open_upstream(
@@ -48,7 +49,6 @@ async def open_upstream(
     path_and_query: str,
     body: bytes,
     headers: dict[str, str],
-    client_timeout: aiohttp.ClientTimeout,
 ) -> tuple[Backend, aiohttp.ClientResponse]:
     """Send the request to the first backend that takes it; 502/503/504 when none does."""
     if not candidates:
@@ -63,7 +63,7 @@ async def open_upstream(
                     url,
                     data=body or None,
                     headers=headers,
-                    timeout=client_timeout,
+                    timeout=pool.request_timeout,
                     allow_redirects=False,
                 )
                 return backend, response

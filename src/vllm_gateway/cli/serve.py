@@ -60,5 +60,6 @@ def _run() -> None:
             log_level=settings.gateway_log_level,
             access_log=False,  # every request is recorded as a usage event instead
             server_header=False,
+            proxy_headers=False,  # the gateway never uses the client's address
             timeout_graceful_shutdown=30,
         )
