@@ -67,7 +67,8 @@ class StreamAccountant:
         for event in complete.split(_BOUNDARY):
             if not event:
                 continue
-            if self._read_event(event):
+            # Only the few events that can hold usage or an error are worth parsing.
+            if (b'"usage"' in event or b'"error"' in event) and self._read_event(event):
                 dropped = True
             else:
                 kept.append(event)
