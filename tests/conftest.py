@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
-from tests.support.databases import REDIS_URL, PostgresDatabase, sqlite_url
+from tests.support.databases import REDIS_URL, flushed_redis, fresh_postgres, sqlite_url
 from tests.support.servers import RunningServer, free_port, serve
 from vllm_gateway.app import create_app
 from vllm_gateway.clock import Clock, system_clock
@@ -39,12 +38,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield sqlite_url(tmp_path)
         return
-    database = PostgresDatabase()
-    database.create()
-    try:
-        yield database.url
-    finally:
-        database.drop()
+    with fresh_postgres() as url:
+        yield url
 
 
 @pytest.fixture
@@ -55,14 +50,8 @@ def sqlite_database_url(tmp_path: Path) -> str:
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     """A Redis database flushed before and after the test (fails if Redis is down)."""
-    client = redis.Redis.from_url(REDIS_URL)
-    client.ping()
-    client.flushdb()
-    try:
-        yield REDIS_URL
-    finally:
-        client.flushdb()
-        client.close()
+    with flushed_redis(REDIS_URL) as url:
+        yield url
 
 
 @dataclass

@@ -122,6 +122,8 @@ class ProxyApp:
             await send_error(send, error, headers)
         except ClientGone:
             return
+        except Exception as exc:
+            await send_error(send, _internal_error(exc), headers)
 
     async def _list_models(
         self, services: Services, scope: Scope, receive: Receive, send: Send
@@ -196,17 +198,17 @@ class ProxyApp:
                 request_id,
                 reservation.headers,
                 outcome,
-                started,
             )
         except asyncio.CancelledError:
             if not outcome.client_gone:
                 raise
             task.uncancel()
-        except GatewayError as error:
-            outcome.status = error.status
+        except Exception as exc:
+            failure = exc if isinstance(exc, GatewayError) else _internal_error(exc)
+            outcome.status = failure.status
             if not outcome.response_started:
                 headers: RawHeaders = [(b"x-request-id", request_id.encode())]
-                await send_error(send, error, headers + reservation.headers)
+                await send_error(send, failure, headers + reservation.headers)
         finally:
             watcher.stop()
             if outcome.client_gone:
@@ -262,7 +264,6 @@ class ProxyApp:
         request_id: str,
         limit_headers: RawHeaders,
         outcome: Outcome,
-        started: float,
     ) -> None:
         pool = services.backends
         headers = dict(client.forwarded)
@@ -285,11 +286,9 @@ class ProxyApp:
                 raise GatewayError(502, "the backend refused the gateway", "backend_auth_failed")
             outcome.status = response.status
             if response.content_type == "text/event-stream":
-                await self._relay_stream(
-                    route, send, response, parsed, out_headers, outcome, started
-                )
+                await self._relay_stream(route, send, response, parsed, out_headers, outcome)
             else:
-                await self._relay_whole(send, response, out_headers, outcome, started)
+                await self._relay_whole(send, response, out_headers, outcome)
             response.release()
         except BaseException:
             response.close()
@@ -301,7 +300,6 @@ class ProxyApp:
         response: aiohttp.ClientResponse,
         headers: RawHeaders,
         outcome: Outcome,
-        started: float,
     ) -> None:
         try:
             body = await response.read()
@@ -330,7 +328,6 @@ class ProxyApp:
         parsed: ParsedRequest,
         headers: RawHeaders,
         outcome: Outcome,
-        started: float,
     ) -> None:
         accountant = StreamAccountant(strip_usage_chunk=not parsed.client_wants_usage)
         headers.extend(_STREAM_HEADERS)
@@ -417,6 +414,12 @@ class DisconnectWatcher:
         self._timer.cancel()
         if self._task is not None:
             self._task.cancel()
+
+
+def _internal_error(exc: Exception) -> GatewayError:
+    """A 500 for a bug: logged with its traceback, shown to the client without one."""
+    log.exception("unexpected error on the proxy path", exc_info=exc)
+    return GatewayError(500, "internal gateway error", "internal_error")
 
 
 def _method_not_allowed(*methods: str) -> GatewayError:

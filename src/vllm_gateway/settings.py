@@ -57,7 +57,6 @@ class Settings(BaseSettings):
         8 * 3600.0, gt=0, description="seconds an admin login session lasts"
     )
     gateway_log_level: str = Field("info", description="debug, info, warning or error")
-    gateway_demo: bool = Field(False, description="start the built-in simulator as the backend")
 
     @field_validator("vllm_url")
     @classmethod

@@ -18,10 +18,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.databases import REDIS_URL, PostgresDatabase
+from tests.support.databases import REDIS_URL, flushed_redis, fresh_postgres
 from tests.support.servers import free_port
 
 BACKEND_KEY = "exact-backend-" + "k" * 20
@@ -116,23 +115,14 @@ def backend(tmp_path: Path) -> Iterator[Process]:
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    database = PostgresDatabase()
-    database.create()
-    try:
-        yield database.url
-    finally:
-        database.drop()
+    with fresh_postgres() as url:
+        yield url
 
 
 @pytest.fixture
 def shared_redis() -> Iterator[str]:
-    client = redis.Redis.from_url(EXACT_REDIS_URL)
-    client.flushdb()
-    try:
-        yield EXACT_REDIS_URL
-    finally:
-        client.flushdb()
-        client.close()
+    with flushed_redis(EXACT_REDIS_URL) as url:
+        yield url
 
 
 def start_gateway(

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
+import redis
 
 POSTGRES_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -39,3 +42,27 @@ class PostgresDatabase:
             await connection.execute(statement)
         finally:
             await connection.close()
+
+
+@contextmanager
+def fresh_postgres() -> Iterator[str]:
+    """The SQLAlchemy URL of a new PostgreSQL database, dropped afterwards."""
+    database = PostgresDatabase()
+    database.create()
+    try:
+        yield database.url
+    finally:
+        database.drop()
+
+
+@contextmanager
+def flushed_redis(url: str) -> Iterator[str]:
+    """A Redis database emptied before and after use (fails if Redis is down)."""
+    client = redis.Redis.from_url(url)
+    client.ping()
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
