@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
-import aiohttp
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -23,21 +22,19 @@ from vllm_gateway.asgi import (
     send_response,
 )
 from vllm_gateway.backends import Backend
-from vllm_gateway.errors import GatewayError, error_body
+from vllm_gateway.disconnect import DisconnectWatcher
+from vllm_gateway.errors import GatewayError
 from vllm_gateway.keys import ClientKey
+from vllm_gateway.relay import CLIENT_CLOSED_REQUEST, Outcome, relay_stream, relay_whole
 from vllm_gateway.request_body import ParsedRequest, parse_body
-from vllm_gateway.routes import MODELS_PATH, Route, StreamKind, match_route
+from vllm_gateway.routes import MODELS_PATH, Route, match_route
 from vllm_gateway.services import Services
-from vllm_gateway.sse import StreamAccountant, usage_from_body
 from vllm_gateway.upstream import FORWARDED_REQUEST_HEADERS, open_upstream, response_headers
 from vllm_gateway.usage import UsageEvent
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Services, Scope, Receive, Send], Awaitable[None]]
-
-CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before the answer
-_STREAM_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
 
 @dataclass(slots=True)
@@ -48,19 +45,6 @@ class ClientRequest:
     content_type: str
     content_length: int | None
     forwarded: dict[str, str]
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What happened to one forwarded request, for limits, usage and metrics."""
-
-    status: int = 0
-    backend: str = ""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    first_byte_at: float | None = None
-    response_started: bool = False
-    client_gone: bool = False
 
 
 def read_headers(scope: Scope) -> ClientRequest:
@@ -286,134 +270,13 @@ class ProxyApp:
                 raise GatewayError(502, "the backend refused the gateway", "backend_auth_failed")
             outcome.status = response.status
             if response.content_type == "text/event-stream":
-                await self._relay_stream(route, send, response, parsed, out_headers, outcome)
+                await relay_stream(route, send, response, parsed, out_headers, outcome)
             else:
-                await self._relay_whole(send, response, out_headers, outcome)
+                await relay_whole(send, response, out_headers, outcome)
             response.release()
         except BaseException:
             response.close()
             raise
-
-    async def _relay_whole(
-        self,
-        send: Send,
-        response: aiohttp.ClientResponse,
-        headers: RawHeaders,
-        outcome: Outcome,
-    ) -> None:
-        try:
-            body = await response.read()
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise GatewayError(
-                504, "the backend did not answer in time", "backend_timeout"
-            ) from None
-        except aiohttp.ClientError:
-            raise GatewayError(502, "the backend connection failed", "backend_error") from None
-        outcome.first_byte_at = time.perf_counter()
-        if response.status == 200:
-            counts = usage_from_body(body)
-            if counts is not None:
-                outcome.prompt_tokens, outcome.completion_tokens = counts
-        elif not _is_openai_error(body):
-            body = error_body(response.status, "the backend returned an error", "backend_error")
-            headers = [h for h in headers if h[0] != b"content-type"] + [JSON_CONTENT_TYPE]
-        outcome.response_started = True
-        await send_response(send, response.status, body, headers)
-
-    async def _relay_stream(
-        self,
-        route: Route,
-        send: Send,
-        response: aiohttp.ClientResponse,
-        parsed: ParsedRequest,
-        headers: RawHeaders,
-        outcome: Outcome,
-    ) -> None:
-        accountant = StreamAccountant(strip_usage_chunk=not parsed.client_wants_usage)
-        headers.extend(_STREAM_HEADERS)
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        outcome.response_started = True
-        try:
-            tail = await self._pump(send, response, accountant, outcome)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            timed_out = isinstance(exc, asyncio.TimeoutError)
-            outcome.status = 504 if timed_out else 502
-            message = "the backend stopped answering" if timed_out else "the backend failed"
-            code = "backend_timeout" if timed_out else "backend_error"
-            error = error_body(outcome.status, message, code)
-            tail = accountant.finish() + b"data: " + error + b"\n\n"
-            if route.stream is StreamKind.CHAT:
-                tail += b"data: [DONE]\n\n"
-        finally:
-            _count_stream_tokens(accountant, parsed, outcome)
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
-
-    async def _pump(
-        self,
-        send: Send,
-        response: aiohttp.ClientResponse,
-        accountant: StreamAccountant,
-        outcome: Outcome,
-    ) -> bytes:
-        """Relay events as they arrive; return the stream's unsent tail."""
-        async for data in response.content.iter_any():
-            if outcome.first_byte_at is None:
-                outcome.first_byte_at = time.perf_counter()
-            out = accountant.feed(data)
-            if out:
-                await send({"type": "http.response.body", "body": out, "more_body": True})
-        return accountant.finish()
-
-
-def _count_stream_tokens(
-    accountant: StreamAccountant, parsed: ParsedRequest, outcome: Outcome
-) -> None:
-    """Tokens of a stream: the backend's own usage, or counted from chunks if it was cut."""
-    if accountant.error_status is not None:
-        outcome.status = accountant.error_status
-    if accountant.saw_usage:
-        outcome.prompt_tokens = accountant.prompt_tokens
-        outcome.completion_tokens = accountant.completion_tokens
-    else:
-        outcome.prompt_tokens = parsed.prompt_estimate
-        outcome.completion_tokens = max(accountant.chunks - 1, 0)
-
-
-class DisconnectWatcher:
-    """Cancels a request's task the moment its client goes away.
-
-    The ASGI server tells of a disconnect only through receive(), so a task must wait on
-    it. Answers that come back within WATCH_AFTER need no watcher at all, and most cheap
-    requests (tokenize, embeddings, errors) end sooner, so the task starts only then.
-    """
-
-    WATCH_AFTER = 0.02
-
-    __slots__ = ("_outcome", "_receive", "_target", "_task", "_timer")
-
-    def __init__(self, receive: Receive, target: asyncio.Task[None], outcome: Outcome) -> None:
-        self._receive = receive
-        self._target = target
-        self._outcome = outcome
-        self._task: asyncio.Task[None] | None = None
-        self._timer = asyncio.get_running_loop().call_later(self.WATCH_AFTER, self._start)
-
-    def _start(self) -> None:
-        self._task = asyncio.create_task(self._watch())
-
-    async def _watch(self) -> None:
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                self._outcome.client_gone = True
-                self._target.cancel()
-                return
-
-    def stop(self) -> None:
-        """Stop watching (the request is over)."""
-        self._timer.cancel()
-        if self._task is not None:
-            self._task.cancel()
 
 
 def _internal_error(exc: Exception) -> GatewayError:
@@ -430,11 +293,3 @@ def _method_not_allowed(*methods: str) -> GatewayError:
         "method_not_allowed",
         headers=[(b"allow", allowed.encode())],
     )
-
-
-def _is_openai_error(body: bytes) -> bool:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(payload, dict) and isinstance(payload.get("error"), dict)
