@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +43,15 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
     raise click.ClickException("the demo backend (simulator) did not start within 30 s")
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent() -> None:
+    """In the child: receive SIGTERM when the gateway process dies, however it dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 @contextmanager
 def demo_backend(api_key: str) -> Iterator[str]:
     """Run the simulator on loopback with `api_key`; yield its /v1 URL."""
@@ -54,9 +66,10 @@ def demo_backend(api_key: str) -> Iterator[str]:
             "127.0.0.1",
             "--port",
             str(port),
-            "--api-key",
-            api_key,
         ],
+        # Through the environment, not argv, so the key does not show in `ps`.
+        env={**os.environ, "VLLM_API_KEY": api_key},
+        preexec_fn=_end_with_parent,  # the gateway has started no thread yet
     )
     base = f"http://127.0.0.1:{port}"
     try:
