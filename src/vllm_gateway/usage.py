@@ -178,20 +178,20 @@ class UsageRecorder:
             key_id = _cut(event.key_id, 32)
             model = _cut(event.model, 200)
             rows.append(
-                {
-                    "ts": event.ts,
-                    "request_id": _cut(event.request_id, 64),
-                    "key_id": key_id,
-                    "model": model,
-                    "route": _cut(event.route, 100),
-                    "status": event.status,
-                    "prompt_tokens": _count(event.prompt_tokens),
-                    "completion_tokens": _count(event.completion_tokens),
-                    "latency_ms": event.latency_ms,
-                    "ttft_ms": event.ttft_ms,
-                    "backend": _cut(event.backend, 200),
-                    "stream": event.stream,
-                }
+                (
+                    event.ts,
+                    _cut(event.request_id, 64),
+                    key_id,
+                    model,
+                    _cut(event.route, 100),
+                    event.status,
+                    _count(event.prompt_tokens),
+                    _count(event.completion_tokens),
+                    event.latency_ms,
+                    event.ttft_ms,
+                    _cut(event.backend, 200),
+                    event.stream,
+                )
             )
             day_number = int(event.ts // 86400)
             day = days.get(day_number)

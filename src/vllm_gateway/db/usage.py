@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, case, cast, delete, desc, func, insert, literal_column, select
+from sqlalchemy import Integer, case, cast, delete, desc, func, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,10 +27,40 @@ class DailyDelta:
     latency_ms_sum: float = 0.0
 
 
-async def insert_events(connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert usage events (one executemany)."""
+EVENT_COLUMNS = (
+    "ts",
+    "request_id",
+    "key_id",
+    "model",
+    "route",
+    "status",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_ms",
+    "ttft_ms",
+    "backend",
+    "stream",
+)
+"""The order of the values in each row given to insert_events."""
+
+
+def _insert_events_sql(paramstyle: str) -> str:
+    if paramstyle == "qmark":
+        marks = ", ".join("?" for _ in EVENT_COLUMNS)
+    else:  # asyncpg's numeric_dollar
+        marks = ", ".join(f"${number}" for number in range(1, len(EVENT_COLUMNS) + 1))
+    return f"INSERT INTO {usage_events.name} ({', '.join(EVENT_COLUMNS)}) VALUES ({marks})"  # noqa: S608 - constants only
+
+
+async def insert_events(connection: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert usage events, one executemany of plain tuples in EVENT_COLUMNS order.
+
+    The driver's own executemany: a batch of thousands of rows skips SQLAlchemy's
+    per-row parameter processing, which would otherwise run on the event loop.
+    """
     if rows:
-        await connection.execute(insert(usage_events), list(rows))
+        sql = _insert_events_sql(connection.dialect.paramstyle)
+        await connection.exec_driver_sql(sql, list(rows))
 
 
 async def add_to_daily(
