@@ -29,12 +29,12 @@ def _day(ctx: click.Context, param: click.Parameter, value: str | None) -> str |
         raise click.BadParameter(f"{value!r} is not a date like 2025-01-31") from None
 
 
-async def _rows(settings: Settings, **filters: str | None) -> Any:
+async def _rows(settings: Settings, where: db_usage.UsageFilter) -> Any:
     async with (
         open_database_for_cli(settings) as database,
         database.engine.connect() as connection,
     ):
-        rows = await db_usage.daily_rows(connection, **filters)
+        rows = await db_usage.daily_rows(connection, where)
     return [{column: row[column] for column in COLUMNS} for row in rows]
 
 
@@ -59,7 +59,7 @@ def usage(
     if since and until and since > until:
         raise click.BadParameter("--since is after --until", param_hint="--since")
     settings = load_settings()
-    rows = run(lambda: _rows(settings, key_id=key, model=model, since=since, until=until))
+    rows = run(lambda: _rows(settings, db_usage.UsageFilter(key, model, since, until)))
     for row in rows:
         for name in _TOTALS:
             row[name] = int(row[name])

@@ -101,19 +101,27 @@ async def prune_events(connection: AsyncConnection, before_ts: float) -> int:
     return int(result.rowcount or 0)
 
 
-def _day_filters(
-    key_id: str | None, model: str | None, since: str | None, until: str | None
-) -> list[ColumnElement[bool]]:
-    filters: list[ColumnElement[bool]] = []
-    if key_id is not None:
-        filters.append(usage_daily.c.key_id == key_id)
-    if model is not None:
-        filters.append(usage_daily.c.model == model)
-    if since is not None:
-        filters.append(usage_daily.c.day >= since)
-    if until is not None:
-        filters.append(usage_daily.c.day <= until)
-    return filters
+@dataclass(frozen=True, slots=True)
+class UsageFilter:
+    """Which usage_daily rows a report covers; None means any. Days are YYYY-MM-DD, inclusive."""
+
+    key_id: str | None = None
+    model: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+    def clauses(self) -> list[ColumnElement[bool]]:
+        """The WHERE clauses for these filters."""
+        clauses: list[ColumnElement[bool]] = []
+        if self.key_id is not None:
+            clauses.append(usage_daily.c.key_id == self.key_id)
+        if self.model is not None:
+            clauses.append(usage_daily.c.model == self.model)
+        if self.since is not None:
+            clauses.append(usage_daily.c.day >= self.since)
+        if self.until is not None:
+            clauses.append(usage_daily.c.day <= self.until)
+        return clauses
 
 
 def _sums() -> list[Any]:
@@ -126,68 +134,42 @@ def _sums() -> list[Any]:
     ]
 
 
-async def daily_totals(
-    connection: AsyncConnection,
-    *,
-    key_id: str | None = None,
-    model: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-) -> RowMapping:
+async def daily_totals(connection: AsyncConnection, where: UsageFilter) -> RowMapping:
     """Sums over usage_daily for the filters (days are YYYY-MM-DD, inclusive)."""
-    statement = select(*_sums()).where(*_day_filters(key_id, model, since, until))
+    statement = select(*_sums()).where(*where.clauses())
     return (await connection.execute(statement)).mappings().one()
 
 
-async def daily_series(
-    connection: AsyncConnection,
-    *,
-    key_id: str | None = None,
-    model: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-) -> Sequence[RowMapping]:
+async def daily_series(connection: AsyncConnection, where: UsageFilter) -> Sequence[RowMapping]:
     """One row of sums per day that had usage, oldest first."""
     statement = (
         select(usage_daily.c.day, *_sums())
-        .where(*_day_filters(key_id, model, since, until))
+        .where(*where.clauses())
         .group_by(usage_daily.c.day)
         .order_by(usage_daily.c.day)
     )
     return (await connection.execute(statement)).mappings().all()
 
 
-async def daily_rows(
-    connection: AsyncConnection,
-    *,
-    key_id: str | None = None,
-    model: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-) -> Sequence[RowMapping]:
+async def daily_rows(connection: AsyncConnection, where: UsageFilter) -> Sequence[RowMapping]:
     """The usage_daily rows themselves (day, key, model), for billing exports."""
     statement = (
         select(usage_daily)
-        .where(*_day_filters(key_id, model, since, until))
+        .where(*where.clauses())
         .order_by(usage_daily.c.day, usage_daily.c.key_id, usage_daily.c.model)
     )
     return (await connection.execute(statement)).mappings().all()
 
 
 async def top_keys(
-    connection: AsyncConnection,
-    *,
-    since: str | None = None,
-    until: str | None = None,
-    model: str | None = None,
-    limit: int = 10,
+    connection: AsyncConnection, where: UsageFilter, *, limit: int = 10
 ) -> Sequence[RowMapping]:
     """Sums per key with the key's name (null for a deleted key), busiest first."""
     sums = _sums()
     statement = (
         select(usage_daily.c.key_id, api_keys.c.name, *sums)
         .select_from(usage_daily.outerjoin(api_keys, api_keys.c.id == usage_daily.c.key_id))
-        .where(*_day_filters(None, model, since, until))
+        .where(*where.clauses())
         .group_by(usage_daily.c.key_id, api_keys.c.name)
         .order_by(desc(literal_column("requests")), usage_daily.c.key_id)
         .limit(limit)
@@ -196,17 +178,12 @@ async def top_keys(
 
 
 async def top_models(
-    connection: AsyncConnection,
-    *,
-    since: str | None = None,
-    until: str | None = None,
-    key_id: str | None = None,
-    limit: int = 10,
+    connection: AsyncConnection, where: UsageFilter, *, limit: int = 10
 ) -> Sequence[RowMapping]:
     """Sums per model, busiest first."""
     statement = (
         select(usage_daily.c.model, *_sums())
-        .where(*_day_filters(key_id, None, since, until))
+        .where(*where.clauses())
         .group_by(usage_daily.c.model)
         .order_by(desc(literal_column("requests")), usage_daily.c.model)
         .limit(limit)

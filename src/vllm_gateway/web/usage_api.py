@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
@@ -203,14 +204,13 @@ async def usage_report(
         raise GatewayError(400, "since is after until", "invalid_request", param="since")
     if (last - first).days >= MAX_RANGE_DAYS:
         raise GatewayError(400, "at most ten years at once", "invalid_request", param="since")
-    window = {"since": first.isoformat(), "until": last.isoformat()}
+    where = db_usage.UsageFilter(key_id, model, first.isoformat(), last.isoformat())
     async with services.database.engine.connect() as connection:
-        totals = await db_usage.daily_totals(connection, key_id=key_id, model=model, **window)
-        series = await db_usage.daily_series(connection, key_id=key_id, model=model, **window)
-        keys = await db_usage.top_keys(connection, model=model, limit=100, **window)
-        models = await db_usage.top_models(connection, key_id=key_id, limit=100, **window)
-    if key_id is not None:
-        keys = [row for row in keys if row["key_id"] == key_id]
+        totals = await db_usage.daily_totals(connection, where)
+        series = await db_usage.daily_series(connection, where)
+        keys = await db_usage.top_keys(connection, where, limit=100)
+        # Per model, every model the key used, even when the report is for one model.
+        models = await db_usage.top_models(connection, replace(where, model=None), limit=100)
     requests = int(totals["requests"] or 0)
     return UsageReport(
         since=first.isoformat(),
@@ -235,13 +235,14 @@ async def stats(request: Request) -> Stats:
     since_ts = first_minute * 60.0
     async with services.database.engine.connect() as connection:
         dialect = services.database.dialect
-        totals = await db_usage.daily_totals(connection, since=today, until=today)
+        today_only = db_usage.UsageFilter(since=today, until=today)
+        totals = await db_usage.daily_totals(connection, today_only)
         minutes = await db_usage.per_minute(connection, dialect, since_ts)
         latency = await db_usage.latency_percentiles(connection, dialect, since_ts, PERCENTILES)
         active = await db_usage.count_active_keys(connection, today)
         enabled = await db_usage.count_enabled_keys(connection, datetime.fromtimestamp(now, UTC))
-        keys = await db_usage.top_keys(connection, since=today, until=today, limit=10)
-        models = await db_usage.top_models(connection, since=today, until=today, limit=10)
+        keys = await db_usage.top_keys(connection, today_only, limit=10)
+        models = await db_usage.top_models(connection, today_only, limit=10)
         recent = await db_usage.recent_events(connection, limit=20)
     by_minute = {int(row["minute"]): _sums(row) for row in minutes}
     series = []
@@ -313,9 +314,8 @@ async def my_usage(request: Request) -> MyUsage:
     last = date.fromisoformat(utc_day(now))
     first = last - timedelta(days=29)
     async with services.database.engine.connect() as connection:
-        series = await db_usage.daily_series(
-            connection, key_id=key.id, since=first.isoformat(), until=last.isoformat()
-        )
+        where = db_usage.UsageFilter(key.id, since=first.isoformat(), until=last.isoformat())
+        series = await db_usage.daily_series(connection, where)
     daily = _filled(series, _days(first, last))
     today = daily[-1]
     return MyUsage(
