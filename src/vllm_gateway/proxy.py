@@ -34,7 +34,7 @@ from vllm_gateway.usage import UsageEvent
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Services, Scope, Receive, Send], Awaitable[None]]
+Handler = Callable[[Services, str, Scope, Receive, Send], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -99,9 +99,8 @@ class ProxyApp:
                 send, GatewayError(503, "the gateway is starting", "starting"), headers
             )
             return
-        scope["vgw.request_id"] = request_id
         try:
-            await handler(services, scope, receive, send)
+            await handler(services, request_id, scope, receive, send)
         except GatewayError as error:
             await send_error(send, error, headers)
         except ClientGone:
@@ -110,9 +109,8 @@ class ProxyApp:
             await send_error(send, _internal_error(exc), headers)
 
     async def _list_models(
-        self, services: Services, scope: Scope, receive: Receive, send: Send
+        self, services: Services, request_id: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        request_id = scope["vgw.request_id"]
         if scope["method"] != "GET":
             raise _method_not_allowed("GET")
         client = read_headers(scope)
@@ -138,11 +136,17 @@ class ProxyApp:
             raise
 
     async def _forward(
-        self, services: Services, scope: Scope, receive: Receive, send: Send, *, route: Route
+        self,
+        services: Services,
+        request_id: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        route: Route,
     ) -> None:
         started = time.perf_counter()
         arrived = services.clock()
-        request_id: str = scope["vgw.request_id"]
         if scope["method"] not in route.methods:
             raise _method_not_allowed(*route.methods)
         client = read_headers(scope)

@@ -42,7 +42,7 @@ async def relay_whole(
     """Relay a whole (non-streamed) answer, learning its usage."""
     try:
         body = await response.read()
-    except (TimeoutError, aiohttp.ServerTimeoutError):
+    except TimeoutError:  # aiohttp.ServerTimeoutError included
         raise GatewayError(504, "the backend did not answer in time", "backend_timeout") from None
     except aiohttp.ClientError:
         raise GatewayError(502, "the backend connection failed", "backend_error") from None

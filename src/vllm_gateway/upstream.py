@@ -80,7 +80,7 @@ async def open_upstream(
                 last_error = GatewayError(502, "the backend closed the connection", "backend_error")
                 if attempt == 2:
                     break
-            except (TimeoutError, aiohttp.ServerTimeoutError):
+            except TimeoutError:  # aiohttp.ServerTimeoutError included
                 pool.metrics.backend_error(backend.name, "timeout")
                 raise GatewayError(
                     504, "the backend did not answer in time", "backend_timeout"
