@@ -137,11 +137,7 @@ def open_targets(
         targets.append(Target("bare", {"json": url, "stream": url}, pid))
     stores: list[tuple[str, str | None]] = [("sqlite", None)]
     if not args.no_redis:
-        redis_url = stack.enter_context(running_redis())
-        if redis_url is None:
-            print("Redis is not available: skipping the Redis gateway", file=sys.stderr)
-        else:
-            stores.append(("redis", redis_url))
+        stores.append(("redis", stack.enter_context(running_redis())))
     backends = f"{upstream.json_url},{upstream.stream_url}"
     for store, redis_url in stores:
         env = dict(options.gateway_env)

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.databases import REDIS_URL, flushed_redis, fresh_postgres, sqlite_url
+from tests.support.databases import flushed_redis, fresh_postgres, sqlite_url
+from tests.support.redis_server import PrivateRedis, private_redis
 from tests.support.servers import RunningServer, free_port, serve
 from vllm_gateway.app import create_app
 from vllm_gateway.clock import Clock, system_clock
@@ -47,10 +48,17 @@ def sqlite_database_url(tmp_path: Path) -> str:
     return sqlite_url(tmp_path)
 
 
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[PrivateRedis]:
+    """The suite's own redis-server on a free port: a developer's Redis is never touched."""
+    with private_redis() as server:
+        yield server
+
+
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    """A Redis database flushed before and after the test (fails if Redis is down)."""
-    with flushed_redis(REDIS_URL) as url:
+def redis_url(redis_server: PrivateRedis) -> Iterator[str]:
+    """Database 0 of the suite's private Redis, flushed before and after the test."""
+    with flushed_redis(redis_server.url(0)) as url:
         yield url
 
 

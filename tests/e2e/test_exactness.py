@@ -20,13 +20,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.databases import REDIS_URL, flushed_redis, fresh_postgres
+from tests.support.databases import flushed_redis, fresh_postgres
+from tests.support.redis_server import PrivateRedis
 from tests.support.servers import free_port
 
 BACKEND_KEY = "exact-backend-" + "k" * 20
 ADMIN_KEY = "exact-admin-" + "a" * 24
 # A Redis database of this test's own, so other suites flushing theirs cannot interfere.
-EXACT_REDIS_URL = REDIS_URL.rsplit("/", 1)[0] + "/9"
 DAILY_LIMIT = 60
 ATTEMPTS = 200
 CONNECTIONS = 32
@@ -120,8 +120,8 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def shared_redis() -> Iterator[str]:
-    with flushed_redis(EXACT_REDIS_URL) as url:
+def shared_redis(redis_server: PrivateRedis) -> Iterator[str]:
+    with flushed_redis(redis_server.url(9)) as url:
         yield url
 
 

@@ -13,7 +13,6 @@ import asyncpg
 import redis
 
 POSTGRES_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def sqlite_url(directory: Path) -> str:
@@ -57,7 +56,7 @@ def fresh_postgres() -> Iterator[str]:
 
 @contextmanager
 def flushed_redis(url: str) -> Iterator[str]:
-    """A Redis database emptied before and after use (fails if Redis is down)."""
+    """A database of the suite's own private Redis, emptied before and after use."""
     client = redis.Redis.from_url(url)
     client.ping()
     client.flushdb()
