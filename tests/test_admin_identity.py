@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from vllm_gateway.admin_identity import AdminIdentity
+from vllm_gateway.access.admin_identity import AdminIdentity
 from vllm_gateway.db.engine import Database, open_database
 from vllm_gateway.db.tables import admin_credentials
 from vllm_gateway.settings import Settings

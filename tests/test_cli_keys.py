@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from tests.conftest import GatewayFactory
-from vllm_gateway.admin_identity import AdminIdentity
+from vllm_gateway.access.admin_identity import AdminIdentity
 from vllm_gateway.db.engine import open_database
 from vllm_gateway.settings import Settings
 

@@ -17,10 +17,10 @@ from sqlalchemy import func, insert, select
 
 from tests.conftest import Gateway, GatewayFactory
 from tests.support.databases import PostgresDatabase
+from vllm_gateway.access.keys import KEY_LENGTH, KeyStore, parse_key
 from vllm_gateway.db.engine import Database, open_database
 from vllm_gateway.db.tables import api_keys, usage_daily, usage_events
 from vllm_gateway.errors import GatewayError
-from vllm_gateway.keys import KEY_LENGTH, KeyStore, parse_key
 from vllm_gateway.settings import Settings
 
 CHAT = [{"role": "user", "content": "hello"}]

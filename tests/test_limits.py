@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from vllm_gateway.access.keys import ClientKey
 from vllm_gateway.errors import GatewayError
-from vllm_gateway.keys import ClientKey
-from vllm_gateway.limits import (
+from vllm_gateway.limits.memory import (
     Limiter,
     RateLimitExceeded,
     Reservation,

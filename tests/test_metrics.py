@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import BACKEND_KEY, Gateway, GatewayFactory
 from tests.support.servers import RunningServer
-from vllm_gateway.metrics import Metrics
-from vllm_gateway.usage import UsageEvent
+from vllm_gateway.accounting.metrics import Metrics
+from vllm_gateway.accounting.usage import UsageEvent
 
 CHAT = [{"role": "user", "content": "Count the requests"}]
 METRICS_TOKEN = "metrics-" + "m" * 24
@@ -136,8 +136,8 @@ def test_each_metrics_object_has_its_own_registry() -> None:
 
 WORKER = """
 import sys
-from vllm_gateway.metrics import Metrics
-from vllm_gateway.usage import UsageEvent
+from vllm_gateway.accounting.metrics import Metrics
+from vllm_gateway.accounting.usage import UsageEvent
 metrics = Metrics()
 for _ in range(int(sys.argv[1])):
     metrics.request_started()
@@ -171,7 +171,7 @@ def test_workers_share_one_set_of_metrics(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-c",
-                "from vllm_gateway.metrics import Metrics\n"
+                "from vllm_gateway.accounting.metrics import Metrics\n"
                 "import sys; sys.stdout.write(Metrics().render().decode())",
             ],
             env=env,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from vllm_gateway.sse import StreamAccountant, usage_from_body
+from vllm_gateway.proxy.sse import StreamAccountant, usage_from_body
 
 
 def chunk(content: str, finish: str | None = None) -> bytes:

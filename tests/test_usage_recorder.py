@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.support.databases import POSTGRES_ADMIN_DSN, PostgresDatabase
+from vllm_gateway.accounting.usage import BATCH_SIZE, UsageEvent, UsageRecorder
 from vllm_gateway.db.engine import Database, open_database
 from vllm_gateway.db.tables import usage_daily, usage_events
 from vllm_gateway.settings import Settings
-from vllm_gateway.usage import BATCH_SIZE, UsageEvent, UsageRecorder
 
 DAY_ONE = datetime(2025, 3, 14, 23, 59, 0, tzinfo=UTC).timestamp()
 
@@ -268,7 +268,7 @@ async def test_close_gives_up_after_its_timeout_and_logs_every_lost_event(
         await outage.begin()
         recorder.record(event(1, request_id="lost-one"))
         recorder.record(event(2, request_id="lost-two"))
-        with caplog.at_level(logging.ERROR, logger="vllm_gateway.usage"):
+        with caplog.at_level(logging.ERROR, logger="vllm_gateway.accounting.usage"):
             await recorder.close()
         assert recorder.pending == 0
         assert "2 events could NOT be written" in caplog.text

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from vllm_gateway import __version__
 from vllm_gateway.clock import Clock, system_clock
 from vllm_gateway.errors import install_error_handlers
-from vllm_gateway.proxy import ProxyApp
+from vllm_gateway.proxy.entrance import ProxyApp
 from vllm_gateway.services import open_services
 from vllm_gateway.settings import Settings
 from vllm_gateway.web import admin_auth, keys_api, metrics_api, ops, pages, usage_api

@@ -8,15 +8,15 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from vllm_gateway.admin_identity import AdminIdentity
-from vllm_gateway.backends import BackendPool
+from vllm_gateway.access.admin_identity import AdminIdentity
+from vllm_gateway.access.keys import KeyStore
+from vllm_gateway.accounting.metrics import Metrics
+from vllm_gateway.accounting.usage import UsageRecorder
 from vllm_gateway.clock import Clock
 from vllm_gateway.db.engine import Database, open_database
-from vllm_gateway.keys import KeyStore
-from vllm_gateway.limits import Limiter, create_limiter
-from vllm_gateway.metrics import Metrics
+from vllm_gateway.limits.memory import Limiter, create_limiter
+from vllm_gateway.routing.pool import BackendPool
 from vllm_gateway.settings import Settings
-from vllm_gateway.usage import UsageRecorder
 
 
 @dataclass(slots=True)

@@ -11,10 +11,10 @@ import click
 import redis.asyncio as aioredis
 from sqlalchemy.exc import SQLAlchemyError
 
+from vllm_gateway.access.keys import KeyStore
 from vllm_gateway.clock import system_clock
 from vllm_gateway.db.engine import Database, open_database
 from vllm_gateway.errors import GatewayError
-from vllm_gateway.keys import KeyStore
 from vllm_gateway.settings import Settings
 
 T = TypeVar("T")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vllm_gateway.admin_identity import AdminIdentity
+from vllm_gateway.access.admin_identity import AdminIdentity
 from vllm_gateway.cli._keystore import open_database_for_cli, run
 from vllm_gateway.cli.settings_loader import load_settings
 

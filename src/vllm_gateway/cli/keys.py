@@ -10,10 +10,10 @@ from typing import Any, TypeVar
 
 import click
 
+from vllm_gateway.access.key_records import CreatedKey, KeyRecord
+from vllm_gateway.access.keys import DEFAULT_DAILY_REQUESTS
 from vllm_gateway.cli._keystore import open_key_store, run
 from vllm_gateway.cli.settings_loader import load_settings
-from vllm_gateway.key_records import CreatedKey, KeyRecord
-from vllm_gateway.keys import DEFAULT_DAILY_REQUESTS
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")

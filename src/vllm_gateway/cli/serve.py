@@ -8,9 +8,9 @@ import secrets
 import click
 import uvicorn
 
+from vllm_gateway.accounting.metrics import shared_across_workers
 from vllm_gateway.cli.demo_backend import demo_backend
 from vllm_gateway.cli.settings_loader import load_settings
-from vllm_gateway.metrics import shared_across_workers
 
 
 @click.command()

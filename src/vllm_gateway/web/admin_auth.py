@@ -13,9 +13,9 @@ from urllib.parse import quote, urlsplit
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse
 
+from vllm_gateway.access.key_records import as_utc
 from vllm_gateway.db import admin as db_admin
 from vllm_gateway.errors import GatewayError
-from vllm_gateway.key_records import as_utc
 from vllm_gateway.services import Services
 
 SESSION_COOKIE = "vgw_session"

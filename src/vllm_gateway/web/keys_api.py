@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from vllm_gateway.key_records import KeyRecord
-from vllm_gateway.keys import KeyStore
+from vllm_gateway.access.key_records import KeyRecord
+from vllm_gateway.access.keys import KeyStore
 from vllm_gateway.services import Services
 from vllm_gateway.web.admin_auth import require_admin
 

@@ -7,8 +7,8 @@ import hmac
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from vllm_gateway.accounting.metrics import CONTENT_TYPE
 from vllm_gateway.errors import GatewayError
-from vllm_gateway.metrics import CONTENT_TYPE
 from vllm_gateway.services import Services
 
 router = APIRouter(tags=["operations"])

@@ -13,7 +13,10 @@ from functools import partial
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from vllm_gateway.asgi import (
+from vllm_gateway.access.keys import ClientKey
+from vllm_gateway.accounting.usage import UsageEvent
+from vllm_gateway.errors import GatewayError
+from vllm_gateway.proxy.asgi import (
     JSON_CONTENT_TYPE,
     ClientGone,
     RawHeaders,
@@ -21,16 +24,13 @@ from vllm_gateway.asgi import (
     send_error,
     send_response,
 )
-from vllm_gateway.backends import Backend
-from vllm_gateway.disconnect import DisconnectWatcher
-from vllm_gateway.errors import GatewayError
-from vllm_gateway.keys import ClientKey
-from vllm_gateway.relay import CLIENT_CLOSED_REQUEST, Outcome, relay_stream, relay_whole
-from vllm_gateway.request_body import ParsedRequest, parse_body
-from vllm_gateway.routes import MODELS_PATH, Route, match_route
+from vllm_gateway.proxy.disconnect import DisconnectWatcher
+from vllm_gateway.proxy.relay import CLIENT_CLOSED_REQUEST, Outcome, relay_stream, relay_whole
+from vllm_gateway.proxy.request_body import ParsedRequest, parse_body
+from vllm_gateway.proxy.routes import MODELS_PATH, Route, match_route
+from vllm_gateway.proxy.upstream import FORWARDED_REQUEST_HEADERS, open_upstream, response_headers
+from vllm_gateway.routing.pool import Backend
 from vllm_gateway.services import Services
-from vllm_gateway.upstream import FORWARDED_REQUEST_HEADERS, open_upstream, response_headers
-from vllm_gateway.usage import UsageEvent
 
 log = logging.getLogger(__name__)
 

@@ -35,9 +35,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from vllm_gateway.access.keys import ClientKey
 from vllm_gateway.clock import Clock, seconds_to_utc_midnight, utc_day
 from vllm_gateway.errors import GatewayError
-from vllm_gateway.keys import ClientKey
 from vllm_gateway.settings import Settings
 
 if TYPE_CHECKING:
@@ -282,6 +282,6 @@ def create_limiter(settings: Settings, redis: aioredis.Redis | None, clock: Cloc
     """The Redis limiter when Redis is configured (shared by workers), else in-process."""
     if redis is None:
         return InProcessLimiter(clock)
-    from vllm_gateway.limits_redis import RedisLimiter
+    from vllm_gateway.limits.redis import RedisLimiter
 
     return RedisLimiter(redis, clock, lease_seconds=settings.gateway_upstream_timeout + 60.0)

@@ -17,7 +17,7 @@ import orjson
 from vllm_gateway.settings import Settings
 
 if TYPE_CHECKING:
-    from vllm_gateway.metrics import Metrics
+    from vllm_gateway.accounting.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

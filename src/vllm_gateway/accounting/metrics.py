@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from vllm_gateway.usage import UsageEvent
+from vllm_gateway.accounting.usage import UsageEvent
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -10,11 +10,11 @@ import aiohttp
 import orjson
 from starlette.types import Send
 
-from vllm_gateway.asgi import JSON_CONTENT_TYPE, RawHeaders, send_response
 from vllm_gateway.errors import GatewayError, error_body
-from vllm_gateway.request_body import ParsedRequest
-from vllm_gateway.routes import Route, StreamKind
-from vllm_gateway.sse import StreamAccountant, usage_from_body
+from vllm_gateway.proxy.asgi import JSON_CONTENT_TYPE, RawHeaders, send_response
+from vllm_gateway.proxy.request_body import ParsedRequest
+from vllm_gateway.proxy.routes import Route, StreamKind
+from vllm_gateway.proxy.sse import StreamAccountant, usage_from_body
 
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before the answer
 _STREAM_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import aiohttp
 
-from vllm_gateway.backends import Backend, BackendPool
 from vllm_gateway.errors import GatewayError
+from vllm_gateway.routing.pool import Backend, BackendPool
 
 # Request headers passed on from the client; everything else (credentials, cookies,
 # hop-by-hop headers, X-Request-Id, vLLM's scheduling knobs) stays behind.

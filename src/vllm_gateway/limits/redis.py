@@ -26,10 +26,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
+from vllm_gateway.access.keys import ClientKey
 from vllm_gateway.clock import Clock, seconds_to_utc_midnight
 from vllm_gateway.errors import GatewayError
-from vllm_gateway.keys import ClientKey
-from vllm_gateway.limits import (
+from vllm_gateway.limits.memory import (
     CONCURRENCY,
     REQUESTS_PER_DAY,
     REQUESTS_PER_MINUTE,

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from vllm_gateway.errors import GatewayError
-from vllm_gateway.routes import BodyKind, Route, StreamKind
+from vllm_gateway.proxy.routes import BodyKind, Route, StreamKind
 
 # Scheduler and cluster internals a tenant must not set for itself.
 FORBIDDEN_FIELDS = ("priority", "kv_transfer_params")

@@ -19,17 +19,17 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from vllm_gateway.clock import Clock
-from vllm_gateway.db import keys as db_keys
-from vllm_gateway.db.engine import Database
-from vllm_gateway.errors import GatewayError
-from vllm_gateway.key_records import (
+from vllm_gateway.access.key_records import (
     EDITABLE_FIELDS,
     CreatedKey,
     KeyRecord,
     record_from_row,
     validate_fields,
 )
+from vllm_gateway.clock import Clock
+from vllm_gateway.db import keys as db_keys
+from vllm_gateway.db.engine import Database
+from vllm_gateway.errors import GatewayError
 from vllm_gateway.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""Who is calling: client keys, the credentials presented, the admin identity."""

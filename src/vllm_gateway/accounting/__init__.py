@@ -1,0 +1,1 @@
+"""What every request cost: usage events, their batched writer, and Prometheus metrics."""

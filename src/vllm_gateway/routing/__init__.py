@@ -1,0 +1,1 @@
+"""Backends: the pool, their health and the choice of one for a request."""
