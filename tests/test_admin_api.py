@@ -229,7 +229,7 @@ def test_admin_api_refuses_missing_wrong_and_client_keys(gateway: Gateway) -> No
         {"x-api-key": client_key},
         {"authorization": "Bearer wrong"},
         {"authorization": f"Basic {gateway.admin_key}"},
-        {"x-api-key": gateway.admin_key},
+        {"authorization": f"Bearer {gateway.admin_key}", "x-api-key": client_key},
     ]
     with httpx.Client(base_url=gateway.url) as client:
         for headers in attempts:

@@ -6,14 +6,16 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from vllm_gateway.access.admin_identity import AdminIdentity
+from vllm_gateway.db import admin as db_admin
 from vllm_gateway.db.engine import Database, open_database
-from vllm_gateway.db.tables import admin_credentials
+from vllm_gateway.db.tables import admin_credentials, admin_sessions
 from vllm_gateway.settings import Settings
 
 ADMIN_KEY = re.compile(r"vgw-admin-[A-Za-z0-9_-]{40,}")
@@ -82,10 +84,37 @@ async def test_the_configured_key_wins_and_nothing_is_generated(
     identity = AdminIdentity(database, settings_for(database_url, gateway_admin_key="configured"))
     await identity.start()
     assert capsys.readouterr().err == ""
-    assert await stored_hashes(database) == []
+    (stored,) = await stored_hashes(database)  # its argon2 hash marks the sessions' generation
+    assert stored.startswith("$argon2") and "configured" not in stored
     assert await identity.verify("configured")
     assert not await identity.verify("configured ")
     assert not await identity.verify("other")
+
+
+async def test_a_changed_configured_key_ends_every_session(
+    database: Database, database_url: str
+) -> None:
+    now = datetime.now(UTC)
+    settings = settings_for(database_url, gateway_admin_key="first")
+    await AdminIdentity(database, settings).start()
+    async with database.engine.begin() as connection:
+        await db_admin.insert_session(
+            connection,
+            id_hash="a" * 64,
+            csrf_token="c",
+            created_at=now,
+            expires_at=now + timedelta(hours=1),
+        )
+    await AdminIdentity(database, settings).start()  # the same key: sessions live on
+    assert await session_count(database) == 1
+    await AdminIdentity(database, settings_for(database_url, gateway_admin_key="second")).start()
+    assert await session_count(database) == 0
+
+
+async def session_count(database: Database) -> int:
+    async with database.engine.connect() as connection:
+        rows = (await connection.execute(select(admin_sessions.c.id_hash))).all()
+    return len(rows)
 
 
 async def test_reset_replaces_the_key(

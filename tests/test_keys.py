@@ -17,7 +17,8 @@ from sqlalchemy import func, insert, select
 
 from tests.conftest import Gateway, GatewayFactory
 from tests.support.databases import PostgresDatabase
-from vllm_gateway.access.keys import KEY_LENGTH, KeyStore, parse_key
+from vllm_gateway.access.key_format import KEY_LENGTH, parse_key
+from vllm_gateway.access.keys import KeyStore
 from vllm_gateway.db.engine import Database, open_database
 from vllm_gateway.db.tables import api_keys, usage_daily, usage_events
 from vllm_gateway.errors import GatewayError
@@ -94,7 +95,12 @@ async def test_a_created_key_authenticates_and_is_stored_only_hashed(
     assert created.key.startswith("vgw-") and len(created.key) == KEY_LENGTH
     assert parse_key(created.key) == (created.id, created.key[4 + len(created.id) :])
     key = await store.authenticate(created.key)
-    assert (key.id, key.name, key.rpm, key.models) == (created.id, "alpha", 5, frozenset({"m1"}))
+    assert (key.id, key.name, key.limits.rpm, key.models) == (
+        created.id,
+        "alpha",
+        5,
+        frozenset({"m1"}),
+    )
     (row,) = await raw_rows(database)
     secret = created.key[4 + len(created.id) :]
     assert row["secret_hash"] == hashlib.sha256(secret.encode()).hexdigest()
@@ -138,9 +144,9 @@ async def test_updates_take_effect_at_once_despite_the_cache(store: KeyStore) ->
     created = await store.create(name="alpha", models=["m1"])
     assert (await store.authenticate(created.key)).models == frozenset({"m1"})
     record = await store.update(created.id, models=[], rpm=7, name="beta")
-    assert (record.name, record.rpm, record.models) == ("beta", 7, ())
+    assert (record.name, record.limits.rpm, record.models) == ("beta", 7, ())
     key = await store.authenticate(created.key)
-    assert (key.name, key.rpm, key.models) == ("beta", 7, frozenset())
+    assert (key.name, key.limits.rpm, key.models) == ("beta", 7, frozenset())
 
 
 async def test_a_deleted_key_is_401(store: KeyStore) -> None:
@@ -164,9 +170,11 @@ async def test_the_default_daily_limit_comes_from_settings(
 ) -> None:
     settings = make_settings(database_url, gateway_default_daily_requests=42)
     store = KeyStore(database, time.time, settings, None)
-    assert (await store.create(name="default")).record.daily_requests == 42
-    assert (await store.create(name="unlimited", daily_requests=None)).record.daily_requests is None
-    assert (await store.create(name="set", daily_requests=7)).record.daily_requests == 7
+    assert (await store.create(name="default")).record.limits.daily_requests == 42
+    assert (
+        await store.create(name="unlimited", daily_requests=None)
+    ).record.limits.daily_requests is None
+    assert (await store.create(name="set", daily_requests=7)).record.limits.daily_requests == 7
 
 
 @pytest.mark.parametrize(
@@ -340,7 +348,7 @@ async def test_invalidation_reaches_other_stores_through_redis(
     await store_b.start()
     try:
         created = await store_a.create(name="shared", rpm=1)
-        assert (await store_b.authenticate(created.key)).rpm == 1  # cached for an hour in B
+        assert (await store_b.authenticate(created.key)).limits.rpm == 1  # cached for an hour in B
         await store_a.update(created.id, rpm=2)
         await store_a.revoke(created.id)
         deadline = time.monotonic() + 5

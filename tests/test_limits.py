@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import itertools
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -11,15 +12,17 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from vllm_gateway.access.keys import ClientKey
+from vllm_gateway.access.client_key import ClientKey
 from vllm_gateway.errors import GatewayError
-from vllm_gateway.limits.memory import (
+from vllm_gateway.limits.base import (
     Limiter,
     RateLimitExceeded,
     Reservation,
-    create_limiter,
+    Subject,
     format_duration,
 )
+from vllm_gateway.limits.factory import create_limiter
+from vllm_gateway.limits.model import Limits
 from vllm_gateway.settings import Settings
 
 NOON = datetime(2025, 3, 14, 12, 0, tzinfo=UTC).timestamp()
@@ -44,14 +47,18 @@ class Harness:
 
 
 def make_key(key_id: str = "k1", **limits: Any) -> ClientKey:
-    fields: dict[str, Any] = {
-        "daily_requests": None,
-        "rpm": None,
-        "daily_tokens": None,
-        "max_concurrency": None,
-    }
-    fields.update(limits)
-    return ClientKey(id=key_id, name="test", models=frozenset(), expires_at=None, **fields)
+    return ClientKey(id=key_id, name="test", limits=Limits(**limits))
+
+
+_request_ids = itertools.count()
+
+
+async def acquire(
+    limiter: Limiter, key: ClientKey | Sequence[Subject], tokens: int = 0
+) -> Reservation:
+    """Admit one request (a fresh request id) for a key's subjects, or given subjects."""
+    subjects = key.subjects if isinstance(key, ClientKey) else key
+    return await limiter.acquire(subjects, tokens, f"req-{next(_request_ids)}")
 
 
 def settings() -> Settings:
@@ -73,7 +80,7 @@ async def harness(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterat
 
 async def rejected(limiter: Limiter, key: ClientKey, estimate: int = 0) -> RateLimitExceeded:
     with pytest.raises(RateLimitExceeded) as caught:
-        await limiter.acquire(key, estimate)
+        await acquire(limiter, key, estimate)
     error = caught.value
     assert error.status == 429
     assert error.code == "rate_limit_exceeded"
@@ -89,7 +96,7 @@ def header(headers: Any, name: bytes) -> str | None:
 async def test_daily_requests_stop_at_the_limit(harness: Harness) -> None:
     key = make_key(daily_requests=3)
     for expected_remaining in ("2", "1", "0"):
-        reservation = await harness.limiter.acquire(key, 10)
+        reservation = await acquire(harness.limiter, key, 10)
         assert header(reservation.headers, b"x-ratelimit-limit-requests") == "3"
         remaining = header(reservation.headers, b"x-ratelimit-remaining-requests")
         assert remaining == expected_remaining
@@ -107,20 +114,20 @@ async def test_the_day_rolls_over_at_midnight_utc(harness: Harness) -> None:
     key = make_key(daily_requests=2, daily_tokens=1000)
     midnight = datetime(2025, 3, 15, tzinfo=UTC).timestamp()
     harness.clock.now = midnight - 0.25
-    await harness.limiter.acquire(key, 100)
-    late = await harness.limiter.acquire(key, 100)
+    await acquire(harness.limiter, key, 100)
+    late = await acquire(harness.limiter, key, 100)
     error = await rejected(harness.limiter, key)
     assert header(error.headers, b"retry-after") == "1"
     assert header(error.headers, b"x-ratelimit-reset-requests") == "250ms"
 
     harness.clock.now = midnight
-    fresh = await harness.limiter.acquire(key, 100)
+    fresh = await acquire(harness.limiter, key, 100)
     assert header(fresh.headers, b"x-ratelimit-remaining-requests") == "1"
     assert header(fresh.headers, b"x-ratelimit-remaining-tokens") == "900"
     assert header(fresh.headers, b"x-ratelimit-reset-requests") == "24h0m0s"
     # A request that started yesterday settles against yesterday, not today.
     await harness.limiter.settle(late, 5000)
-    today = await harness.limiter.acquire(key, 100)
+    today = await acquire(harness.limiter, key, 100)
     assert header(today.headers, b"x-ratelimit-remaining-tokens") == "800"
     await rejected(harness.limiter, key)
 
@@ -130,7 +137,7 @@ async def test_requests_per_minute_is_a_sliding_window(harness: Harness) -> None
     start = harness.clock.now
     for offset in (0.0, 10.0, 20.0):
         harness.clock.now = start + offset
-        reservation = await harness.limiter.acquire(key, 0)
+        reservation = await acquire(harness.limiter, key, 0)
         await harness.limiter.settle(reservation, 0)
     assert header(reservation.headers, b"x-ratelimit-remaining-requests") == "0"
     assert header(reservation.headers, b"x-ratelimit-reset-requests") == "40s"
@@ -139,52 +146,96 @@ async def test_requests_per_minute_is_a_sliding_window(harness: Harness) -> None
     assert error.reason == "requests_per_minute"
     assert header(error.headers, b"retry-after") == "1"
     harness.clock.now = start + 60.0
-    again = await harness.limiter.acquire(key, 0)
+    again = await acquire(harness.limiter, key, 0)
     assert header(again.headers, b"x-ratelimit-reset-requests") == "10s"
     harness.clock.now = start + 65.0
     error = await rejected(harness.limiter, key)
     assert header(error.headers, b"retry-after") == "5"
 
 
-async def test_daily_tokens_reserve_the_estimate_and_settle_to_the_real_count(
+async def test_daily_tokens_reserve_the_worst_case_and_settle_to_the_real_count(
     harness: Harness,
 ) -> None:
     key = make_key(daily_tokens=100)
-    first = await harness.limiter.acquire(key, 60)
+    first = await acquire(harness.limiter, key, 60)
     assert header(first.headers, b"x-ratelimit-remaining-tokens") == "40"
     assert header(first.headers, b"x-ratelimit-limit-tokens") == "100"
     assert header(first.headers, b"x-ratelimit-reset-tokens") == "12h0m0s"
-    # Below the limit a request is admitted even when its estimate goes over.
-    second = await harness.limiter.acquire(key, 60)
-    assert header(second.headers, b"x-ratelimit-remaining-tokens") == "0"
-    error = await rejected(harness.limiter, key, 1)
+    # A reservation that does not fit what is left is refused, saying what would fit.
+    error = await rejected(harness.limiter, key, 60)
     assert error.reason == "tokens_per_day"
     assert "100 tokens per day" in error.message
+    assert "40 remain" in error.message and "up to 60" in error.message
+    second = await acquire(harness.limiter, key, 40)
+    assert header(second.headers, b"x-ratelimit-remaining-tokens") == "0"
+    await rejected(harness.limiter, key, 1)
     await harness.limiter.settle(first, 10)
     await harness.limiter.settle(second, 20)
-    third = await harness.limiter.acquire(key, 50)
+    third = await acquire(harness.limiter, key, 50)
     assert header(third.headers, b"x-ratelimit-remaining-tokens") == "20"
-    await harness.limiter.settle(third, 75)
+    await harness.limiter.settle(third, 75)  # a request already running is never cut
     error = await rejected(harness.limiter, key, 0)
     assert header(error.headers, b"x-ratelimit-remaining-tokens") == "0"
 
 
+async def test_a_request_larger_than_the_daily_tokens_is_told_so(harness: Harness) -> None:
+    error = await rejected(harness.limiter, make_key(daily_tokens=1000), 4096)
+    assert error.reason == "tokens_per_day"
+    assert "more than key k1 may use in a day (1000)" in error.message
+
+
+async def test_a_refunded_request_counts_against_no_limit(harness: Harness) -> None:
+    key = make_key(daily_requests=2, rpm=2, daily_tokens=100, max_concurrency=1)
+    for _ in range(5):
+        refused_later = await acquire(harness.limiter, key, 80)
+        await harness.limiter.settle(refused_later, 0, refund=True)
+    kept = await acquire(harness.limiter, key, 80)
+    assert header(kept.headers, b"x-ratelimit-remaining-requests") == "1"
+    assert header(kept.headers, b"x-ratelimit-remaining-tokens") == "20"
+    await harness.limiter.settle(kept, 30)
+    again = await acquire(harness.limiter, key, 70)
+    assert header(again.headers, b"x-ratelimit-remaining-requests") == "0"
+
+
+async def test_every_subject_is_checked_and_reserved_together(harness: Harness) -> None:
+    team = Subject("team", "t1", Limits(daily_requests=3, max_concurrency=2))
+    alice = Subject("key", "alice", Limits(daily_requests=10))
+    bob = Subject("key", "bob", Limits(max_concurrency=1))
+    held = [
+        await acquire(harness.limiter, [alice, team]),
+        await acquire(harness.limiter, [bob, team]),
+    ]
+    # The team is full: neither key may start another, and the refusal names the team.
+    error = await rejected(harness.limiter, [alice, team])
+    assert error.reason == "concurrency" and "team t1" in error.message
+    # Bob's own limit binds first; nothing was taken from the team by either refusal.
+    error = await rejected(harness.limiter, [bob, team])
+    assert "key bob" in error.message
+    for reservation in held:
+        await harness.limiter.settle(reservation, 0)
+    third = await acquire(harness.limiter, [alice, team])
+    assert header(third.headers, b"x-ratelimit-remaining-requests") == "8"  # alice's own
+    error = await rejected(harness.limiter, [alice, team])
+    assert error.reason == "requests_per_day" and "team t1" in error.message
+    alone = await acquire(harness.limiter, [alice])
+    assert header(alone.headers, b"x-ratelimit-remaining-requests") == "7"
+
+
 async def test_concurrency_slots_come_back_on_settle(harness: Harness) -> None:
     key = make_key(max_concurrency=2)
-    first = await harness.limiter.acquire(key, 0)
-    second = await harness.limiter.acquire(key, 0)
-    assert first.holds_slot and second.holds_slot
+    first = await acquire(harness.limiter, key, 0)
+    second = await acquire(harness.limiter, key, 0)
     assert first.headers == []  # no request or token limit: nothing to report
     error = await rejected(harness.limiter, key)
     assert error.reason == "concurrency"
     assert header(error.headers, b"retry-after") == "1"
     await harness.limiter.settle(first, 0)
     await harness.limiter.settle(first, 0)  # settling twice frees one slot, not two
-    third = await harness.limiter.acquire(key, 0)
+    third = await acquire(harness.limiter, key, 0)
     await rejected(harness.limiter, key)
     for reservation in (second, third):
         await harness.limiter.settle(reservation, 0)
-    for reservation in [await harness.limiter.acquire(key, 0) for _ in range(2)]:
+    for reservation in [await acquire(harness.limiter, key, 0) for _ in range(2)]:
         await harness.limiter.settle(reservation, 0)
 
 
@@ -192,12 +243,12 @@ async def test_a_request_rejected_by_one_limit_consumes_none_of_the_others(
     harness: Harness,
 ) -> None:
     key = make_key(daily_requests=10, rpm=5, daily_tokens=1000, max_concurrency=1)
-    held = await harness.limiter.acquire(key, 100)
+    held = await acquire(harness.limiter, key, 100)
     for _ in range(3):
         error = await rejected(harness.limiter, key, 100)
         assert error.reason == "concurrency"
     await harness.limiter.settle(held, 100)
-    after = await harness.limiter.acquire(key, 100)
+    after = await acquire(harness.limiter, key, 100)
     # Only the two admitted requests count: 5 rpm - 2, 1000 tokens - 200.
     assert header(after.headers, b"x-ratelimit-remaining-requests") == "3"
     assert header(after.headers, b"x-ratelimit-remaining-tokens") == "800"
@@ -207,18 +258,18 @@ async def test_a_request_rejected_by_one_limit_consumes_none_of_the_others(
         assert error.reason == "tokens_per_day"
     # Had the token rejections taken requests, the minute (5) would be full by now.
     lifted = make_key(daily_requests=10, rpm=5, max_concurrency=1)
-    reservation = await harness.limiter.acquire(lifted, 1)
+    reservation = await acquire(harness.limiter, lifted, 1)
     assert header(reservation.headers, b"x-ratelimit-remaining-requests") == "2"
 
 
 async def test_the_most_constraining_request_limit_is_reported(harness: Harness) -> None:
     key = make_key(daily_requests=100, rpm=5)
-    reservation = await harness.limiter.acquire(key, 0)
+    reservation = await acquire(harness.limiter, key, 0)
     assert header(reservation.headers, b"x-ratelimit-limit-requests") == "5"
     assert header(reservation.headers, b"x-ratelimit-remaining-requests") == "4"
     assert header(reservation.headers, b"x-ratelimit-reset-requests") == "1m0s"
     tight = make_key("k2", daily_requests=2, rpm=5)
-    reservation = await harness.limiter.acquire(tight, 0)
+    reservation = await acquire(harness.limiter, tight, 0)
     assert header(reservation.headers, b"x-ratelimit-limit-requests") == "2"
     assert header(reservation.headers, b"x-ratelimit-remaining-requests") == "1"
 
@@ -226,7 +277,7 @@ async def test_the_most_constraining_request_limit_is_reported(harness: Harness)
 async def test_the_day_limit_is_reported_before_the_minute_limit(harness: Harness) -> None:
     key = make_key(daily_requests=2, rpm=2, max_concurrency=1)
     for _ in range(2):
-        await harness.limiter.settle(await harness.limiter.acquire(key, 0), 0)
+        await harness.limiter.settle(await acquire(harness.limiter, key, 0), 0)
     error = await rejected(harness.limiter, key)
     assert error.reason == "requests_per_day"
     assert int(header(error.headers, b"retry-after") or 0) == 12 * 3600
@@ -234,16 +285,16 @@ async def test_the_day_limit_is_reported_before_the_minute_limit(harness: Harnes
 
 async def test_a_key_without_limits_costs_nothing(harness: Harness) -> None:
     key = make_key()
-    reservations = [await harness.limiter.acquire(key, 10**9) for _ in range(50)]
-    assert all(r.headers == [] and not r.holds_slot for r in reservations)
+    reservations = [await acquire(harness.limiter, key, 10**9) for _ in range(50)]
+    assert all(r.headers == [] and not r.subjects for r in reservations)
     for reservation in reservations:
         await harness.limiter.settle(reservation, 10**9)
 
 
 async def test_keys_do_not_share_limits(harness: Harness) -> None:
     one, two = make_key("one", daily_requests=1), make_key("two", daily_requests=1)
-    await harness.limiter.acquire(one, 0)
-    await harness.limiter.acquire(two, 0)
+    await acquire(harness.limiter, one, 0)
+    await acquire(harness.limiter, two, 0)
     await rejected(harness.limiter, one)
     await rejected(harness.limiter, two)
 
@@ -251,7 +302,7 @@ async def test_keys_do_not_share_limits(harness: Harness) -> None:
 async def test_concurrent_acquires_admit_exactly_the_limit(harness: Harness) -> None:
     key = make_key(daily_requests=20, max_concurrency=50)
     results = await asyncio.gather(
-        *(harness.limiter.acquire(key, 1) for _ in range(60)), return_exceptions=True
+        *(acquire(harness.limiter, key, 1) for _ in range(60)), return_exceptions=True
     )
     admitted = [r for r in results if isinstance(r, Reservation)]
     refused = [r for r in results if isinstance(r, RateLimitExceeded)]
@@ -275,7 +326,7 @@ async def test_workers_sharing_redis_share_the_limits(redis_client: aioredis.Red
     workers = [create_limiter(settings(), redis_client, clock) for _ in range(3)]
     key = make_key(daily_requests=25, max_concurrency=10)
     results = await asyncio.gather(
-        *(workers[i % 3].acquire(key, 1) for i in range(90)), return_exceptions=True
+        *(acquire(workers[i % 3], key, 1) for i in range(90)), return_exceptions=True
     )
     admitted = [r for r in results if isinstance(r, Reservation)]
     assert len(admitted) == 10  # the concurrency limit binds first
@@ -283,7 +334,7 @@ async def test_workers_sharing_redis_share_the_limits(redis_client: aioredis.Red
         await workers[index % 3].settle(reservation, 1)
     for admitted_count, reason in ((10, "concurrency"), (5, "requests_per_day")):
         results = await asyncio.gather(
-            *(workers[i % 3].acquire(key, 1) for i in range(30)), return_exceptions=True
+            *(acquire(workers[i % 3], key, 1) for i in range(30)), return_exceptions=True
         )
         admitted = [r for r in results if isinstance(r, Reservation)]
         reasons = {r.reason for r in results if isinstance(r, RateLimitExceeded)}
@@ -297,13 +348,13 @@ async def test_a_lease_expires_when_its_worker_never_settles(
 ) -> None:
     clock = DrivenClock()
     crashed = create_limiter(settings(), redis_client, clock)
-    await crashed.acquire(make_key(max_concurrency=1), 0)  # never settled
+    await acquire(crashed, make_key(max_concurrency=1), 0)  # never settled
     survivor = create_limiter(settings(), redis_client, clock)
     await rejected(survivor, make_key(max_concurrency=1))
     clock.now += LEASE - 1
     await rejected(survivor, make_key(max_concurrency=1))
     clock.now += 1.5
-    reservation = await survivor.acquire(make_key(max_concurrency=1), 0)
+    reservation = await acquire(survivor, make_key(max_concurrency=1), 0)
     await survivor.settle(reservation, 0)
 
 
@@ -313,10 +364,10 @@ async def test_scripts_are_reloaded_after_redis_forgets_them(
     limiter = create_limiter(settings(), redis_client, DrivenClock())
     key = make_key(daily_requests=2, max_concurrency=1)
     await redis_client.script_flush()
-    reservation = await limiter.acquire(key, 0)
+    reservation = await acquire(limiter, key, 0)
     await redis_client.script_flush()
     await limiter.settle(reservation, 0)
-    await limiter.acquire(key, 0)
+    await acquire(limiter, key, 0)
     await rejected(limiter, key)
 
 
@@ -325,19 +376,19 @@ async def test_redis_down_rejects_with_503_and_settle_does_not_raise(
 ) -> None:
     clock = DrivenClock()
     key = make_key(max_concurrency=1)
-    reservation = await create_limiter(settings(), redis_client, clock).acquire(key, 0)
+    reservation = await acquire(create_limiter(settings(), redis_client, clock), key, 0)
     unreachable = aioredis.from_url("redis://127.0.0.1:1/0")
     try:
         limiter = create_limiter(settings(), unreachable, clock)
         with pytest.raises(GatewayError) as caught:
-            await limiter.acquire(key, 0)
+            await acquire(limiter, key, 0)
         assert caught.value.status == 503
         assert "redis" not in caught.value.message.lower()
         await limiter.settle(reservation, 0)  # queued, then lost: the lease is the backstop
         assert reservation.settled
         await limiter.close()
         # Unlimited keys never touch Redis at all.
-        assert (await limiter.acquire(make_key(), 0)).headers == []
+        assert (await acquire(limiter, make_key(), 0)).headers == []
     finally:
         await unreachable.aclose()
 
@@ -347,13 +398,13 @@ async def test_a_cancelled_acquire_gives_back_what_redis_took(
 ) -> None:
     limiter = create_limiter(settings(), redis_client, DrivenClock())
     key = make_key(max_concurrency=1, daily_tokens=100)
-    waiting = asyncio.ensure_future(limiter.acquire(key, 60))
+    waiting = asyncio.ensure_future(acquire(limiter, key, 60))
     await asyncio.sleep(0)  # the operation is queued for Redis
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
     await limiter.close()  # Redis answered; the slot and the tokens were given back
-    reservation = await limiter.acquire(key, 60)
+    reservation = await acquire(limiter, key, 60)
     assert header(reservation.headers, b"x-ratelimit-remaining-tokens") == "40"
 
 
@@ -373,14 +424,14 @@ async def test_operations_arriving_together_share_one_round_trip(redis_url: str)
     try:
         limiter = create_limiter(settings(), client, DrivenClock())
         key = make_key(daily_requests=500, max_concurrency=500)
-        reservations = await asyncio.gather(*(limiter.acquire(key, 1) for _ in range(300)))
+        reservations = await asyncio.gather(*(acquire(limiter, key, 1) for _ in range(300)))
         await asyncio.gather(*(limiter.settle(r, 1) for r in reservations))
         await limiter.close()
         # 600 operations in a few calls of at most 256 (the first one loads the script).
         assert 3 <= client.sent.count("EVALSHA") <= 5
         assert len(client.sent) - client.sent.count("EVALSHA") <= 1
         refused = await asyncio.gather(
-            *(limiter.acquire(key, 1) for _ in range(201)), return_exceptions=True
+            *(acquire(limiter, key, 1) for _ in range(201)), return_exceptions=True
         )
         assert sum(isinstance(r, RateLimitExceeded) for r in refused) == 1
     finally:
@@ -389,7 +440,7 @@ async def test_operations_arriving_together_share_one_round_trip(redis_url: str)
 
 async def test_daily_counters_expire_after_their_day(redis_client: aioredis.Redis) -> None:
     limiter = create_limiter(settings(), redis_client, DrivenClock())
-    await limiter.acquire(make_key(daily_requests=5, daily_tokens=5), 1)
+    await acquire(limiter, make_key(daily_requests=5, daily_tokens=5), 1)
     for name in (b"vgw:lim:{k1}:req:2025-03-14", b"vgw:lim:{k1}:tok:2025-03-14"):
         ttl = await redis_client.ttl(name)
         assert 12 * 3600 + 86400 - 5 <= ttl <= 12 * 3600 + 86400

@@ -129,11 +129,11 @@ def test_requests_per_minute(start_gateway: StartGateway) -> None:
     assert chat(gateway, key).status_code == 200
 
 
-def test_daily_tokens_stop_new_requests_but_never_cut_a_running_stream(
+def test_daily_tokens_admit_only_requests_whose_worst_case_fits(
     start_gateway: StartGateway, simulator: RunningServer
 ) -> None:
     gateway = start_gateway()
-    _, key = gateway.create_key(daily_tokens=30)
+    _, key = gateway.create_key(daily_tokens=300)
     simulator.app.state.simulator.tokens_per_second = 200
     with client_for(gateway, key) as client:
         stream = client.chat.completions.create(
@@ -146,12 +146,27 @@ def test_daily_tokens_stop_new_requests_but_never_cut_a_running_stream(
         )
         chunks = list(stream)
     usage = chunks[-1].usage
-    assert usage is not None and usage.completion_tokens == 60  # ran to the end past the limit
-    assert chunks[-2].choices[0].finish_reason == "length"
-    refused = chat(gateway, key)
-    assert refused.status_code == 429
-    assert "30 tokens per day" in refused.json()["error"]["message"]
-    assert refused.headers["x-ratelimit-remaining-tokens"] == "0"
+    assert usage is not None and usage.completion_tokens == 60  # admitted: runs to the end
+    left = 300 - usage.total_tokens
+    # Without max_tokens a request may fill the model's context (4096): it cannot fit.
+    whole_context = chat(gateway, key, max_tokens=None)
+    assert whole_context.status_code == 429
+    assert "more than key" in whole_context.json()["error"]["message"]
+    too_big = chat(gateway, key, max_tokens=left)  # its prompt does not fit beside it
+    assert too_big.status_code == 429
+    message = too_big.json()["error"]["message"]
+    assert f"{left} remain" in message and "set a lower max_tokens" in message
+    assert too_big.headers["x-ratelimit-remaining-tokens"] == str(left)
+    fits = chat(gateway, key, max_tokens=20)
+    assert fits.status_code == 200
+    spent = fits.json()["usage"]["total_tokens"]
+    assert fits.headers["x-ratelimit-remaining-tokens"] == str(
+        left - len(fits.request.content) // 4 - 20
+    )
+    after = chat(gateway, key, max_tokens=1)
+    assert after.headers["x-ratelimit-remaining-tokens"] == str(
+        left - spent - len(after.request.content) // 4 - 1
+    )
 
 
 def test_concurrency_slots_come_back_on_every_path(

@@ -125,6 +125,7 @@ def test_each_metrics_object_has_its_own_registry() -> None:
     first, second = Metrics(), Metrics()
     event = UsageEvent(1.0, "r", "k", "m", "/v1/completions", 200, 1, 2, 5.0, 1.0, "b", True)
     first.request_started()
+    first.request_ended()
     first.request_finished(event)
     first.backend_error("http://b/v1", "timeout")
     first.set_backend_up("http://b/v1", False)
@@ -141,6 +142,7 @@ from vllm_gateway.accounting.usage import UsageEvent
 metrics = Metrics()
 for _ in range(int(sys.argv[1])):
     metrics.request_started()
+    metrics.request_ended()
     metrics.request_finished(
         UsageEvent(1.0, "r", "k", "m", "/v1/completions", 200, 3, 4, 5.0, None, "b", False)
     )

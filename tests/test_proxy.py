@@ -331,7 +331,7 @@ def test_ready_when_backend_and_database_answer(gateway: Gateway) -> None:
             b'{"model": "sim-model", "messages": [], "max_tokens": -1}',
             "application/json",
             400,
-            "invalid_type",
+            "invalid_value",
         ),
         (
             b'{"model": "sim-model", "messages": [], "priority": -10}',

@@ -106,7 +106,10 @@ def test_responses_completed_event() -> None:
 
 
 def test_usage_from_a_whole_body() -> None:
-    body = b'{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}'
+    body = {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}
     assert usage_from_body(body) == (3, 4)
-    assert usage_from_body(b'{"data": []}') is None
-    assert usage_from_body(b"not json") is None
+    assert usage_from_body({"data": []}) is None
+    assert usage_from_body({"response": {"usage": {"input_tokens": 2, "output_tokens": 5}}}) == (
+        2,
+        5,
+    )

@@ -49,6 +49,7 @@ class Traffic:
         self.alice_id, self.alice_key = gateway.create_key("alice", daily_requests=100)
         self.bob_id, self.bob_key = gateway.create_key("bob", daily_tokens=100_000)
         self.usage: dict[tuple[str, str], list[int]] = {}
+        self.reasons: dict[str, int] = {}
         alice, bob = client_for(gateway, self.alice_key), client_for(gateway, self.bob_key)
         for max_tokens in (3, 5, 7):
             answer = alice.chat.completions.create(
@@ -64,15 +65,42 @@ class Traffic:
         with pytest.raises(openai.InternalServerError):
             bob.chat.completions.create(model="sim-model", messages=CHAT)
         self._count(self.bob_id, "sim-model", None, error=True)
+        # Refusals by the gateway itself: recorded, by reason, apart from the requests.
+        with pytest.raises(openai.BadRequestError):
+            bob.chat.completions.create(
+                model="sim-model", messages=CHAT, extra_body={"priority": -5}
+            )
+        self._refused(self.bob_id, "sim-model", "unsupported_parameter")
+        self.carol_id, carol_key = gateway.create_key("carol", models=["sim-model"], rpm=1)
+        carol = client_for(gateway, carol_key)
+        answer = carol.chat.completions.create(model="sim-model", messages=CHAT, max_tokens=2)
+        self._count(self.carol_id, "sim-model", answer.usage)
+        with pytest.raises(openai.PermissionDeniedError):
+            carol.chat.completions.create(model="other-model", messages=CHAT)
+        self._refused(self.carol_id, "other-model", "model_not_allowed")
+        with pytest.raises(openai.RateLimitError):
+            carol.chat.completions.create(model="sim-model", messages=CHAT)
+        self._refused(self.carol_id, "sim-model", "requests_per_minute")
+        with pytest.raises(openai.AuthenticationError):  # no key: counted, never a row
+            client_for(gateway, "vgw-" + "x" * 44).chat.completions.create(
+                model="sim-model", messages=CHAT
+            )
         gateway.call(gateway.services.usage.flush())
 
+    def _row(self, key_id: str, model: str) -> list[int]:
+        return self.usage.setdefault((key_id, model), [0, 0, 0, 0, 0])
+
     def _count(self, key_id: str, model: str, usage: Any, error: bool = False) -> None:
-        sums = self.usage.setdefault((key_id, model), [0, 0, 0, 0])
+        sums = self._row(key_id, model)
         sums[0] += 1
         sums[1] += error
         if usage is not None:
-            sums[2] += usage.prompt_tokens
-            sums[3] += usage.completion_tokens
+            sums[3] += usage.prompt_tokens
+            sums[4] += usage.completion_tokens
+
+    def _refused(self, key_id: str, model: str, reason: str) -> None:
+        self._row(key_id, model)[2] += 1
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
     def sums(self, key_id: str | None = None, model: str | None = None) -> dict[str, int]:
         rows = [
@@ -80,10 +108,14 @@ class Traffic:
             for (k, m), sums in self.usage.items()
             if key_id in (None, k) and model in (None, m)
         ]
-        requests, errors, prompt, completion = (sum(row[i] for row in rows) for i in range(4))
+        requests, errors, rejected, prompt, completion = (
+            sum(row[i] for row in rows) for i in range(5)
+        )
         return {
             "requests": requests,
             "errors": errors,
+            "rejected": rejected,
+            "cancelled": 0,
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
@@ -102,7 +134,9 @@ def today() -> str:
 def test_usage_report_totals_series_and_breakdowns(gateway: Gateway, traffic: Traffic) -> None:
     report = admin_get(gateway, "/api/v1/usage")
     assert report["totals"] == traffic.sums()
-    assert report["totals"]["requests"] == 7 and report["totals"]["errors"] == 1
+    assert report["totals"]["requests"] == 8 and report["totals"]["errors"] == 1
+    assert report["totals"]["rejected"] == 3
+    assert report["rejected_by_reason"] == traffic.reasons
     assert report["until"] == today()
     assert len(report["daily"]) == 30
     assert report["daily"][-1] == {"day": today(), **traffic.sums()}
@@ -115,8 +149,12 @@ def test_usage_report_totals_series_and_breakdowns(gateway: Gateway, traffic: Tr
         **traffic.sums(traffic.alice_id),
     }
     assert by_key[traffic.bob_id]["name"] == "bob"
-    # Busiest first: alice made 4 requests, bob 3.
-    assert [row["key_id"] for row in report["by_key"]] == [traffic.alice_id, traffic.bob_id]
+    # Busiest first: alice made 4 requests, bob 3, carol 1.
+    assert [row["key_id"] for row in report["by_key"]] == [
+        traffic.alice_id,
+        traffic.bob_id,
+        traffic.carol_id,
+    ]
     by_model = {row["model"]: row for row in report["by_model"]}
     assert by_model["other-model"] == {"model": "other-model", **traffic.sums(model="other-model")}
 
@@ -139,21 +177,26 @@ def test_stats_show_today_the_last_hour_and_recent_requests(
     stats = admin_get(gateway, "/api/v1/stats")
     assert stats["today"] == {"day": today(), **traffic.sums()}
     assert len(stats["per_minute"]) == 60
-    assert sum(point["requests"] for point in stats["per_minute"]) == 7
+    assert sum(point["requests"] for point in stats["per_minute"]) == 8
     assert sum(point["errors"] for point in stats["per_minute"]) == 1
+    assert sum(point["rejected"] for point in stats["per_minute"]) == 3
+    assert stats["rejected_by_reason"] == traffic.reasons
     assert sum(point["tokens"] for point in stats["per_minute"]) == traffic.sums()["total_tokens"]
     assert stats["last_hour"] == traffic.sums()
-    assert stats["error_rate"] == pytest.approx(1 / 7)
+    assert stats["error_rate"] == pytest.approx(1 / 8)
     latency = stats["latency_ms"]
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"]
     assert stats["in_flight"] == 0
-    assert (stats["active_keys"], stats["enabled_keys"]) == (2, 2)
-    assert {row["name"] for row in stats["top_keys"]} == {"alice", "bob"}
+    assert (stats["active_keys"], stats["enabled_keys"]) == (3, 3)
+    assert {row["name"] for row in stats["top_keys"]} == {"alice", "bob", "carol"}
     assert {row["model"] for row in stats["top_models"]} == {"sim-model", "other-model"}
     recent = stats["recent"]
-    assert len(recent) == 7
+    assert len(recent) == 11  # every request of a known key, refusals included
     assert [row["time"] for row in recent] == sorted((row["time"] for row in recent), reverse=True)
-    assert recent[0]["status"] == 500 and recent[0]["key_name"] == "bob"
+    assert recent[0]["status"] == 429 and recent[0]["key_name"] == "carol"
+    assert (recent[0]["admitted"], recent[0]["reason"]) == (False, "requests_per_minute")
+    failed = next(row for row in recent if row["status"] == 502)
+    assert failed["key_name"] == "bob" and failed["admitted"]  # a backend 5xx, as 502
     assert recent[-1]["key_name"] == "alice" and recent[-1]["completion_tokens"] == 3
     first = recent[-1]
     assert first["total_tokens"] == first["prompt_tokens"] + first["completion_tokens"]

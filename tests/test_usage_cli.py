@@ -45,7 +45,7 @@ def billed(
     gateway = gateway_factory(database_url=database_url)
     served = {}
     for name, count in (("north", 3), ("south", 2)):
-        key_id, key = gateway.create_key(name)
+        key_id, key = gateway.create_key(name, rpm=count)
         prompt = completion = 0
         with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0) as client:
             for n in range(count):
@@ -55,6 +55,8 @@ def billed(
                 assert answer.usage is not None
                 prompt += answer.usage.prompt_tokens
                 completion += answer.usage.completion_tokens
+            with pytest.raises(openai.RateLimitError):  # refused: in the books apart
+                client.chat.completions.create(model="sim-model", messages=CHAT, max_tokens=2)
         served[name] = (key_id, count, prompt, completion)
     gateway.call(gateway.services.usage.flush())
     return gateway, served
@@ -78,6 +80,8 @@ def test_json_totals_and_rows_per_day(
         completion,
     )
     assert report["total_tokens"] == prompt + completion
+    assert (report["rejected"], report["errors"]) == (2, 0)
+    assert report["rejected_by_reason"] == {"requests_per_minute": 2}
     today = datetime.now(UTC).date().isoformat()
     rows = {row["key_id"]: row for row in report["days"]}
     for key_id, count, key_prompt, key_completion in served.values():
@@ -87,6 +91,8 @@ def test_json_totals_and_rows_per_day(
             "model": "sim-model",
             "requests": count,
             "errors": 0,
+            "rejected": 1,
+            "cancelled": 0,
             "prompt_tokens": key_prompt,
             "completion_tokens": key_completion,
         }
@@ -116,6 +122,8 @@ def test_csv_and_table(
         "model",
         "requests",
         "errors",
+        "rejected",
+        "cancelled",
         "prompt_tokens",
         "completion_tokens",
         "total_tokens",
@@ -134,6 +142,8 @@ def test_csv_and_table(
         "model",
         "requests",
         "errors",
+        "rejected",
+        "cancelled",
         "prompt",
         "completion",
         "total",

@@ -13,6 +13,8 @@ from vllm_gateway import __version__
 from vllm_gateway.clock import Clock, system_clock
 from vllm_gateway.errors import install_error_handlers
 from vllm_gateway.proxy.entrance import ProxyApp
+from vllm_gateway.proxy.pipeline import Pipeline
+from vllm_gateway.proxy.policies import standard_policies
 from vllm_gateway.services import open_services
 from vllm_gateway.settings import Settings
 from vllm_gateway.web import admin_auth, keys_api, metrics_api, ops, pages, usage_api
@@ -28,7 +30,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_services(settings, clock) as services:
             app.state.services = services
-            proxy.services = services
+            proxy.pipeline = Pipeline(services, standard_policies(services))
             # Everything built so far lives as long as the worker: keep it out of the
             # collector's full passes, which otherwise stall the event loop for tens of ms.
             gc.freeze()
@@ -47,7 +49,9 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp:
     for module in (ops, admin_auth, keys_api, usage_api, metrics_api, pages):
         api.include_router(module.router)
     pages.mount_static(api)
-    proxy = ProxyApp(SecurityHeaders(api))
+    trusted = settings.gateway_trusted_proxies
+    hosts = [host.strip() for host in trusted.split(",") if host.strip()] if trusted else []
+    proxy = ProxyApp(SecurityHeaders(api), trusted_proxies=hosts)
     return proxy
 
 

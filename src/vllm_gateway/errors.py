@@ -20,8 +20,10 @@ _TYPE_BY_STATUS = {
     404: "not_found_error",
     405: "invalid_request_error",
     409: "conflict_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     415: "invalid_request_error",
+    431: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
     500: "server_error",
@@ -60,13 +62,18 @@ class GatewayError(Exception):
         return error_body(self.status, self.message, self.code, self.param)
 
 
+def error_type(status: int) -> str:
+    """OpenAI's error `type` for an HTTP status."""
+    return _TYPE_BY_STATUS.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
+
 def error_body(status: int, message: str, code: str, param: str | None = None) -> bytes:
     """Serialise an error in OpenAI's shape."""
     return orjson.dumps(
         {
             "error": {
                 "message": message,
-                "type": _TYPE_BY_STATUS.get(status, "invalid_request_error"),
+                "type": error_type(status),
                 "param": param,
                 "code": code,
             }

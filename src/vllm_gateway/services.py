@@ -10,11 +10,14 @@ import redis.asyncio as aioredis
 
 from vllm_gateway.access.admin_identity import AdminIdentity
 from vllm_gateway.access.keys import KeyStore
+from vllm_gateway.access.login_throttle import LoginThrottle
+from vllm_gateway.access.stored_responses import StoredResponses
 from vllm_gateway.accounting.metrics import Metrics
 from vllm_gateway.accounting.usage import UsageRecorder
 from vllm_gateway.clock import Clock
 from vllm_gateway.db.engine import Database, open_database
-from vllm_gateway.limits.memory import Limiter, create_limiter
+from vllm_gateway.limits.base import Limiter
+from vllm_gateway.limits.factory import create_limiter
 from vllm_gateway.routing.pool import BackendPool
 from vllm_gateway.settings import Settings
 
@@ -33,6 +36,8 @@ class Services:
     usage: UsageRecorder
     metrics: Metrics
     backends: BackendPool
+    responses: StoredResponses
+    login_throttle: LoginThrottle
 
 
 @asynccontextmanager
@@ -70,4 +75,6 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
             usage=usage,
             metrics=metrics,
             backends=backends,
+            responses=StoredResponses(database),
+            login_throttle=LoginThrottle(),
         )

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         8 * 3600.0, gt=0, description="seconds an admin login session lasts"
     )
     gateway_log_level: str = Field("info", description="debug, info, warning or error")
+    gateway_trusted_proxies: str | None = Field(
+        None,
+        description="addresses or CIDR ranges (comma-separated) of proxies whose "
+        "X-Forwarded-For and X-Forwarded-Proto headers are believed",
+    )
 
     @field_validator("vllm_url")
     @classmethod

@@ -213,17 +213,24 @@ async def recorded(postgres_url: str, key_id: str) -> dict[str, Any]:
             "SELECT count(*) AS n, count(DISTINCT request_id) AS ids, "
             "coalesce(sum(prompt_tokens), 0) AS p, coalesce(sum(completion_tokens), 0) AS c, "
             "count(*) FILTER (WHERE status <> 200) AS failed "
-            "FROM usage_events WHERE key_id = $1",
+            "FROM usage_events WHERE key_id = $1 AND admitted",
+            key_id,
+        )
+        refusals = await connection.fetchrow(
+            "SELECT count(*) AS n, count(DISTINCT request_id) AS ids, "
+            "count(*) FILTER (WHERE status = 429 AND reason = 'requests_per_day') AS daily "
+            "FROM usage_events WHERE key_id = $1 AND NOT admitted",
             key_id,
         )
         daily = await connection.fetchrow(
             "SELECT coalesce(sum(requests), 0) AS n, coalesce(sum(prompt_tokens), 0) AS p, "
-            "coalesce(sum(completion_tokens), 0) AS c FROM usage_daily WHERE key_id = $1",
+            "coalesce(sum(completion_tokens), 0) AS c, coalesce(sum(rejected), 0) AS r "
+            "FROM usage_daily WHERE key_id = $1",
             key_id,
         )
     finally:
         await connection.close()
-    return {"events": dict(events), "daily": dict(daily)}
+    return {"events": dict(events), "refusals": dict(refusals), "daily": dict(daily)}
 
 
 @pytest.mark.timeout(300)
@@ -283,4 +290,6 @@ def test_a_daily_limit_is_exact_across_workers_and_instances(
         "c": completion,
         "failed": 0,
     }
-    assert found["daily"] == {"n": DAILY_LIMIT, "p": prompt, "c": completion}
+    refused_count = ATTEMPTS - DAILY_LIMIT
+    assert found["refusals"] == {"n": refused_count, "ids": refused_count, "daily": refused_count}
+    assert found["daily"] == {"n": DAILY_LIMIT, "p": prompt, "c": completion, "r": refused_count}

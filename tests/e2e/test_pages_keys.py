@@ -109,8 +109,8 @@ def test_edit_revoke_and_delete_a_key(admin_page: Page, gateway: Gateway) -> Non
     expect(row).to_contain_text("2 at once")
     expect(row).not_to_contain_text("requests / day")
     record = gateway.call(gateway.services.keys.get(key_id))
-    assert record.daily_requests is None
-    assert record.max_concurrency == 2
+    assert record.limits.daily_requests is None
+    assert record.limits.max_concurrency == 2
 
     row.get_by_role("button", name="Details").click()
     detail = page.locator("#key-detail-dialog")

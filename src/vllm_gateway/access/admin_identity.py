@@ -54,6 +54,7 @@ class AdminIdentity:
         configured = self._settings.gateway_admin_key
         if configured is not None and configured.get_secret_value():
             self._configured = _digest(configured.get_secret_value())
+            await self._record_configured(configured.get_secret_value())
             return
         async with self._database.engine.connect() as connection:
             stored = await db_admin.fetch_credential(connection)
@@ -91,6 +92,21 @@ class AdminIdentity:
         if ok:
             self._verified = (stored, digest)
         return ok
+
+    async def _record_configured(self, key: str) -> None:
+        """Store GATEWAY_ADMIN_KEY's hash; a changed key ends every login session made before."""
+        async with self._database.engine.connect() as connection:
+            stored = await db_admin.fetch_credential(connection)
+        if stored is not None and await asyncio.to_thread(self._check, stored, key):
+            return
+        key_hash = await asyncio.to_thread(self._hasher.hash, key)
+        try:
+            async with self._database.engine.begin() as connection:
+                await db_admin.replace_credential(connection, key_hash, _now())
+        except IntegrityError:
+            return  # another worker, starting at the same time, recorded it first
+        if stored is not None:
+            log.info("GATEWAY_ADMIN_KEY changed: every admin login session has ended")
 
     def _check(self, stored: str, token: str) -> bool:
         try:

@@ -10,27 +10,12 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from vllm_gateway.errors import GatewayError
+from vllm_gateway.limits.model import LIMIT_FIELDS, LIMIT_NAMES, Limits
 
 KeyStatus = Literal["active", "revoked", "expired"]
 
-EDITABLE_FIELDS = (
-    "name",
-    "email",
-    "daily_requests",
-    "rpm",
-    "daily_tokens",
-    "max_concurrency",
-    "models",
-    "expires_at",
-)
-_INT32_MAX = 2**31 - 1
-_INT64_MAX = 2**63 - 1
-_LIMIT_BOUNDS = {
-    "daily_requests": (0, _INT32_MAX),
-    "rpm": (0, _INT32_MAX),
-    "daily_tokens": (0, _INT64_MAX),
-    "max_concurrency": (1, _INT32_MAX),
-}
+EDITABLE_FIELDS = ("name", "email", *LIMIT_NAMES, "models", "expires_at")
+_LIMIT_BOUNDS = {spec.name: (spec.low, spec.high) for spec in LIMIT_FIELDS}
 _MAX_MODELS = 256
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -49,10 +34,7 @@ class KeyRecord:
     revoked_at: datetime | None
     expires_at: datetime | None
     models: tuple[str, ...]
-    daily_requests: int | None
-    rpm: int | None
-    daily_tokens: int | None
-    max_concurrency: int | None
+    limits: Limits
     status: KeyStatus
 
     def to_json(self) -> dict[str, Any]:
@@ -68,10 +50,7 @@ class KeyRecord:
             "revoked_at": _iso(self.revoked_at),
             "expires_at": _iso(self.expires_at),
             "models": list(self.models),
-            "daily_requests": self.daily_requests,
-            "rpm": self.rpm,
-            "daily_tokens": self.daily_tokens,
-            "max_concurrency": self.max_concurrency,
+            **self.limits.to_json(),
         }
 
 
@@ -118,10 +97,7 @@ def record_from_row(row: Mapping[Any, Any], now: float) -> KeyRecord:
         revoked_at=revoked_at,
         expires_at=expires_at,
         models=tuple(json.loads(row["models"] or "[]")),
-        daily_requests=row["daily_requests"],
-        rpm=row["rpm"],
-        daily_tokens=row["daily_tokens"],
-        max_concurrency=row["max_concurrency"],
+        limits=Limits.from_mapping(row),
         status=status,
     )
 

@@ -1,24 +1,22 @@
-"""Client API keys: format, hashing, verification and the per-worker TTL cache."""
+"""Client API keys: verification through a per-worker TTL cache, and their administration."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
 import logging
-import secrets
-import string
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from vllm_gateway.access.client_key import ClientKey
+from vllm_gateway.access.key_format import display_prefix, hash_secret, new_key, parse_key
 from vllm_gateway.access.key_records import (
     EDITABLE_FIELDS,
     CreatedKey,
@@ -30,77 +28,24 @@ from vllm_gateway.clock import Clock
 from vllm_gateway.db import keys as db_keys
 from vllm_gateway.db.engine import Database
 from vllm_gateway.errors import GatewayError
+from vllm_gateway.limits.model import LIMIT_NAMES
 from vllm_gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 
 INVALIDATE_CHANNEL: Final = "vgw:keys:invalidate"
-KEY_PREFIX: Final = "vgw-"
-_ID_ALPHABET: Final = string.ascii_lowercase + string.digits
-_SECRET_ALPHABET: Final = string.ascii_letters + string.digits
-_ID_LENGTH: Final = 12  # ~62 bits: public, only has to be unique
-_SECRET_LENGTH: Final = 32  # ~190 bits of randomness
-KEY_LENGTH: Final = len(KEY_PREFIX) + _ID_LENGTH + _SECRET_LENGTH
 _NEGATIVE_CACHE_SIZE = 4096
 _NEGATIVE_CACHE_TTL = 30.0
 _CONCURRENT_LOOKUPS = 16
 _TOUCH_INTERVAL = 5.0
 
 
-@dataclass(frozen=True, slots=True)
-class ClientKey:
-    """A verified client key as the hot path sees it (never holds the secret)."""
+class KeyRefused(GatewayError):
+    """A 403 for a genuine key that may no longer be used (revoked, expired)."""
 
-    id: str
-    name: str
-    models: frozenset[str]  # empty: every model
-    expires_at: float | None  # UTC epoch seconds
-    daily_requests: int | None
-    rpm: int | None
-    daily_tokens: int | None
-    max_concurrency: int | None
-
-    def allows_model(self, model: str) -> bool:
-        """Whether this key may use `model`."""
-        return not self.models or model in self.models
-
-
-class _Default(Enum):
-    DEFAULT = "default"
-
-
-DEFAULT_DAILY_REQUESTS: Final = _Default.DEFAULT
-"""Sentinel: give a new key settings.gateway_default_daily_requests."""
-
-
-def new_key() -> tuple[str, str, str]:
-    """A fresh (public id, secret, full key)."""
-    key_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LENGTH))
-    secret = "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(_SECRET_LENGTH))
-    return key_id, secret, KEY_PREFIX + key_id + secret
-
-
-def parse_key(presented: str | None) -> tuple[str, str] | None:
-    """Split a presented key into (public id, secret), or None if it is not one of ours."""
-    if presented is None or len(presented) != KEY_LENGTH or not presented.startswith(KEY_PREFIX):
-        return None
-    body = presented[len(KEY_PREFIX) :]
-    if not body.isascii() or not body.isalnum():
-        return None
-    key_id = body[:_ID_LENGTH]
-    if not (key_id.islower() or key_id.isdigit()):
-        return None
-    return key_id, body[_ID_LENGTH:]
-
-
-def hash_secret(secret: str) -> str:
-    """Hex SHA-256 of a key's secret part (keys are long random secrets: no slow hash needed)."""
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def display_prefix(key_id: str) -> str:
-    """What lists show of a key: enough to recognise it, nothing of its secret."""
-    return f"{KEY_PREFIX}{key_id}…"
+    def __init__(self, key: ClientKey, message: str, code: str) -> None:
+        super().__init__(403, message, code)
+        self.key = key
 
 
 def _invalid_key() -> GatewayError:
@@ -184,11 +129,11 @@ class KeyStore:
         if not hmac.compare_digest(hash_secret(secret), verified.secret_hash):
             raise _invalid_key()
         if verified.revoked:
-            raise GatewayError(403, "This API key has been revoked.", "key_revoked")
+            raise KeyRefused(verified.key, "This API key has been revoked.", "key_revoked")
         now = self._clock()
         expires_at = verified.key.expires_at
         if expires_at is not None and expires_at <= now:
-            raise GatewayError(403, "This API key has expired.", "key_expired")
+            raise KeyRefused(verified.key, "This API key has expired.", "key_expired")
         self._used[key_id] = now
         return verified.key
 
@@ -234,10 +179,7 @@ class KeyStore:
                 name=record.name,
                 models=frozenset(record.models),
                 expires_at=None if record.expires_at is None else record.expires_at.timestamp(),
-                daily_requests=record.daily_requests,
-                rpm=record.rpm,
-                daily_tokens=record.daily_tokens,
-                max_concurrency=record.max_concurrency,
+                limits=record.limits,
             ),
             secret_hash=row["secret_hash"],
             revoked=record.revoked_at is not None,
@@ -322,28 +264,21 @@ class KeyStore:
         *,
         name: str,
         email: str | None = None,
-        daily_requests: int | Literal[_Default.DEFAULT] | None = DEFAULT_DAILY_REQUESTS,
-        rpm: int | None = None,
-        daily_tokens: int | None = None,
-        max_concurrency: int | None = None,
         models: Any = (),
         expires_at: datetime | None = None,
+        **limits: int | None,
     ) -> CreatedKey:
-        """Create a key; the returned CreatedKey holds the full key, shown only this once."""
-        if daily_requests is DEFAULT_DAILY_REQUESTS:
-            daily_requests = self._settings.gateway_default_daily_requests
+        """Create a key; the returned CreatedKey holds the full key, shown only this once.
+
+        A limit not given is unlimited, except `daily_requests`, which then takes
+        GATEWAY_DEFAULT_DAILY_REQUESTS (give None for unlimited).
+        """
+        values: dict[str, Any] = dict.fromkeys(LIMIT_NAMES)
+        values["daily_requests"] = self._settings.gateway_default_daily_requests
+        values.update(limits)
         now = self._clock()
         columns = validate_fields(
-            {
-                "name": name,
-                "email": email,
-                "daily_requests": daily_requests,
-                "rpm": rpm,
-                "daily_tokens": daily_tokens,
-                "max_concurrency": max_concurrency,
-                "models": models,
-                "expires_at": expires_at,
-            },
+            {"name": name, "email": email, "models": models, "expires_at": expires_at, **values},
             now,
         )
         for _attempt in range(3):

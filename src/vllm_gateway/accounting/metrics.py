@@ -93,16 +93,23 @@ class Metrics:
         self._model_children: dict[str, tuple[Histogram, Histogram]] = {}
 
     def request_started(self) -> None:
-        """A request began forwarding."""
+        """A request began its exchange with a backend."""
         self.in_flight += 1
         if self._shared_dir is not None:
             self._in_flight.inc()
 
-    def request_finished(self, event: UsageEvent) -> None:
-        """A forwarded request ended (on any path); count it and its tokens."""
+    def request_ended(self) -> None:
+        """A request's exchange ended (on any path)."""
         self.in_flight -= 1
         if self._shared_dir is not None:
             self._in_flight.dec()
+
+    def request_finished(self, event: UsageEvent) -> None:
+        """A request by a known key ended: count it (or its refusal) and its tokens."""
+        if not event.admitted:
+            if event.reason != "client_closed":
+                self.rejected(event.reason or "unknown", event.key_id)
+            return
         children = self._children.get((event.key_id, event.model, event.status))
         if children is None:
             children = (

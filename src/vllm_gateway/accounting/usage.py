@@ -1,4 +1,12 @@
-"""Usage events: one per request, buffered and written in batches by one writer task."""
+"""Usage events: one per request, buffered and written in batches by one writer task.
+
+Every request by a known key leaves an event, admitted or refused. The daily rollups count
+them apart: `requests` (admitted: passed every check and sent to a backend), of those
+`errors` (answered with a status >= 400 other than 499), `rejected` (refused by the gateway
+itself, by reason in usage_daily_rejections) and `cancelled` (the client left first: 499,
+admitted or not; neither a refusal nor an error). Failed authentications carry no key:
+they are counted per minute and reason (auth_failures), never as a row each.
+"""
 
 from __future__ import annotations
 
@@ -50,6 +58,12 @@ class UsageEvent:
     ttft_ms: float | None
     backend: str
     stream: bool
+    admitted: bool = True  # passed every check, admission and routing
+    reason: str | None = None  # why it was refused or failed, or "client_closed"
+    estimated: bool = False  # tokens are the gateway's estimate (a stream cut before usage)
+
+
+CLIENT_CLOSED_STATUS = 499
 
 
 class UsageRecorder:
@@ -62,6 +76,7 @@ class UsageRecorder:
         self._retention = settings.gateway_usage_retention_days * 86400.0
         self._shutdown_timeout = settings.gateway_usage_shutdown_timeout
         self._buffer: list[UsageEvent] = []
+        self._auth_failures: dict[tuple[int, str], int] = {}  # (epoch minute, reason) -> count
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -80,6 +95,11 @@ class UsageRecorder:
         if len(self._buffer) == BATCH_SIZE:
             self._wake.set()
 
+    def record_unauthenticated(self, reason: str, ts: float) -> None:
+        """Count one failed authentication in its minute (no row per request)."""
+        bucket = (int(ts // 60), reason)
+        self._auth_failures[bucket] = self._auth_failures.get(bucket, 0) + 1
+
     async def start(self) -> None:
         """Start the writer task."""
         self._task = asyncio.create_task(self._run(), name="usage-writer")
@@ -87,6 +107,7 @@ class UsageRecorder:
     async def flush(self) -> None:
         """Write every queued event now; raises if the database refuses (events are kept)."""
         async with self._lock:
+            await self._write_auth_failures()
             while self._buffer:
                 batch = self._buffer[:BATCH_SIZE]
                 del self._buffer[:BATCH_SIZE]
@@ -173,6 +194,7 @@ class UsageRecorder:
         # api_keys.last_used_at is the KeyStore's to keep: it notes every authentication.
         rows = []
         deltas: dict[tuple[str, str, str], db_usage.DailyDelta] = {}
+        rejections: dict[tuple[str, str, str, str], int] = {}
         days: dict[int, str] = {}
         for event in batch:
             key_id = _cut(event.key_id, 32)
@@ -191,6 +213,9 @@ class UsageRecorder:
                     event.ttft_ms,
                     _cut(event.backend, 200),
                     event.stream,
+                    event.admitted,
+                    None if event.reason is None else _cut(event.reason, 64),
+                    event.estimated,
                 )
             )
             day_number = int(event.ts // 86400)
@@ -201,14 +226,34 @@ class UsageRecorder:
             delta = deltas.get(bucket)
             if delta is None:
                 delta = deltas[bucket] = db_usage.DailyDelta()
-            delta.requests += 1
-            delta.errors += event.status >= 400
+            cancelled = event.status == CLIENT_CLOSED_STATUS
+            delta.cancelled += cancelled
+            if event.admitted:
+                delta.requests += 1
+                delta.errors += event.status >= 400 and not cancelled
+            elif not cancelled:
+                delta.rejected += 1
+                refusal = (day, key_id, model, _cut(event.reason or "unknown", 64))
+                rejections[refusal] = rejections.get(refusal, 0) + 1
             delta.prompt_tokens += _count(event.prompt_tokens)
             delta.completion_tokens += _count(event.completion_tokens)
-            delta.latency_ms_sum += event.latency_ms
+            delta.latency_ms_sum += event.latency_ms if event.admitted else 0.0
         async with self._database.engine.begin() as connection:
             await db_usage.insert_events(connection, rows)
             await db_usage.add_to_daily(connection, self._database.dialect, deltas)
+            await db_usage.add_rejections(connection, self._database.dialect, rejections)
+
+    async def _write_auth_failures(self) -> None:
+        if not self._auth_failures:
+            return
+        counts, self._auth_failures = self._auth_failures, {}
+        try:
+            async with self._database.engine.begin() as connection:
+                await db_usage.add_auth_failures(connection, self._database.dialect, counts)
+        except BaseException:
+            for bucket, count in counts.items():  # back, for the next try
+                self._auth_failures[bucket] = self._auth_failures.get(bucket, 0) + count
+            raise
 
     def _give_up(self, error: Exception) -> None:
         """Log every event that could not be written, so an operator can replay them."""

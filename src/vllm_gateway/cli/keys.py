@@ -1,4 +1,4 @@
-"""`vllm-gateway keys`: create, list, show, revoke and delete client keys."""
+"""`vllm-gateway keys`: create, update, list, show, revoke and delete client keys."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 import click
 
 from vllm_gateway.access.key_records import CreatedKey, KeyRecord
-from vllm_gateway.access.keys import DEFAULT_DAILY_REQUESTS
 from vllm_gateway.cli._keystore import open_key_store, run
 from vllm_gateway.cli.settings_loader import load_settings
+from vllm_gateway.limits.model import LIMIT_FIELDS
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -36,8 +36,27 @@ def _parse_limit(ctx: click.Context, param: click.Parameter, value: str | None) 
     return int(text)
 
 
-def _limit_option(flag: str, help_text: str) -> Callable[[F], F]:
-    return click.option(flag, metavar="N|unlimited", callback=_parse_limit, help=help_text)
+def limit_options(command: F) -> F:
+    """Add one `--<limit> N|unlimited` option per limit of LIMIT_FIELDS."""
+    for spec in reversed(LIMIT_FIELDS):
+        command = click.option(
+            spec.flag,
+            spec.name,
+            metavar="N|unlimited",
+            callback=_parse_limit,
+            help=f"{spec.description}.",
+        )(command)
+    return command
+
+
+def given_limits(values: dict[str, int | None]) -> dict[str, int | None]:
+    """The limits that were set on the command line (the others keep their default)."""
+    context = click.get_current_context()
+    return {
+        name: value
+        for name, value in values.items()
+        if context.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+    }
 
 
 def parse_duration(text: str) -> timedelta:
@@ -58,34 +77,26 @@ def keys() -> None:
     """Manage client API keys (reads DATABASE_URL / DATABASE_PATH)."""
 
 
-@keys.command()
+@keys.command(
+    epilog="Limits not given are unlimited, except --daily-requests, which defaults to "
+    "GATEWAY_DEFAULT_DAILY_REQUESTS."
+)
 @click.option("--name", required=True, help="What the key is for (1-200 characters).")
 @click.option("--email", help="Contact address of the key's owner.")
-@_limit_option(
-    "--daily-requests", "Requests per UTC day [default: GATEWAY_DEFAULT_DAILY_REQUESTS]."
-)
-@_limit_option("--rpm", "Requests per minute [default: unlimited].")
-@_limit_option("--daily-tokens", "Tokens per UTC day [default: unlimited].")
-@_limit_option("--max-concurrency", "Requests in flight at once [default: unlimited].")
+@limit_options
 @click.option("--models", help="Comma-separated models the key may use [default: all].")
 @click.option("--expires-in", help="Lifetime such as 30d, 12h, 2w [default: never expires].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object (with `key`).")
 def create(
     name: str,
     email: str | None,
-    daily_requests: int | None,
-    rpm: int | None,
-    daily_tokens: int | None,
-    max_concurrency: int | None,
     models: str | None,
     expires_in: str | None,
     as_json: bool,
+    **limits: int | None,
 ) -> None:
     """Create a key and print it. The key is shown only this once."""
     expires_at = None if expires_in is None else datetime.now(UTC) + parse_duration(expires_in)
-    model_list = [] if models is None else [part.strip() for part in models.split(",")]
-    source = click.get_current_context().get_parameter_source("daily_requests")
-    daily_given = source is click.core.ParameterSource.COMMANDLINE
     settings = load_settings()
 
     async def work() -> CreatedKey:
@@ -93,12 +104,9 @@ def create(
             return await store.create(
                 name=name,
                 email=email,
-                daily_requests=daily_requests if daily_given else DEFAULT_DAILY_REQUESTS,
-                rpm=rpm,
-                daily_tokens=daily_tokens,
-                max_concurrency=max_concurrency,
-                models=model_list,
+                models=_model_list(models) or [],
                 expires_at=expires_at,
+                **given_limits(limits),
             )
 
     created = run(work)
@@ -115,6 +123,57 @@ def create(
         "Store it now: it is shown only this once.",
         err=True,
     )
+
+
+@keys.command(epilog=_CACHE_NOTE)
+@click.argument("key_id")
+@click.option("--name", help="A new name.")
+@click.option("--email", help="A new contact address (empty: none).")
+@limit_options
+@click.option("--models", help="Comma-separated models the key may use (empty: all).")
+@click.option("--expires-in", help="A new lifetime from now, such as 30d ('never': no expiry).")
+@click.option("--json", "as_json", is_flag=True, help="Print the key as a JSON object.")
+def update(
+    key_id: str,
+    name: str | None,
+    email: str | None,
+    models: str | None,
+    expires_in: str | None,
+    as_json: bool,
+    **limits: int | None,
+) -> None:
+    """Change a key's name, limits, models or expiry; only the options given change."""
+    changes: dict[str, Any] = given_limits(limits)
+    if name is not None:
+        changes["name"] = name
+    if email is not None:
+        changes["email"] = email or None
+    if models is not None:
+        changes["models"] = _model_list(models)
+    if expires_in is not None:
+        never = expires_in.strip().lower() == "never"
+        changes["expires_at"] = None if never else datetime.now(UTC) + parse_duration(expires_in)
+    if not changes:
+        raise click.UsageError("nothing to change: give at least one option")
+    settings = load_settings()
+
+    async def work() -> KeyRecord:
+        async with open_key_store(settings) as store:
+            return await store.update(key_id, **changes)
+
+    record = run(work)
+    if as_json:
+        click.echo(json.dumps(record.to_json(), indent=2, ensure_ascii=False))
+        return
+    click.echo(f"updated {record.id} ({record.name}): {', '.join(sorted(changes))}")
+
+
+def _model_list(models: str | None) -> list[str] | None:
+    if models is None:
+        return None
+    if not models.strip():
+        return []  # every model
+    return [part.strip() for part in models.split(",")]  # an empty name is refused
 
 
 @keys.command(name="list")
@@ -144,8 +203,8 @@ def list_keys(status: str | None, query: str | None, as_json: bool) -> None:
             r.id,
             r.name if len(r.name) <= 30 else r.name[:29] + "…",
             r.status,
-            _limit(r.daily_requests),
-            _limit(r.rpm),
+            _limit(r.limits.daily_requests),
+            _limit(r.limits.rpm),
             ",".join(r.models) or "all",
             _when(r.created_at),
             _when(r.last_used_at),

@@ -15,8 +15,18 @@ from vllm_gateway.cli.settings_loader import load_settings
 from vllm_gateway.db import usage as db_usage
 from vllm_gateway.settings import Settings
 
-COLUMNS = ("day", "key_id", "model", "requests", "errors", "prompt_tokens", "completion_tokens")
-_TOTALS = ("requests", "errors", "prompt_tokens", "completion_tokens")
+COLUMNS = (
+    "day",
+    "key_id",
+    "model",
+    "requests",
+    "errors",
+    "rejected",
+    "cancelled",
+    "prompt_tokens",
+    "completion_tokens",
+)
+_TOTALS = ("requests", "errors", "rejected", "cancelled", "prompt_tokens", "completion_tokens")
 
 
 def _day(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -29,13 +39,16 @@ def _day(ctx: click.Context, param: click.Parameter, value: str | None) -> str |
         raise click.BadParameter(f"{value!r} is not a date like 2025-01-31") from None
 
 
-async def _rows(settings: Settings, where: db_usage.UsageFilter) -> Any:
+async def _rows(
+    settings: Settings, where: db_usage.UsageFilter
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
     async with (
         open_database_for_cli(settings) as database,
         database.engine.connect() as connection,
     ):
         rows = await db_usage.daily_rows(connection, where)
-    return [{column: row[column] for column in COLUMNS} for row in rows]
+        reasons = await db_usage.rejections_by_reason(connection, where)
+    return [{column: row[column] for column in COLUMNS} for row in rows], reasons
 
 
 @click.command()
@@ -59,14 +72,21 @@ def usage(
     if since and until and since > until:
         raise click.BadParameter("--since is after --until", param_hint="--since")
     settings = load_settings()
-    rows = run(lambda: _rows(settings, db_usage.UsageFilter(key, model, since, until)))
+    rows, reasons = run(lambda: _rows(settings, db_usage.UsageFilter(key, model, since, until)))
     for row in rows:
         for name in _TOTALS:
             row[name] = int(row[name])
     totals = {name: sum(row[name] for row in rows) for name in _TOTALS}
     totals["total_tokens"] = totals["prompt_tokens"] + totals["completion_tokens"]
     if as_json:
-        click.echo(json.dumps({**totals, "since": since, "until": until, "days": rows}, indent=2))
+        document = {
+            **totals,
+            "rejected_by_reason": reasons,
+            "since": since,
+            "until": until,
+            "days": rows,
+        }
+        click.echo(json.dumps(document, indent=2))
     elif as_csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=[*COLUMNS, "total_tokens"])
         writer.writeheader()
@@ -82,7 +102,18 @@ def _print_table(rows: list[dict[str, Any]], totals: dict[str, int]) -> None:
     if not rows:
         click.echo("No usage recorded for this selection.")
         return
-    header = ("day", "key", "model", "requests", "errors", "prompt", "completion", "total")
+    header = (
+        "day",
+        "key",
+        "model",
+        "requests",
+        "errors",
+        "rejected",
+        "cancelled",
+        "prompt",
+        "completion",
+        "total",
+    )
     lines = [
         (
             row["day"],
@@ -94,7 +125,9 @@ def _print_table(rows: list[dict[str, Any]], totals: dict[str, int]) -> None:
         for row in rows
     ]
     total_line = ("total", "", "", *(f"{totals[name]:,}" for name in (*_TOTALS, "total_tokens")))
-    widths = [max(len(line[i]) for line in (header, *lines, total_line)) for i in range(8)]
+    widths = [
+        max(len(line[i]) for line in (header, *lines, total_line)) for i in range(len(header))
+    ]
 
     def render(line: tuple[str, ...]) -> str:
         text = [

@@ -15,7 +15,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
+    true,
 )
+
+from vllm_gateway.limits.model import INT32_MAX, LIMIT_FIELDS
 
 # Stable constraint names so migrations can alter them on every dialect.
 metadata = MetaData(
@@ -27,6 +31,15 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+def limit_columns() -> list[Column[int]]:
+    """A nullable column per limit (LIMIT_FIELDS), wide enough for its bounds."""
+    return [
+        Column(spec.name, BigInteger if spec.high > INT32_MAX else Integer, nullable=True)
+        for spec in LIMIT_FIELDS
+    ]
+
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY, not a BIGINT one.
 _BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -44,10 +57,7 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("models", Text, nullable=False, default="[]"),
-    Column("daily_requests", Integer, nullable=True),
-    Column("rpm", Integer, nullable=True),
-    Column("daily_tokens", BigInteger, nullable=True),
-    Column("max_concurrency", Integer, nullable=True),
+    *limit_columns(),
 )
 
 usage_events = Table(
@@ -66,6 +76,9 @@ usage_events = Table(
     Column("ttft_ms", Double, nullable=True),
     Column("backend", String(200), nullable=False),
     Column("stream", Boolean, nullable=False),
+    Column("admitted", Boolean, nullable=False, server_default=true()),
+    Column("reason", String(64), nullable=True),
+    Column("estimated", Boolean, nullable=False, server_default=false()),
     Index("ix_usage_events_key_id_ts", "key_id", "ts"),
 )
 
@@ -80,8 +93,47 @@ usage_daily = Table(
     Column("prompt_tokens", BigInteger, nullable=False, default=0),
     Column("completion_tokens", BigInteger, nullable=False, default=0),
     Column("latency_ms_sum", Double, nullable=False, default=0.0),
+    Column("rejected", BigInteger, nullable=False, server_default="0"),
+    Column("cancelled", BigInteger, nullable=False, server_default="0"),
     PrimaryKeyConstraint("day", "key_id", "model"),
     Index("ix_usage_daily_key_id_day", "key_id", "day"),
+)
+
+usage_daily_rejections = Table(
+    "usage_daily_rejections",
+    metadata,
+    Column("day", String(10), nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("count", BigInteger, nullable=False),
+    PrimaryKeyConstraint("day", "key_id", "model", "reason"),
+    Index("ix_usage_daily_rejections_key_id_day", "key_id", "day"),
+)
+
+auth_failures = Table(
+    "auth_failures",
+    metadata,
+    Column("minute", BigInteger, nullable=False),  # epoch minute number
+    Column("reason", String(64), nullable=False),
+    Column("count", BigInteger, nullable=False),
+    PrimaryKeyConstraint("minute", "reason"),
+)
+
+stored_responses = Table(
+    "stored_responses",
+    metadata,
+    Column("response_id", String(200), primary_key=True),
+    Column("key_id", String(32), nullable=False),
+    Column("backend", String(200), nullable=False),
+    Column("created_at", Double, nullable=False, index=True),
+)
+
+gateway_secrets = Table(
+    "gateway_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
 )
 
 admin_credentials = Table(

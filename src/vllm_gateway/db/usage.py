@@ -7,13 +7,31 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, case, cast, delete, desc, func, literal_column, select
+from sqlalchemy import (
+    Integer,
+    Table,
+    and_,
+    case,
+    cast,
+    delete,
+    desc,
+    func,
+    literal_column,
+    not_,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
-from vllm_gateway.db.tables import api_keys, usage_daily, usage_events
+from vllm_gateway.db.tables import (
+    api_keys,
+    auth_failures,
+    usage_daily,
+    usage_daily_rejections,
+    usage_events,
+)
 
 
 @dataclass(slots=True)
@@ -22,6 +40,8 @@ class DailyDelta:
 
     requests: int = 0
     errors: int = 0
+    rejected: int = 0
+    cancelled: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_ms_sum: float = 0.0
@@ -40,6 +60,9 @@ EVENT_COLUMNS = (
     "ttft_ms",
     "backend",
     "stream",
+    "admitted",
+    "reason",
+    "estimated",
 )
 """The order of the values in each row given to insert_events."""
 
@@ -77,20 +100,72 @@ async def add_to_daily(
             "model": model,
             "requests": delta.requests,
             "errors": delta.errors,
+            "rejected": delta.rejected,
+            "cancelled": delta.cancelled,
             "prompt_tokens": delta.prompt_tokens,
             "completion_tokens": delta.completion_tokens,
             "latency_ms_sum": delta.latency_ms_sum,
         }
         for (day, key_id, model), delta in sorted(deltas.items())
     ]
-    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = dialect_insert(usage_daily).values(rows)
+    statement = _insert(dialect)(usage_daily).values(rows)
     excluded = statement.excluded
-    counted = ("requests", "errors", "prompt_tokens", "completion_tokens", "latency_ms_sum")
+    counted = (
+        "requests",
+        "errors",
+        "rejected",
+        "cancelled",
+        "prompt_tokens",
+        "completion_tokens",
+        "latency_ms_sum",
+    )
     await connection.execute(
         statement.on_conflict_do_update(
             index_elements=[usage_daily.c.day, usage_daily.c.key_id, usage_daily.c.model],
             set_={name: usage_daily.c[name] + excluded[name] for name in counted},
+        )
+    )
+
+
+def _insert(dialect: str) -> Any:
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+async def add_rejections(
+    connection: AsyncConnection, dialect: str, counts: Mapping[tuple[str, str, str, str], int]
+) -> None:
+    """Add refusals per (day, key_id, model, reason) to usage_daily_rejections."""
+    if not counts:
+        return
+    rows = [
+        {"day": day, "key_id": key_id, "model": model, "reason": reason, "count": count}
+        for (day, key_id, model, reason), count in sorted(counts.items())
+    ]
+    statement = _insert(dialect)(usage_daily_rejections).values(rows)
+    table = usage_daily_rejections.c
+    await connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=[table.day, table.key_id, table.model, table.reason],
+            set_={"count": table.count + statement.excluded.count},
+        )
+    )
+
+
+async def add_auth_failures(
+    connection: AsyncConnection, dialect: str, counts: Mapping[tuple[int, str], int]
+) -> None:
+    """Add failed authentications per (epoch minute, reason) to auth_failures."""
+    if not counts:
+        return
+    rows = [
+        {"minute": minute, "reason": reason, "count": count}
+        for (minute, reason), count in sorted(counts.items())
+    ]
+    statement = _insert(dialect)(auth_failures).values(rows)
+    await connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=[auth_failures.c.minute, auth_failures.c.reason],
+            set_={"count": auth_failures.c.count + statement.excluded.count},
         )
     )
 
@@ -110,17 +185,17 @@ class UsageFilter:
     since: str | None = None
     until: str | None = None
 
-    def clauses(self) -> list[ColumnElement[bool]]:
-        """The WHERE clauses for these filters."""
+    def clauses(self, table: Table = usage_daily) -> list[ColumnElement[bool]]:
+        """The WHERE clauses for these filters, on a table with day, key_id and model."""
         clauses: list[ColumnElement[bool]] = []
         if self.key_id is not None:
-            clauses.append(usage_daily.c.key_id == self.key_id)
+            clauses.append(table.c.key_id == self.key_id)
         if self.model is not None:
-            clauses.append(usage_daily.c.model == self.model)
+            clauses.append(table.c.model == self.model)
         if self.since is not None:
-            clauses.append(usage_daily.c.day >= self.since)
+            clauses.append(table.c.day >= self.since)
         if self.until is not None:
-            clauses.append(usage_daily.c.day <= self.until)
+            clauses.append(table.c.day <= self.until)
         return clauses
 
 
@@ -128,6 +203,8 @@ def _sums() -> list[Any]:
     return [
         func.coalesce(func.sum(usage_daily.c.requests), 0).label("requests"),
         func.coalesce(func.sum(usage_daily.c.errors), 0).label("errors"),
+        func.coalesce(func.sum(usage_daily.c.rejected), 0).label("rejected"),
+        func.coalesce(func.sum(usage_daily.c.cancelled), 0).label("cancelled"),
         func.coalesce(func.sum(usage_daily.c.prompt_tokens), 0).label("prompt_tokens"),
         func.coalesce(func.sum(usage_daily.c.completion_tokens), 0).label("completion_tokens"),
         func.coalesce(func.sum(usage_daily.c.latency_ms_sum), 0.0).label("latency_ms_sum"),
@@ -159,6 +236,20 @@ async def daily_rows(connection: AsyncConnection, where: UsageFilter) -> Sequenc
         .order_by(usage_daily.c.day, usage_daily.c.key_id, usage_daily.c.model)
     )
     return (await connection.execute(statement)).mappings().all()
+
+
+async def rejections_by_reason(connection: AsyncConnection, where: UsageFilter) -> dict[str, int]:
+    """Refused requests per reason, most frequent first."""
+    table = usage_daily_rejections
+    total = func.sum(table.c.count).label("count")
+    statement = (
+        select(table.c.reason, total)
+        .where(*where.clauses(table))
+        .group_by(table.c.reason)
+        .order_by(desc(literal_column("count")), table.c.reason)
+    )
+    rows = (await connection.execute(statement)).all()
+    return {reason: int(count) for reason, count in rows}
 
 
 async def top_keys(
@@ -218,13 +309,19 @@ def _minute(dialect: str) -> ColumnElement[Any]:
 async def per_minute(
     connection: AsyncConnection, dialect: str, since_ts: float
 ) -> Sequence[RowMapping]:
-    """Requests, errors and tokens per minute (epoch minute number) since `since_ts`."""
+    """Requests, errors, refusals and tokens per minute (epoch minute number) since `since_ts`."""
     minute = _minute(dialect).label("minute")
+    events = usage_events.c
+    cancelled = events.status == 499
     statement = (
         select(
             minute,
-            func.count().label("requests"),
-            func.sum(case((usage_events.c.status >= 400, 1), else_=0)).label("errors"),
+            func.sum(case((events.admitted, 1), else_=0)).label("requests"),
+            func.sum(
+                case((and_(events.admitted, events.status >= 400, ~cancelled), 1), else_=0)
+            ).label("errors"),
+            func.sum(case((and_(not_(events.admitted), ~cancelled), 1), else_=0)).label("rejected"),
+            func.sum(case((cancelled, 1), else_=0)).label("cancelled"),
             func.sum(usage_events.c.prompt_tokens).label("prompt_tokens"),
             func.sum(usage_events.c.completion_tokens).label("completion_tokens"),
         )
@@ -247,7 +344,7 @@ async def latency_percentiles(
     # Bounded, so a busy hour costs the dashboard a fixed amount of sorting.
     latest = (
         select(usage_events.c.latency_ms.label("latency_ms"))
-        .where(usage_events.c.ts >= since_ts)
+        .where(usage_events.c.ts >= since_ts, usage_events.c.admitted)
         .order_by(usage_events.c.ts.desc())
         .limit(sample)
         .subquery()
@@ -295,6 +392,8 @@ async def recent_events(
         usage_events.c.latency_ms,
         usage_events.c.ttft_ms,
         usage_events.c.stream,
+        usage_events.c.admitted,
+        usage_events.c.reason,
     ).select_from(usage_events.outerjoin(api_keys, api_keys.c.id == usage_events.c.key_id))
     if key_id is not None:
         statement = statement.where(usage_events.c.key_id == key_id)

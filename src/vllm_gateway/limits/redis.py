@@ -1,35 +1,36 @@
-"""The Redis limiter: the semantics of limits.py shared by every worker and instance.
+"""The Redis limiter: the semantics of base.py shared by every worker and gateway instance.
 
-Every acquire() and settle() is one operation of an atomic Lua script. Operations that
-arrive while a script call is in flight are sent together in the next call (settles
-first, so freed capacity counts at once), and a settle waits up to 2 ms to travel with
-the next acquire: about one EVALSHA round trip per request at low load, far fewer under
-load, and never an operation split across two calls.
-The script builds its key names itself, so this needs a single Redis server (with
-replicas or Sentinel if wanted), not Redis Cluster.
+Every acquire() and settle() is one operation of the atomic Lua script in limits.lua.
+Operations that arrive while a script call is in flight are sent together in the next call
+(settles first, so freed capacity counts at once), and a settle waits up to 2 ms to travel
+with the next acquire: about one EVALSHA round trip per request at low load, far fewer
+under load, and never an operation split across two calls. All subjects of one request
+are one operation, so they are checked and reserved together.
+The script builds key names from the prefixes it is given, so this needs a single Redis
+server (with replicas or Sentinel if wanted), not Redis Cluster.
 
-Per client key: `vgw:lim:{id}:req:<day>` and `…:tok:<day>` (daily counters that expire a
-day after their day ends), `…:rpm` (sorted set of admission times) and `…:conc` (sorted
-set of concurrency leases scored by their expiry time). Times come from the gateway's
-clock, so tests can drive them.
+Per subject: `<prefix>req:<day>` and `…tok:<day>` (daily counters that expire a day after
+their day ends), `…rpm` (sorted set of admission times) and `…conc` (sorted set of
+concurrency leases scored by their expiry time), each member the request id. A key's
+prefix is `vgw:lim:{<id>}:`, another kind's `vgw:lim:<kind>:{<id>}:`. Times come from the
+gateway's clock, so tests can drive them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import logging
-import secrets
+from collections.abc import Sequence
+from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from vllm_gateway.access.keys import ClientKey
 from vllm_gateway.clock import Clock, seconds_to_utc_midnight
 from vllm_gateway.errors import GatewayError
-from vllm_gateway.limits.memory import (
+from vllm_gateway.limits.base import (
     CONCURRENCY,
     REQUESTS_PER_DAY,
     REQUESTS_PER_MINUTE,
@@ -37,92 +38,17 @@ from vllm_gateway.limits.memory import (
     WINDOW,
     DayNames,
     Reservation,
-    has_limits,
+    Subject,
+    Usage,
     limit_headers,
+    limited,
     rejection,
 )
+from vllm_gateway.limits.model import Limits
 
 log = logging.getLogger(__name__)
 
-# Each ARGV is one operation, its fields separated by "|", the key id last:
-#   A|day|now|horizon|lease expiry|member|estimate|day ttl|lease ttl|daily req|daily tok|rpm|conc|id
-#   S|day|token delta|member|id
-# (limits: -1 = unlimited). An A answers {code, requests, tokens, in window, oldest or ""};
-# code 0 admitted, else the limit hit: 1 per day, 2 tokens, 3 per minute, 4 concurrency.
-SCRIPT = """
-local function fields(op, count)
-  local out, start = {}, 1
-  for _ = 1, count - 1 do
-    local stop = string.find(op, '|', start, true)
-    out[#out + 1] = string.sub(op, start, stop - 1)
-    start = stop + 1
-  end
-  out[#out + 1] = string.sub(op, start)
-  return out
-end
-
-local results = {}
-for i = 1, #ARGV do
-  local op = ARGV[i]
-  if string.byte(op, 1) == 83 then
-    local f = fields(op, 5)
-    local prefix = 'vgw:lim:{' .. f[5] .. '}:'
-    if f[3] ~= '0' then redis.call('INCRBY', prefix .. 'tok:' .. f[2], f[3]) end
-    if f[4] ~= '' then redis.call('ZREM', prefix .. 'conc', f[4]) end
-    results[i] = 0
-  else
-    local f = fields(op, 14)
-    local prefix = 'vgw:lim:{' .. f[14] .. '}:'
-    local req_key, tok_key = prefix .. 'req:' .. f[2], prefix .. 'tok:' .. f[2]
-    local rpm_key, conc_key = prefix .. 'rpm', prefix .. 'conc'
-    local daily_req, daily_tok = tonumber(f[10]), tonumber(f[11])
-    local rpm, conc = tonumber(f[12]), tonumber(f[13])
-    local requests, tokens, recent, in_flight = 0, 0, 0, 0
-    if daily_req >= 0 then requests = tonumber(redis.call('GET', req_key) or '0') end
-    if daily_tok >= 0 then tokens = tonumber(redis.call('GET', tok_key) or '0') end
-    if rpm >= 0 then
-      redis.call('ZREMRANGEBYSCORE', rpm_key, '-inf', f[4])
-      recent = redis.call('ZCARD', rpm_key)
-    end
-    if conc >= 0 then
-      redis.call('ZREMRANGEBYSCORE', conc_key, '-inf', f[3])
-      in_flight = redis.call('ZCARD', conc_key)
-    end
-    local code = 0
-    if daily_req >= 0 and requests >= daily_req then code = 1
-    elseif daily_tok >= 0 and tokens >= daily_tok then code = 2
-    elseif rpm >= 0 and recent >= rpm then code = 3
-    elseif conc >= 0 and in_flight >= conc then code = 4
-    end
-    if code == 0 then
-      if daily_req >= 0 then
-        requests = redis.call('INCR', req_key)
-        redis.call('EXPIRE', req_key, f[8])
-      end
-      if daily_tok >= 0 then
-        tokens = redis.call('INCRBY', tok_key, f[7])
-        redis.call('EXPIRE', tok_key, f[8])
-      end
-      if rpm >= 0 then
-        redis.call('ZADD', rpm_key, f[3], f[6])
-        recent = recent + 1
-        redis.call('EXPIRE', rpm_key, 61)
-      end
-      if conc >= 0 then
-        redis.call('ZADD', conc_key, f[5], f[6])
-        redis.call('EXPIRE', conc_key, f[9])
-      end
-    end
-    local oldest = ''
-    if rpm >= 0 and recent > 0 then
-      oldest = redis.call('ZRANGE', rpm_key, 0, 0, 'WITHSCORES')[2]
-    end
-    results[i] = {code, requests, tokens, recent, oldest}
-  end
-end
-return results
-"""
-
+SCRIPT = resources.files(__package__).joinpath("limits.lua").read_text(encoding="utf-8")
 _REASONS = {1: REQUESTS_PER_DAY, 2: TOKENS_PER_DAY, 3: REQUESTS_PER_MINUTE, 4: CONCURRENCY}
 _DAY_SECONDS = 86400
 MAX_BATCH = 256
@@ -131,8 +57,27 @@ SETTLE_DELAY = 0.002
 """Seconds a settle may wait for company; other workers see a freed slot this much later."""
 
 
+def prefix(subject: Subject) -> str:
+    """The Redis key prefix of a subject's counters."""
+    if subject.kind == "key":
+        return f"vgw:lim:{{{subject.id}}}:"
+    return f"vgw:lim:{subject.kind}:{{{subject.id}}}:"
+
+
 def _limit(value: int | None) -> int:
     return -1 if value is None else value
+
+
+def _flags(limits: Limits) -> str:
+    return "".join(
+        "0" if value is None else "1"
+        for value in (
+            limits.daily_requests,
+            limits.daily_tokens,
+            limits.rpm,
+            limits.max_concurrency,
+        )
+    )
 
 
 def _unavailable() -> GatewayError:
@@ -169,29 +114,27 @@ class RedisLimiter:
         self._waiting: list[_Pending] = []
         self._sender: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        # Lease members must be unique across workers: a random prefix plus a counter.
-        self._members = (f"{secrets.token_hex(6)}:{n}" for n in itertools.count())
 
-    async def acquire(self, key: ClientKey, token_estimate: int) -> Reservation:
+    async def acquire(
+        self, subjects: Sequence[Subject], tokens: int, request_id: str
+    ) -> Reservation:
         """One atomic check-and-reserve in Redis, or a 429 naming the limit hit."""
         now = self._clock()
         day = self._day(now)
-        if not has_limits(key):
-            return Reservation(key.id, day, 0, False)
-        concurrency = key.max_concurrency
-        needs_member = concurrency is not None or key.rpm is not None
-        member = next(self._members) if needs_member else ""
-        reservation = Reservation(key.id, day, 0, concurrency is not None)
-        if concurrency is not None:
-            reservation.slot = member
-        if key.daily_tokens is not None:
-            reservation.tokens_reserved = token_estimate
-            reservation.counts_tokens = True
+        chosen = limited(subjects)
+        reservation = Reservation(request_id, day, chosen, tokens)
+        if not chosen:
+            return reservation
+        groups = "|".join(
+            f"{prefix(subject)}|{_limit(subject.limits.daily_requests)}"
+            f"|{_limit(subject.limits.daily_tokens)}|{_limit(subject.limits.rpm)}"
+            f"|{_limit(subject.limits.max_concurrency)}"
+            for subject in chosen
+        )
         day_ttl = int(seconds_to_utc_midnight(now)) + _DAY_SECONDS
         op = (
-            f"A|{day}|{now!r}|{now - WINDOW!r}|{now + self._lease!r}|{member}|{token_estimate}"
-            f"|{day_ttl}|{self._lease_ttl}|{_limit(key.daily_requests)}"
-            f"|{_limit(key.daily_tokens)}|{_limit(key.rpm)}|{_limit(concurrency)}|{key.id}"
+            f"A|{day}|{now!r}|{now - WINDOW!r}|{now + self._lease!r}|{tokens}|{day_ttl}"
+            f"|{self._lease_ttl}|{request_id}|{len(chosen)}|{groups}"
         )
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._acquires.append(op)
@@ -199,32 +142,33 @@ class RedisLimiter:
         self._wake()
         # A cancelled request cancels this future; _send() then gives back what Redis took.
         result = await future
-        code, requests, tokens, recent, oldest = result
-        rpm_reset = float(oldest) + WINDOW - now if oldest else WINDOW
-        headers = limit_headers(key, now, requests, recent, rpm_reset, tokens)
+        code, failing = int(result[0]), int(result[1])
+        usages = [_usage(result, index, now) for index in range(len(chosen))]
+        headers = limit_headers(chosen[0].limits, now, usages[0])
         if code:
-            reason = _REASONS[int(code)]
-            if reason == REQUESTS_PER_MINUTE:
-                retry_after = rpm_reset
-            elif reason == CONCURRENCY:
-                retry_after = 1.0
-            else:
-                retry_after = seconds_to_utc_midnight(now)
-            raise rejection(reason, key, retry_after, headers)
+            index = failing - 1
+            raise rejection(_REASONS[code], chosen[index], now, usages[index], tokens, headers)
         reservation.headers = headers
         return reservation
 
-    async def settle(self, reservation: Reservation, tokens_used: int) -> None:
-        """Queue the lease release and token correction; returns at once, never raises."""
+    async def settle(
+        self, reservation: Reservation, tokens_used: int, *, refund: bool = False
+    ) -> None:
+        """Queue the release, token correction and refund; returns at once, never raises."""
         if reservation.settled:
             return
         reservation.settled = True
-        delta = tokens_used - reservation.tokens_reserved if reservation.counts_tokens else 0
-        if delta or reservation.slot:
-            self._queue_settle(reservation, delta)
+        if reservation.subjects:
+            self._queue_settle(reservation, tokens_used - reservation.tokens, refund)
 
-    def _queue_settle(self, reservation: Reservation, delta: int) -> None:
-        self._settles.append(f"S|{reservation.day}|{delta}|{reservation.slot}|{reservation.key_id}")
+    def _queue_settle(self, reservation: Reservation, delta: int, refund: bool) -> None:
+        groups = "|".join(
+            f"{prefix(subject)}|{_flags(subject.limits)}" for subject in reservation.subjects
+        )
+        self._settles.append(
+            f"S|{reservation.day}|{delta}|{int(refund)}|{reservation.request_id}"
+            f"|{len(reservation.subjects)}|{groups}"
+        )
         if self._sender is None and self._timer is None:
             # A settle waits a moment for the next acquire to ride along with (saving a
             # round trip per request); that acquire, sent after it, always sees it.
@@ -255,10 +199,10 @@ class RedisLimiter:
                 for pending, result in zip(waiting, results[len(settles) :], strict=True):
                     if not pending.future.done():
                         pending.future.set_result(result)
-                    elif result[0] == 0:
-                        self._queue_settle(
-                            pending.reservation, -pending.reservation.tokens_reserved
-                        )
+                    elif int(result[0]) == 0:
+                        # Its request was cancelled while Redis admitted it: give it back.
+                        reservation = pending.reservation
+                        self._queue_settle(reservation, -reservation.tokens, True)
         finally:
             self._sender = None
 
@@ -292,3 +236,11 @@ class RedisLimiter:
         sender = self._sender
         if sender is not None:
             await asyncio.wait({sender}, timeout=5)
+
+
+def _usage(result: list[Any], index: int, now: float) -> Usage:
+    """Subject `index`'s counts from an acquire's answer."""
+    base = 2 + 4 * index
+    requests, tokens, recent, oldest = result[base : base + 4]
+    reset = float(oldest) + WINDOW - now if oldest else WINDOW
+    return Usage(int(requests), int(recent), reset, int(tokens))

@@ -6,7 +6,7 @@ import asyncio
 
 from starlette.types import Receive
 
-from vllm_gateway.proxy.relay import Outcome
+from vllm_gateway.proxy.context import Outcome
 
 
 class DisconnectWatcher:

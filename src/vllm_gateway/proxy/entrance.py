@@ -1,299 +1,107 @@
-"""The /v1 hot path as pure ASGI: authenticate, check, reserve, forward, relay, account."""
+"""The entrance of the /v1 hot path, as pure ASGI in front of the FastAPI app.
+
+It serves `/v1/models` and the allowlisted inference routes (proxy/routes.py) and hands
+every other request (pages, admin API, operations) to the app behind it. Each forwarded
+request gets a fresh id (returned as `x-request-id`, and vLLM's engine id) and a
+RequestContext, read from its headers in one pass, then runs through the pipeline.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Sequence
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from vllm_gateway.access.keys import ClientKey
-from vllm_gateway.accounting.usage import UsageEvent
+from vllm_gateway.access.credentials import CredentialReader
 from vllm_gateway.errors import GatewayError
-from vllm_gateway.proxy.asgi import (
-    JSON_CONTENT_TYPE,
-    ClientGone,
-    RawHeaders,
-    read_body,
-    send_error,
-    send_response,
-)
-from vllm_gateway.proxy.disconnect import DisconnectWatcher
-from vllm_gateway.proxy.relay import CLIENT_CLOSED_REQUEST, Outcome, relay_stream, relay_whole
-from vllm_gateway.proxy.request_body import ParsedRequest, parse_body
+from vllm_gateway.proxy.asgi import send_error
+from vllm_gateway.proxy.context import ClientHeaders, RawHeaders, RequestContext
+from vllm_gateway.proxy.models_list import list_models
+from vllm_gateway.proxy.pipeline import Pipeline
 from vllm_gateway.proxy.routes import MODELS_PATH, Route, match_route
-from vllm_gateway.proxy.upstream import FORWARDED_REQUEST_HEADERS, open_upstream, response_headers
-from vllm_gateway.routing.pool import Backend
+from vllm_gateway.proxy.upstream import FORWARDED_REQUEST_HEADERS
 from vllm_gateway.services import Services
 
-log = logging.getLogger(__name__)
 
-Handler = Callable[[Services, str, Scope, Receive, Send], Awaitable[None]]
-
-
-@dataclass(slots=True)
-class ClientRequest:
-    """What the hot path reads from the ASGI scope's headers, in one pass."""
-
-    presented_key: str | None
-    content_type: str
-    content_length: int | None
-    forwarded: dict[str, str]
-
-
-def read_headers(scope: Scope) -> ClientRequest:
-    """Pick credentials, body metadata and forwardable headers out of the scope."""
-    presented: str | None = None
+def read_headers(scope: Scope) -> ClientHeaders:
+    """Credentials, body metadata and the headers to forward, from the scope, in one pass."""
+    credential = CredentialReader()
     content_type = ""
     length: int | None = None
     forwarded: dict[str, str] = {}
     for name, value in scope["headers"]:
-        if name == b"authorization":
-            text = value.decode("latin-1")
-            if text[:7].lower() == "bearer ":
-                presented = text[7:].strip()
-        elif name == b"x-api-key":
-            presented = value.decode("latin-1").strip()
+        if name == b"authorization" or name == b"x-api-key":
+            credential.offer(name, value)
         elif name == b"content-type":
             content_type = value.decode("latin-1").lower()
             forwarded["Content-Type"] = value.decode("latin-1")
         elif name == b"content-length":
-            length = int(value) if value.isdigit() else None
+            length = int(value) if value.isdigit() and len(value) < 19 else None
         elif name in FORWARDED_REQUEST_HEADERS:
             forwarded[name.decode("latin-1")] = value.decode("latin-1")
-    return ClientRequest(presented, content_type, length, forwarded)
+    return ClientHeaders(credential.presented, credential.conflict, content_type, length, forwarded)
 
 
 class ProxyApp:
-    """Serves the forwarded inference routes; hands every other request to `app`."""
+    """Serves the forwarded inference routes; hands every other request to `app`.
 
-    def __init__(self, app: ASGIApp) -> None:
+    Behind trusted proxies (GATEWAY_TRUSTED_PROXIES) the client address and scheme come
+    from their X-Forwarded-For / X-Forwarded-Proto, for every route.
+    """
+
+    def __init__(self, app: ASGIApp, trusted_proxies: Sequence[str] = ()) -> None:
         self.app = app
-        self.services: Services | None = None
+        self.pipeline: Pipeline | None = None  # set by the lifespan, with the services
+        self._entry: ASGIApp = (
+            ProxyHeadersMiddleware(self._dispatch, list(trusted_proxies))  # type: ignore[arg-type,assignment]
+            if trusted_proxies
+            else self._dispatch
+        )
+
+    @property
+    def services(self) -> Services | None:
+        """The running worker's services (None before the lifespan started)."""
+        return None if self.pipeline is None else self.pipeline.services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._entry(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
             if path == MODELS_PATH:
-                await self._guarded(self._list_models, scope, receive, send)
+                await self._serve(None, scope, receive, send)
                 return
             route = match_route(path)
             if route is not None:
-                await self._guarded(partial(self._forward, route=route), scope, receive, send)
+                await self._serve(route, scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    async def _guarded(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
-        """Give the request an id and answer any GatewayError in OpenAI's shape."""
+    async def _serve(self, route: Route | None, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = os.urandom(16).hex()
         headers: RawHeaders = [(b"x-request-id", request_id.encode())]
-        services = self.services
-        if services is None:
-            await send_error(
-                send, GatewayError(503, "the gateway is starting", "starting"), headers
-            )
-            return
-        try:
-            await handler(services, request_id, scope, receive, send)
-        except GatewayError as error:
+        pipeline = self.pipeline
+        if pipeline is None:
+            error = GatewayError(503, "the gateway is starting", "starting")
             await send_error(send, error, headers)
-        except ClientGone:
             return
-        except Exception as exc:
-            await send_error(send, _internal_error(exc), headers)
-
-    async def _list_models(
-        self, services: Services, request_id: str, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        if scope["method"] != "GET":
-            raise _method_not_allowed("GET")
-        client = read_headers(scope)
-        key = await self._authenticate(services, client)
-        pool = services.backends
-        cards = pool.model_cards()
-        if not cards:
-            await pool.refresh_models()
-            cards = pool.model_cards()
-            if not cards:
-                raise GatewayError(503, "no backend is available", "backend_unavailable")
-        visible = [card for card in cards if key.allows_model(str(card.get("id")))]
-        body = orjson.dumps({"object": "list", "data": visible})
-        await send_response(
-            send, 200, body, [JSON_CONTENT_TYPE, (b"x-request-id", request_id.encode())]
+        services = pipeline.services
+        if route is None:
+            await list_models(services, request_id, scope, read_headers(scope), send, headers)
+            return
+        ctx = RequestContext(
+            request_id=request_id,
+            route=route,
+            scope=scope,
+            receive=receive,
+            send=send,
+            started=time.perf_counter(),
+            arrived=services.clock(),
+            client=read_headers(scope),
+            headers=headers,
         )
-
-    async def _authenticate(self, services: Services, client: ClientRequest) -> ClientKey:
-        try:
-            return await services.keys.authenticate(client.presented_key)
-        except GatewayError as error:
-            services.metrics.rejected(error.reason, "")
-            raise
-
-    async def _forward(
-        self,
-        services: Services,
-        request_id: str,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        *,
-        route: Route,
-    ) -> None:
-        started = time.perf_counter()
-        arrived = services.clock()
-        if scope["method"] not in route.methods:
-            raise _method_not_allowed(*route.methods)
-        client = read_headers(scope)
-        key = await self._authenticate(services, client)
-        try:
-            body = await read_body(
-                receive, services.settings.gateway_max_body_bytes, client.content_length
-            )
-            parsed = parse_body(route, body, client.content_type)
-            if parsed.model and not key.allows_model(parsed.model):
-                raise GatewayError(
-                    403,
-                    f"this key may not use the model `{parsed.model}`",
-                    "model_not_allowed",
-                    param="model",
-                )
-            candidates = await self._candidates(services, parsed.model)
-            reservation = await services.limiter.acquire(key, parsed.token_estimate)
-        except GatewayError as error:
-            services.metrics.rejected(error.reason, key.id)
-            raise
-
-        outcome = Outcome()
-        task = asyncio.current_task()
-        assert task is not None
-        watcher = DisconnectWatcher(receive, task, outcome)
-        services.metrics.request_started()
-        try:
-            await self._exchange(
-                services,
-                route,
-                scope,
-                send,
-                client,
-                parsed,
-                candidates,
-                request_id,
-                reservation.headers,
-                outcome,
-            )
-        except asyncio.CancelledError:
-            if not outcome.client_gone:
-                raise
-            task.uncancel()
-        except Exception as exc:
-            failure = exc if isinstance(exc, GatewayError) else _internal_error(exc)
-            outcome.status = failure.status
-            if not outcome.response_started:
-                headers: RawHeaders = [(b"x-request-id", request_id.encode())]
-                await send_error(send, failure, headers + reservation.headers)
-        finally:
-            watcher.stop()
-            if outcome.client_gone:
-                outcome.status = CLIENT_CLOSED_REQUEST
-            await services.limiter.settle(
-                reservation, outcome.prompt_tokens + outcome.completion_tokens
-            )
-            finished = time.perf_counter()
-            event = UsageEvent(
-                ts=arrived,
-                request_id=request_id,
-                key_id=key.id,
-                model=parsed.model,
-                route=scope["path"],
-                status=outcome.status,
-                prompt_tokens=outcome.prompt_tokens,
-                completion_tokens=outcome.completion_tokens,
-                latency_ms=(finished - started) * 1000,
-                ttft_ms=None
-                if outcome.first_byte_at is None
-                else (outcome.first_byte_at - started) * 1000,
-                backend=outcome.backend,
-                stream=parsed.stream,
-            )
-            services.usage.record(event)
-            services.metrics.request_finished(event)
-
-    async def _candidates(self, services: Services, model: str) -> list[Backend]:
-        """Backends that serve `model`; 404 when every known model list lacks it."""
-        pool = services.backends
-        candidates = pool.candidates(model)
-        if not candidates and pool.knows_models():
-            await pool.refresh_models()
-            candidates = pool.candidates(model)
-            if not candidates and pool.knows_models():
-                raise GatewayError(
-                    404, f"The model `{model}` does not exist.", "model_not_found", param="model"
-                )
-        if not candidates:
-            # Nothing is known yet (every backend down at start): let the request try them all.
-            candidates = list(pool.backends)
-        return candidates
-
-    async def _exchange(
-        self,
-        services: Services,
-        route: Route,
-        scope: Scope,
-        send: Send,
-        client: ClientRequest,
-        parsed: ParsedRequest,
-        candidates: list[Backend],
-        request_id: str,
-        limit_headers: RawHeaders,
-        outcome: Outcome,
-    ) -> None:
-        pool = services.backends
-        headers = dict(client.forwarded)
-        headers["X-Request-Id"] = request_id
-        if pool.auth_header:
-            headers["Authorization"] = pool.auth_header
-        query = scope["query_string"]
-        target = scope["path"] + ("?" + query.decode("latin-1") if query else "")
-        backend, response = await open_upstream(
-            pool, candidates, scope["method"], target, parsed.body, headers
-        )
-        outcome.backend = backend.name
-        try:
-            out_headers = response_headers(response)
-            out_headers.append((b"x-request-id", request_id.encode()))
-            out_headers.extend(limit_headers)
-            if response.status == 401:
-                # The backend refused the gateway's own key: an operator problem, not the client's.
-                log.error("backend %s rejected VLLM_API_KEY (401)", backend.name)
-                raise GatewayError(502, "the backend refused the gateway", "backend_auth_failed")
-            outcome.status = response.status
-            if response.content_type == "text/event-stream":
-                await relay_stream(route, send, response, parsed, out_headers, outcome)
-            else:
-                await relay_whole(send, response, out_headers, outcome)
-            response.release()
-        except BaseException:
-            response.close()
-            raise
-
-
-def _internal_error(exc: Exception) -> GatewayError:
-    """A 500 for a bug: logged with its traceback, shown to the client without one."""
-    log.exception("unexpected error on the proxy path", exc_info=exc)
-    return GatewayError(500, "internal gateway error", "internal_error")
-
-
-def _method_not_allowed(*methods: str) -> GatewayError:
-    allowed = ", ".join(sorted(methods))
-    return GatewayError(
-        405,
-        f"method not allowed; use {allowed}",
-        "method_not_allowed",
-        headers=[(b"allow", allowed.encode())],
-    )
+        await pipeline.run(ctx)

@@ -1,45 +1,45 @@
-"""Relay a backend's answer to the client: whole or streamed, learning its token usage."""
+"""Relay a backend's answer to the client: whole or streamed, learning its usage and its end.
+
+Whole answers: a 200 is relayed byte for byte. A backend's error is relayed in OpenAI's
+shape: a 4xx keeps its message, completed with `type`, `param` and `code` where the backend
+left them out; a 5xx becomes 502 `backend_error` without the backend's text (it can hold
+tracebacks and server paths; it goes to the log instead), except vLLM's 503 (queue full),
+which stays a retryable 503.
+
+Streams: relayed event by event. A stream whose final event reached the client is complete,
+however the client closes afterwards; one that the backend ends without its final event
+(no `[DONE]`) gets an error event and `[DONE]` from the gateway and is recorded as a
+backend error, as is a stream the backend breaks off.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import orjson
 from starlette.types import Send
 
-from vllm_gateway.errors import GatewayError, error_body
-from vllm_gateway.proxy.asgi import JSON_CONTENT_TYPE, RawHeaders, send_response
-from vllm_gateway.proxy.request_body import ParsedRequest
-from vllm_gateway.proxy.routes import Route, StreamKind
+from vllm_gateway.errors import GatewayError, error_body, error_type
+from vllm_gateway.proxy.asgi import JSON_CONTENT_TYPE, send_response
+from vllm_gateway.proxy.context import Outcome, RawHeaders, RequestContext
+from vllm_gateway.proxy.routes import StreamKind
 from vllm_gateway.proxy.sse import StreamAccountant, usage_from_body
 
-CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before the answer
+log = logging.getLogger(__name__)
+
 _STREAM_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What happened to one forwarded request, for limits, usage and metrics."""
-
-    status: int = 0
-    backend: str = ""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    first_byte_at: float | None = None
-    response_started: bool = False
-    client_gone: bool = False
+_LOGGED_BODY = 500  # characters of a backend's error body worth a log line
 
 
 async def relay_whole(
-    send: Send,
-    response: aiohttp.ClientResponse,
-    headers: RawHeaders,
-    outcome: Outcome,
+    ctx: RequestContext, response: aiohttp.ClientResponse, headers: RawHeaders
 ) -> None:
     """Relay a whole (non-streamed) answer, learning its usage."""
+    outcome = ctx.outcome
     try:
         body = await response.read()
     except TimeoutError:  # aiohttp.ServerTimeoutError included
@@ -47,44 +47,111 @@ async def relay_whole(
     except aiohttp.ClientError:
         raise GatewayError(502, "the backend connection failed", "backend_error") from None
     outcome.first_byte_at = time.perf_counter()
-    if response.status == 200:
-        counts = usage_from_body(body)
-        if counts is not None:
-            outcome.prompt_tokens, outcome.completion_tokens = counts
-    elif not _is_openai_error(body):
-        body = error_body(response.status, "the backend returned an error", "backend_error")
+    status = response.status
+    if status == 200:
+        payload = _json_object(body)
+        if payload is not None:
+            counts = usage_from_body(payload)
+            if counts is not None:
+                outcome.prompt_tokens, outcome.completion_tokens = counts
+            if ctx.route.stores_response and isinstance(payload.get("id"), str):
+                outcome.response_id = payload["id"]
+    else:
+        status, body = _client_error(ctx, status, body)
         headers = [h for h in headers if h[0] != b"content-type"] + [JSON_CONTENT_TYPE]
+        if status != response.status:
+            headers = [h for h in headers if h[0] != b"retry-after"]
+    outcome.status = status
     outcome.response_started = True
-    await send_response(send, response.status, body, headers)
+    await send_response(ctx.send, status, body, headers)
+    outcome.completed = True
+
+
+def _client_error(ctx: RequestContext, status: int, body: bytes) -> tuple[int, bytes]:
+    """The status and OpenAI-shaped body a client gets for a backend's error answer."""
+    backend = ctx.backend.name if ctx.backend is not None else "?"
+    if status >= 500 and status != 503:
+        text = body[:_LOGGED_BODY].decode("utf-8", "replace")
+        log.warning("backend %s answered %d: %r", backend, status, text)
+        ctx.outcome.reason = "backend_error"
+        return 502, error_body(502, "the backend failed to answer", "backend_error")
+    payload = _json_object(body)
+    error = payload.get("error") if payload is not None else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        message = error["message"]
+    elif isinstance(error, str):
+        message = error
+    elif payload is not None and isinstance(payload.get("detail"), str):
+        message = payload["detail"]  # FastAPI's shape, e.g. for a route the backend lacks
+    else:
+        message = "the backend refused the request" if status < 500 else "the backend is busy"
+    ctx.outcome.reason = "backend_busy" if status == 503 else "backend_refused"
+    shaped = error if isinstance(error, dict) else {}
+    return status, orjson.dumps(
+        {
+            "error": {
+                "message": message,
+                "type": shaped.get("type") or error_type(status),
+                "param": shaped.get("param"),
+                "code": shaped.get("code") if shaped.get("code") is not None else status,
+            }
+        }
+    )
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return payload if isinstance(payload, dict) else None
 
 
 async def relay_stream(
-    route: Route,
-    send: Send,
-    response: aiohttp.ClientResponse,
-    parsed: ParsedRequest,
-    headers: RawHeaders,
-    outcome: Outcome,
+    ctx: RequestContext, response: aiohttp.ClientResponse, headers: RawHeaders
 ) -> None:
     """Relay a stream event by event as it arrives, learning its usage."""
-    accountant = StreamAccountant(strip_usage_chunk=not parsed.client_wants_usage)
+    outcome, send = ctx.outcome, ctx.send
+    body = ctx.body
+    strip = body is not None and not body.client_wants_usage
+    accountant = StreamAccountant(strip_usage_chunk=strip)
     headers.extend(_STREAM_HEADERS)
+    outcome.status = response.status
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     outcome.response_started = True
     try:
         tail = await _pump(send, response, accountant, outcome)
+        if not accountant.finished:
+            tail += _gateway_error_event(ctx, accountant, 502, "backend_stream_truncated")
     except (TimeoutError, aiohttp.ClientError) as exc:
         timed_out = isinstance(exc, asyncio.TimeoutError)
-        outcome.status = 504 if timed_out else 502
-        message = "the backend stopped answering" if timed_out else "the backend failed"
         code = "backend_timeout" if timed_out else "backend_error"
-        error = error_body(outcome.status, message, code)
-        tail = accountant.finish() + b"data: " + error + b"\n\n"
-        if route.stream is StreamKind.CHAT:
-            tail += b"data: [DONE]\n\n"
+        tail = accountant.finish() + _gateway_error_event(
+            ctx, accountant, 504 if timed_out else 502, code
+        )
     finally:
-        _count_stream_tokens(accountant, parsed, outcome)
+        _count_stream_tokens(ctx, accountant)
     await send({"type": "http.response.body", "body": tail, "more_body": False})
+    outcome.completed = True
+
+
+def _gateway_error_event(
+    ctx: RequestContext, accountant: StreamAccountant, status: int, code: str
+) -> bytes:
+    """An error event and, for chat-style streams, `[DONE]`: the end the backend did not send."""
+    ctx.outcome.status, ctx.outcome.reason = status, code
+    accountant.error_status = None  # the gateway's own status stands
+    message = (
+        "the backend ended the stream before it was complete"
+        if code == "backend_stream_truncated"
+        else "the backend stopped answering"
+        if code == "backend_timeout"
+        else "the backend failed"
+    )
+    event = b"data: " + error_body(status, message, code) + b"\n\n"
+    if ctx.route.stream is StreamKind.CHAT:
+        event += b"data: [DONE]\n\n"
+    return event
 
 
 async def _pump(
@@ -100,26 +167,24 @@ async def _pump(
         out = accountant.feed(data)
         if out:
             await send({"type": "http.response.body", "body": out, "more_body": True})
+            if accountant.finished:
+                outcome.completed = True
     return accountant.finish()
 
 
-def _count_stream_tokens(
-    accountant: StreamAccountant, parsed: ParsedRequest, outcome: Outcome
-) -> None:
+def _count_stream_tokens(ctx: RequestContext, accountant: StreamAccountant) -> None:
     """Tokens of a stream: the backend's own usage, or counted from chunks if it was cut."""
+    outcome = ctx.outcome
     if accountant.error_status is not None:
         outcome.status = accountant.error_status
+        outcome.reason = outcome.reason or "backend_error"
+    if accountant.response_id is not None and ctx.route.stores_response:
+        outcome.response_id = accountant.response_id
     if accountant.saw_usage:
         outcome.prompt_tokens = accountant.prompt_tokens
         outcome.completion_tokens = accountant.completion_tokens
     else:
-        outcome.prompt_tokens = parsed.prompt_estimate
-        outcome.completion_tokens = max(accountant.chunks - 1, 0)
-
-
-def _is_openai_error(body: bytes) -> bool:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(payload, dict) and isinstance(payload.get("error"), dict)
+        body = ctx.body
+        outcome.prompt_tokens = body.prompt_estimate if body is not None else 0
+        outcome.completion_tokens = accountant.generated_chunks
+        outcome.estimated = True

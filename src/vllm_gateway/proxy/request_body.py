@@ -1,35 +1,72 @@
-"""Read and check a client's request body: only what the gateway needs, bytes kept as sent."""
+"""Read and check a client's request body: only what the gateway needs, bytes kept as sent.
+
+JSON bodies are parsed once with orjson; the gateway reads `model`, `stream`,
+`stream_options`, `n`/`best_of` and the token caps, refuses the fields only the gateway may
+set, and forwards the client's bytes unchanged unless a step had to change the payload
+(e.g. to ask a stream for its usage), in which case the payload is serialised once.
+
+Token caps: `max_tokens`, `max_completion_tokens` and `max_output_tokens` must be whole
+numbers in 0..2^31-1 and `n`/`best_of` in 1..MAX_CHOICES; the admission step further caps
+them at the model's context length. The prompt estimate is a quarter of the client's body
+size (the upper side of a token count for text in JSON); it sizes the reservation and is
+billed only when a stream is cut before the backend reported its own counts.
+"""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from vllm_gateway.errors import GatewayError
+from vllm_gateway.proxy.multipart import multipart_fields
 from vllm_gateway.proxy.routes import BodyKind, Route, StreamKind
 
-# Scheduler and cluster internals a tenant must not set for itself.
-FORBIDDEN_FIELDS = ("priority", "kv_transfer_params")
-
-_MULTIPART_MODEL = re.compile(
-    rb'content-disposition:[^\r\n]*name="model"[^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]*)\r\n',
-    re.IGNORECASE,
+# Scheduler, cluster and server internals a tenant must not set for itself:
+# `request_id` picks vLLM's engine (and stored response) id, `vllm_xargs` smuggles any of
+# the others, `chat_template` runs a client-supplied Jinja template on the server.
+FORBIDDEN_FIELDS = (
+    "priority",
+    "kv_transfer_params",
+    "ec_transfer_params",
+    "vllm_xargs",
+    "request_id",
+    "chat_template",
 )
+TOKEN_CAP_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+MAX_TOKEN_CAP = 2**31 - 1
+MAX_CHOICES = 128  # OpenAI's documented maximum for n
+BYTES_PER_TOKEN = 4
 
 
 @dataclass(slots=True)
-class ParsedRequest:
-    """What the gateway learned from a body, and the bytes to forward."""
+class RequestBody:
+    """What the gateway learned from a body, and the payload to forward."""
 
-    model: str
-    stream: bool
-    client_wants_usage: bool
-    prompt_estimate: int  # body bytes / 4: used only when a cut stream reports no usage
-    token_estimate: int  # prompt estimate + max_tokens: what the limiter reserves
-    body: bytes
+    raw: bytes  # as the client sent it
+    payload: dict[str, Any] | None = None  # the parsed JSON object (JSON routes)
+    model: str | None = None  # None: the request names no model
+    stream: bool = False
+    client_wants_usage: bool = True  # a stream's usage chunk is relayed, not stripped
+    choices: int = 1  # n (or best_of): sequences generated per prompt
+    max_tokens: int | None = None
+    prompt_estimate: int = 0
+    changed: bool = False  # a step changed `payload`: forward its serialisation
+    fields: dict[str, str] = field(default_factory=dict)  # multipart's non-file fields
+
+    def forwarded(self) -> bytes:
+        """The bytes to send upstream."""
+        if self.changed and self.payload is not None:
+            return orjson.dumps(self.payload)
+        return self.raw
+
+    def set_model(self, model: str) -> None:
+        """Name the model in the forwarded body (a JSON route's payload)."""
+        assert self.payload is not None
+        self.payload["model"] = model
+        self.model = model
+        self.changed = True
 
 
 def bad_request(
@@ -39,92 +76,125 @@ def bad_request(
     return GatewayError(400, message, code, param=param)
 
 
-def parse_body(route: Route, body: bytes, content_type: str) -> ParsedRequest:
-    """Check the body of a forwarded request; raise a 4xx GatewayError when it is not usable."""
+def parse_body(route: Route, raw: bytes, content_type: str) -> RequestBody:
+    """Decode a body and find its model; a 4xx GatewayError when it is not usable.
+
+    JSON fields are checked afterwards by check_body().
+    """
     if route.body is BodyKind.NONE:
-        return ParsedRequest("", False, False, 0, 0, body)
+        return RequestBody(raw)
     if route.body is BodyKind.MULTIPART:
-        return _parse_multipart(body, content_type)
+        return _parse_multipart(raw, content_type)
     if not content_type.startswith("application/json"):
-        raise GatewayError(
-            415,
-            "Content-Type must be application/json",
-            "unsupported_media_type",
-        )
+        raise GatewayError(415, "Content-Type must be application/json", "unsupported_media_type")
     try:
-        payload = orjson.loads(body)
+        payload = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise bad_request(
             f"request body is not valid JSON: {exc.msg}", code="invalid_json"
         ) from None
     if not isinstance(payload, dict):
         raise bad_request("request body must be a JSON object", code="invalid_json")
-    return _parse_json(route, payload, body)
+    return _parse_json(route, payload, raw)
 
 
-def _parse_json(route: Route, payload: dict[str, Any], body: bytes) -> ParsedRequest:
+def _parse_json(route: Route, payload: dict[str, Any], raw: bytes) -> RequestBody:
     model = payload.get("model")
     if model is None:
         if route.requires_model:
             raise bad_request(
                 "you must provide a model parameter", "model", "missing_required_parameter"
             )
-        model = ""
     elif not isinstance(model, str) or not model:
         raise bad_request("model must be a non-empty string", "model", "invalid_type")
-    if route.required_field and route.required_field not in payload:
-        field = route.required_field
+    return RequestBody(raw, payload, model, prompt_estimate=len(raw) // BYTES_PER_TOKEN)
+
+
+def check_body(route: Route, body: RequestBody) -> None:
+    """Check a parsed JSON body's fields (its model is known by now, for the books)."""
+    payload = body.payload
+    if payload is None:
+        return
+    required = route.required_field
+    if required is not None and required not in payload:
         raise bad_request(
-            f"you must provide a {field} parameter", field, "missing_required_parameter"
+            f"you must provide a {required} parameter", required, "missing_required_parameter"
         )
-    if route.required_field == "messages" and not isinstance(payload["messages"], list):
+    if required == "messages" and not isinstance(payload["messages"], list):
         raise bad_request("messages must be an array", "messages", "invalid_type")
-    for field in FORBIDDEN_FIELDS:
-        if field in payload:
+    for name in FORBIDDEN_FIELDS:
+        if name in payload:
             raise bad_request(
-                f"{field} is set by the gateway, not by clients", field, "unsupported_parameter"
+                f"{name} is set by the gateway, not by clients", name, "unsupported_parameter"
             )
     stream = payload.get("stream", False)
     if not isinstance(stream, bool):
         raise bad_request("stream must be a boolean", "stream", "invalid_type")
-    max_tokens = _max_tokens(payload)
-    prompt_estimate = len(body) // 4
-    wants_usage = True
+    body.stream = stream
+    body.choices = _choices(payload)
+    body.max_tokens = _max_tokens(payload)
     if stream and route.stream is StreamKind.CHAT:
-        options = payload.get("stream_options")
-        if options is None:
-            options = {}
-        elif not isinstance(options, dict):
-            raise bad_request("stream_options must be an object", "stream_options", "invalid_type")
-        wants_usage = options.get("include_usage") is True
-        if not wants_usage:
-            # The gateway always needs the backend's own token counts.
-            payload["stream_options"] = {**options, "include_usage": True}
-            body = orjson.dumps(payload)
-    return ParsedRequest(
-        model, stream, wants_usage, prompt_estimate, prompt_estimate + max_tokens, body
+        _ask_for_usage(body, payload)
+
+
+def _ask_for_usage(body: RequestBody, payload: dict[str, Any]) -> None:
+    """Make a chat or completions stream report its usage, remembering if the client asked."""
+    options = payload.get("stream_options")
+    if options is None:
+        options = {}
+    elif not isinstance(options, dict):
+        raise bad_request("stream_options must be an object", "stream_options", "invalid_type")
+    body.client_wants_usage = options.get("include_usage") is True
+    if not body.client_wants_usage:
+        # The gateway always needs the backend's own token counts.
+        payload["stream_options"] = {**options, "include_usage": True}
+        body.changed = True
+
+
+def _whole_number(payload: dict[str, Any], name: str, low: int, high: int) -> int | None:
+    value = payload.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_request(f"{name} must be a whole number", name, "invalid_type")
+    if not low <= value <= high:
+        raise bad_request(f"{name} must be from {low} to {high}", name, "invalid_value")
+    return value
+
+
+def _max_tokens(payload: dict[str, Any]) -> int | None:
+    caps = [_whole_number(payload, name, 0, MAX_TOKEN_CAP) for name in TOKEN_CAP_FIELDS]
+    given = [cap for cap in caps if cap is not None]
+    return max(given) if given else None
+
+
+def _choices(payload: dict[str, Any]) -> int:
+    n = _whole_number(payload, "n", 1, MAX_CHOICES) or 1
+    best_of = _whole_number(payload, "best_of", 1, MAX_CHOICES) or 1
+    return max(n, best_of)
+
+
+def _parse_multipart(raw: bytes, content_type: str) -> RequestBody:
+    fields = multipart_fields(raw, content_type)
+    for name in FORBIDDEN_FIELDS:
+        if name in fields:
+            raise bad_request(
+                f"{name} is set by the gateway, not by clients", name, "unsupported_parameter"
+            )
+    model = fields.get("model") or None
+    stream = fields.get("stream", "").strip().lower() == "true"
+    text_bytes = sum(len(value) for value in fields.values())
+    cap = fields.get("max_completion_tokens", "").strip()
+    max_tokens = None
+    if cap:
+        name = "max_completion_tokens"
+        number: object = int(cap) if cap.isdigit() and len(cap) <= 12 else cap
+        max_tokens = _whole_number({name: number}, name, 0, MAX_TOKEN_CAP)
+    return RequestBody(
+        raw,
+        model=model,
+        stream=stream,
+        max_tokens=max_tokens,
+        prompt_estimate=text_bytes // BYTES_PER_TOKEN,
+        fields=fields,
     )
-
-
-def _max_tokens(payload: dict[str, Any]) -> int:
-    total = 0
-    for field in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
-        value = payload.get(field)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise bad_request(f"{field} must be a non-negative integer", field, "invalid_type")
-        total = max(total, value)
-    return total
-
-
-def _parse_multipart(body: bytes, content_type: str) -> ParsedRequest:
-    if not content_type.startswith("multipart/form-data"):
-        raise GatewayError(
-            415, "Content-Type must be multipart/form-data", "unsupported_media_type"
-        )
-    found = _MULTIPART_MODEL.search(body)
-    model = found.group(1).decode("utf-8", "replace").strip() if found else ""
-    stream = b'name="stream"\r\n\r\ntrue' in body
-    estimate = len(body) // 4
-    return ParsedRequest(model, stream, True, estimate, estimate, body)

@@ -1,8 +1,20 @@
-"""Relay a server-sent-event stream as it arrives, learning its token usage on the way.
+"""Relay a server-sent-event stream as it arrives, learning its usage and its end on the way.
 
 Bytes go out as they came in, cut only at event boundaries (a partial event waits for its
 end). The one change: the usage-only chunk the gateway asked for on the client's behalf is
 removed when the client did not ask for it itself.
+
+What the accountant learns:
+- usage: the backend's own counts, from a chat/completions usage chunk, a responses
+  `response.completed` event or a messages `message_start`/`message_delta` event;
+- the end: the stream's final event (`data: [DONE]`, or `response.completed`,
+  `response.incomplete`, `response.failed`, `message_stop`) was relayed, so the answer is
+  complete whatever the client does next;
+- for a stream cut before its usage arrived, one counting rule for chat and completions:
+  every relayed data chunk that carries generated text (a non-empty `delta.content` or
+  `text`) counts as one completion token. vLLM sends one chunk per decoding step, so this
+  is exact for it unless a step emits several tokens;
+- an error event's status; a stored response's id.
 """
 
 from __future__ import annotations
@@ -13,29 +25,51 @@ import orjson
 
 _BOUNDARY = b"\n\n"
 _MAX_PENDING = 1 << 20  # a backend that never ends an event is relayed raw past this
+_DONE = b"data: [DONE]"
+_FINAL_EVENTS = (
+    b"event: response.completed",
+    b"event: response.incomplete",
+    b"event: response.failed",
+    b"event: message_stop",
+)
+# Data chunks that carry no generated text: a role chunk, a finish-only chunk, the usage chunk.
+_EMPTY_MARKS = (
+    b'"content":""',
+    b'"content": ""',
+    b'"text":""',
+    b'"text": ""',
+    b'"delta":{}',
+    b'"delta": {}',
+    b'"choices":[]',
+    b'"choices": []',
+)
 
 
 class StreamAccountant:
-    """Splits a stream into events, finds usage and errors, strips the gateway's usage chunk."""
+    """Splits a stream into events, finds usage, errors and the end, strips the usage chunk."""
 
     __slots__ = (
         "_pending",
         "_strip_usage_chunk",
-        "chunks",
         "completion_tokens",
         "error_status",
+        "finished",
+        "generated_chunks",
         "prompt_tokens",
+        "response_id",
         "saw_usage",
     )
 
     def __init__(self, strip_usage_chunk: bool) -> None:
         self._pending = b""
         self._strip_usage_chunk = strip_usage_chunk
-        self.chunks = 0
+        self.generated_chunks = 0
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.saw_usage = False
+        self.finished = False
         self.error_status: int | None = None
+        self.response_id: str | None = None
 
     def feed(self, data: bytes) -> bytes:
         """Take bytes from the backend; return the complete events to send on now."""
@@ -49,17 +83,26 @@ class StreamAccountant:
             return b""
         end += len(_BOUNDARY)
         complete, self._pending = buffer[:end], buffer[end:]
-        self.chunks += complete.count(b"data: {")
-        if b'"usage"' in complete or b'"error"' in complete:
-            return self._inspect(complete)
-        return complete
+        return self._complete(complete)
 
     def finish(self) -> bytes:
         """What is left when the backend ends the stream."""
         rest, self._pending = self._pending, b""
-        if rest and (b'"usage"' in rest or b'"error"' in rest):
-            return self._inspect(rest)
-        return rest
+        return self._complete(rest) if rest else rest
+
+    def _complete(self, complete: bytes) -> bytes:
+        self._count(complete)
+        if b'"usage"' in complete or b'"error"' in complete or b'"response"' in complete:
+            return self._inspect(complete)
+        return complete
+
+    def _count(self, complete: bytes) -> None:
+        data = complete.count(b"\ndata:") + complete.startswith(b"data:")
+        empty = sum(complete.count(mark) for mark in _EMPTY_MARKS)
+        done = complete.count(_DONE)
+        self.generated_chunks += max(0, data - empty - done)
+        if done or any(mark in complete for mark in _FINAL_EVENTS):
+            self.finished = True
 
     def _inspect(self, complete: bytes) -> bytes:
         kept: list[bytes] = []
@@ -67,8 +110,10 @@ class StreamAccountant:
         for event in complete.split(_BOUNDARY):
             if not event:
                 continue
-            # Only the few events that can hold usage or an error are worth parsing.
-            if (b'"usage"' in event or b'"error"' in event) and self._read_event(event):
+            # Only the few events that can hold usage, an error or an id are worth parsing.
+            if (
+                b'"usage"' in event or b'"error"' in event or b'"response"' in event
+            ) and self._read_event(event):
                 dropped = True
             else:
                 kept.append(event)
@@ -77,19 +122,24 @@ class StreamAccountant:
         return b"".join(event + _BOUNDARY for event in kept)
 
     def _read_event(self, event: bytes) -> bool:
-        """Record usage or error from one event; True when the event is to be dropped."""
+        """Record usage, an error or an id from one event; True when it is to be dropped."""
         payload = _event_json(event)
         if payload is None:
             return False
         error = payload.get("error")
         if isinstance(error, dict):
             code = error.get("code")
-            self.error_status = code if isinstance(code, int) and code >= 400 else 500
+            self.error_status = code if isinstance(code, int) and 400 <= code < 600 else 500
+        response = payload.get("response")
+        if isinstance(response, dict) and isinstance(response.get("id"), str):
+            self.response_id = self.response_id or response["id"]
         usage = _usage_of(payload)
         if usage is None:
             return False
-        self.saw_usage = True
         prompt, completion = _counts(usage)
+        if prompt is None and completion is None:
+            return False  # e.g. `response.created` with "usage": null
+        self.saw_usage = True
         # Anthropic-style streams report input and output tokens in different events.
         self.prompt_tokens = prompt if prompt is not None else self.prompt_tokens
         self.completion_tokens = completion if completion is not None else self.completion_tokens
@@ -112,7 +162,7 @@ def _event_json(event: bytes) -> dict[str, Any] | None:
 
 
 def _usage_of(payload: dict[str, Any]) -> dict[str, Any] | None:
-    """Usage from a chat chunk, a responses `response.completed` or a messages event."""
+    """Usage from a chat chunk, a responses `response.*` event or a messages event."""
     usage = payload.get("usage")
     if isinstance(usage, dict):
         return usage
@@ -135,16 +185,8 @@ def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def usage_from_body(body: bytes) -> tuple[int, int] | None:
+def usage_from_body(payload: dict[str, Any]) -> tuple[int, int] | None:
     """(prompt, completion) tokens from a non-streamed JSON answer, if it reports usage."""
-    if b'"usage"' not in body:
-        return None
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(payload, dict):
-        return None
     usage = _usage_of(payload)
     if usage is None:
         return None

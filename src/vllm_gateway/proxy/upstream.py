@@ -1,35 +1,25 @@
-"""Open the upstream request: headers we send, failover, one retry on a stale connection."""
+"""Open the upstream request: the headers sent and kept, failover, one retry on a stale connection.
+
+Both directions are allowlists. Towards the backend: the content type, Accept and
+User-Agent of the client, the gateway's own request id and the backend's key; never the
+client's credentials, cookies, hop-by-hop headers or vLLM's scheduling headers. Back to the
+client: the content type and Retry-After; nothing else a backend sets (CORS, cookies,
+caching, server banners) crosses the gateway.
+
+The URL is sent exactly as the gateway built it from checked parts (`encoded=True`): no
+client-supplied path segment is normalised into another route.
+"""
 
 from __future__ import annotations
 
 import aiohttp
+from yarl import URL
 
 from vllm_gateway.errors import GatewayError
 from vllm_gateway.routing.pool import Backend, BackendPool
 
-# Request headers passed on from the client; everything else (credentials, cookies,
-# hop-by-hop headers, X-Request-Id, vLLM's scheduling knobs) stays behind.
 FORWARDED_REQUEST_HEADERS = frozenset({b"content-type", b"accept", b"user-agent"})
-
-# Response headers the gateway sets itself or that must not cross a proxy.
-DROPPED_RESPONSE_HEADERS = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"content-length",
-        b"server",
-        b"date",
-        b"x-request-id",
-        b"set-cookie",
-        b"www-authenticate",
-    }
-)
+KEPT_RESPONSE_HEADERS = frozenset({b"content-type", b"retry-after"})
 
 
 def response_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
@@ -37,7 +27,7 @@ def response_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, byte
     kept = []
     for name, value in response.raw_headers:
         lower = name.lower()
-        if lower not in DROPPED_RESPONSE_HEADERS:
+        if lower in KEPT_RESPONSE_HEADERS:
             kept.append((lower, value))
     return kept
 
@@ -55,7 +45,7 @@ async def open_upstream(
         raise GatewayError(503, "no backend is available", "backend_unavailable")
     last_error: GatewayError | None = None
     for backend in candidates:
-        url = backend.base_url + path_and_query
+        url = URL(backend.base_url + path_and_query, encoded=True)
         for attempt in (1, 2):
             try:
                 response = await pool.session.request(

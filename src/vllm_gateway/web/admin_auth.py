@@ -11,12 +11,14 @@ from typing import Literal
 from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 
+from vllm_gateway.access.credentials import read_credential
 from vllm_gateway.access.key_records import as_utc
 from vllm_gateway.db import admin as db_admin
 from vllm_gateway.errors import GatewayError
 from vllm_gateway.services import Services
+from vllm_gateway.web.templating import renderer
 
 SESSION_COOKIE = "vgw_session"
 CSRF_HEADER = "x-csrf-token"
@@ -103,12 +105,30 @@ async def check_csrf(request: Request, session: AdminSession) -> None:
         raise GatewayError(403, "Missing or wrong CSRF token.", "csrf_failed")
 
 
+def client_address(request: Request) -> str:
+    """The client's address (the forwarded one behind a trusted proxy)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
+async def verify_admin_token(request: Request, token: str, via: str) -> bool:
+    """Check an admin key, throttled per client address (429 while blocked)."""
+    services = _services(request)
+    address = client_address(request)
+    services.login_throttle.check(address)
+    if await services.admin.verify(token):
+        services.login_throttle.succeeded(address)
+        return True
+    services.login_throttle.failed(address, via)
+    return False
+
+
 async def require_admin(request: Request) -> AdminPrincipal:
     """FastAPI dependency: the admin key as Bearer, or a session cookie (+ CSRF on writes)."""
-    authorization = request.headers.get("authorization")
-    if authorization is not None:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() == "bearer" and await _services(request).admin.verify(token.strip()):
+    credential = read_credential(request.scope["headers"])
+    if credential.conflict:
+        raise _unauthorized()
+    if credential.token is not None:
+        if await verify_admin_token(request, credential.token, "bearer"):
             return AdminPrincipal(via="bearer")
         raise _unauthorized()
     session = await current_session(request)
@@ -135,11 +155,22 @@ async def login(
     request: Request,
     admin_key: str = Form(""),
     next_url: str = Form("", alias="next"),
-) -> RedirectResponse:
+) -> Response:
     """Exchange the admin key for a session cookie."""
     services = _services(request)
     target = safe_next(next_url)
-    if not await services.admin.verify(admin_key.strip()):
+    try:
+        accepted = await verify_admin_token(request, admin_key.strip(), "login form")
+    except GatewayError as throttled:
+        return renderer(request).render(
+            request,
+            "login.html",
+            active="login",
+            context={"next": target, "error": False, "throttled": throttled.message},
+            status_code=429,
+            headers=dict((k.decode(), v.decode()) for k, v in throttled.headers),
+        )
+    if not accepted:
         return RedirectResponse(f"/login?error=1&next={quote(target, safe='/')}", status_code=303)
     cookie = secrets.token_urlsafe(32)
     now = _now(services)

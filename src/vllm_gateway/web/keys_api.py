@@ -7,10 +7,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, create_model
 
 from vllm_gateway.access.key_records import KeyRecord
 from vllm_gateway.access.keys import KeyStore
+from vllm_gateway.limits.model import LIMIT_FIELDS
 from vllm_gateway.services import Services
 from vllm_gateway.web.admin_auth import require_admin
 
@@ -26,16 +27,24 @@ router = APIRouter(
 )
 
 
-class KeyFields(BaseModel):
+_OPTIONAL_LIMITS: dict[str, Any] = {
+    spec.name: (StrictInt | None, Field(None, description=f"{spec.description} (null: none)"))
+    for spec in LIMIT_FIELDS
+}
+_LIMIT_VALUES: dict[str, Any] = {
+    spec.name: (int | None, Field(description=spec.description)) for spec in LIMIT_FIELDS
+}
+LimitFields = create_model("LimitFields", __config__=ConfigDict(extra="forbid"), **_OPTIONAL_LIMITS)
+"""One optional field per limit (LIMIT_FIELDS), for the admin API's request bodies."""
+
+LimitValues = create_model("LimitValues", **_LIMIT_VALUES)
+"""Every limit's value (null: unlimited), for the admin API's answers."""
+
+
+class KeyFields(LimitFields):
     """Fields shared by create and update (null limit: unlimited)."""
 
-    model_config = ConfigDict(extra="forbid")
-
     email: StrictStr | None = Field(None, description="Contact address (optional)")
-    daily_requests: StrictInt | None = Field(None, description="Requests per UTC day")
-    rpm: StrictInt | None = Field(None, description="Requests per minute")
-    daily_tokens: StrictInt | None = Field(None, description="Prompt + completion tokens per day")
-    max_concurrency: StrictInt | None = Field(None, description="Requests in flight at once")
     models: list[StrictStr] | None = Field(None, description="Allowed models; empty: all")
     expires_at: datetime | None = Field(
         None, description="ISO 8601 expiry (UTC if no offset); null: never"
@@ -54,7 +63,7 @@ class KeyUpdate(KeyFields):
     name: StrictStr | None = Field(None, description="What the key is for (1-200 characters)")
 
 
-class KeyOut(BaseModel):
+class KeyOut(LimitValues):
     """A key as the admin API shows it (never the key itself)."""
 
     id: str
@@ -67,10 +76,6 @@ class KeyOut(BaseModel):
     revoked_at: datetime | None
     expires_at: datetime | None
     models: list[str]
-    daily_requests: int | None
-    rpm: int | None
-    daily_tokens: int | None
-    max_concurrency: int | None
 
 
 class KeyCreated(KeyOut):

@@ -7,9 +7,11 @@ import hmac
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from vllm_gateway.access.credentials import read_credential
 from vllm_gateway.accounting.metrics import CONTENT_TYPE
 from vllm_gateway.errors import GatewayError
 from vllm_gateway.services import Services
+from vllm_gateway.web.admin_auth import verify_admin_token
 
 router = APIRouter(tags=["operations"])
 
@@ -34,14 +36,13 @@ def _unauthorized() -> GatewayError:
 async def metrics(request: Request) -> Response:
     """This worker's metrics (Bearer GATEWAY_METRICS_TOKEN or the admin key)."""
     services: Services = request.app.state.services
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    token = read_credential(request.scope["headers"]).presented
+    if not token:
         raise _unauthorized()
     expected = services.settings.gateway_metrics_token
     allowed = expected is not None and hmac.compare_digest(
         token.encode(), expected.get_secret_value().encode()
     )
-    if not allowed and not await services.admin.verify(token):
+    if not allowed and not await verify_admin_token(request, token, "metrics"):
         raise _unauthorized()
     return Response(services.metrics.render(), media_type=CONTENT_TYPE)

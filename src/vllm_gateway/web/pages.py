@@ -81,7 +81,7 @@ async def login_page(
     target = safe_next(next_path)
     if await current_session(request) is not None:
         return RedirectResponse(target, status_code=303)
-    context = {"next": target, "error": bool(error)}
+    context = {"next": target, "error": bool(error), "throttled": None}
     return renderer(request).render(request, "login.html", active="login", context=context)
 
 

@@ -60,6 +60,7 @@ class PageRenderer:
         active: str = "",
         context: dict[str, Any] | None = None,
         status_code: int = 200,
+        headers: dict[str, str] | None = None,
     ) -> Response:
         """An HTML response; pages of a logged-in admin are never stored by caches."""
         values: dict[str, Any] = {
@@ -70,7 +71,11 @@ class PageRenderer:
         values.update(context or {})
         cache = "no-store" if csrf_token is not None else "no-cache"
         return self.templates.TemplateResponse(
-            request, name, values, status_code=status_code, headers={"Cache-Control": cache}
+            request,
+            name,
+            values,
+            status_code=status_code,
+            headers={"Cache-Control": cache, **(headers or {})},
         )
 
 

@@ -9,11 +9,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
+from vllm_gateway.access.credentials import read_credential
 from vllm_gateway.clock import utc_day
 from vllm_gateway.db import usage as db_usage
 from vllm_gateway.errors import GatewayError
 from vllm_gateway.services import Services
 from vllm_gateway.web.admin_auth import require_admin
+from vllm_gateway.web.keys_api import LimitValues
 
 router = APIRouter(tags=["usage"])
 admin = [Depends(require_admin)]
@@ -26,8 +28,13 @@ PERCENTILES = (0.5, 0.95, 0.99)
 class Sums(BaseModel):
     """Request and token counts over some period."""
 
-    requests: int = Field(description="Requests forwarded to a backend")
-    errors: int = Field(description="Of those, answered with a status >= 400")
+    requests: int = Field(description="Requests admitted and sent to a backend")
+    errors: int = Field(
+        description="Of those, failed (a status >= 400 from the backend or the gateway); "
+        "a client that cancelled is not an error"
+    )
+    rejected: int = Field(description="Requests the gateway refused itself (never forwarded)")
+    cancelled: int = Field(description="Requests whose client left before the answer (499)")
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
@@ -60,6 +67,9 @@ class UsageReport(BaseModel):
     key_id: str | None
     model: str | None
     totals: Sums
+    rejected_by_reason: dict[str, int] = Field(
+        description="Refused requests per reason (the limit hit, model_not_allowed, …)"
+    )
     average_latency_ms: float | None
     daily: list[DaySums] = Field(description="One entry per day of the range, oldest first")
     by_key: list[KeySums] = Field(description="Busiest keys first (at most 100)")
@@ -72,6 +82,7 @@ class MinuteSums(BaseModel):
     time: datetime = Field(description="Start of the minute (UTC)")
     requests: int
     errors: int
+    rejected: int
     tokens: int
 
 
@@ -99,6 +110,8 @@ class RecentRequest(BaseModel):
     latency_ms: float
     ttft_ms: float | None
     stream: bool
+    admitted: bool = Field(description="False: the gateway refused it (see reason)")
+    reason: str | None = Field(description="Why it was refused or failed, or client_closed")
 
 
 class Stats(BaseModel):
@@ -109,6 +122,7 @@ class Stats(BaseModel):
     per_minute: list[MinuteSums] = Field(description="The last 60 minutes, oldest first")
     last_hour: Sums = Field(description="Totals of the last 60 minutes")
     error_rate: float = Field(description="Errors / requests over the last 60 minutes (0-1)")
+    rejected_by_reason: dict[str, int] = Field(description="Today's refusals per reason")
     latency_ms: Latency = Field(description="Over the last 60 minutes")
     in_flight: int = Field(description="Requests being forwarded now (by every worker)")
     active_keys: int = Field(description="Keys that made a request today")
@@ -116,15 +130,6 @@ class Stats(BaseModel):
     top_keys: list[KeySums] = Field(description="Today's busiest keys (at most 10)")
     top_models: list[ModelSums] = Field(description="Today's busiest models (at most 10)")
     recent: list[RecentRequest] = Field(description="The latest 20 requests, newest first")
-
-
-class Limits(BaseModel):
-    """A key's limits (null: unlimited)."""
-
-    daily_requests: int | None
-    rpm: int | None
-    daily_tokens: int | None
-    max_concurrency: int | None
 
 
 class Today(DaySums):
@@ -141,7 +146,7 @@ class MyUsage(BaseModel):
     name: str
     models: list[str] = Field(description="Models the key may use; empty: all")
     expires_at: datetime | None
-    limits: Limits
+    limits: LimitValues
     today: Today
     daily: list[DaySums] = Field(description="The last 30 days, oldest first")
 
@@ -156,6 +161,8 @@ def _sums(row: Any) -> dict[str, int]:
     return {
         "requests": int(row["requests"] or 0),
         "errors": int(row["errors"] or 0),
+        "rejected": int(row["rejected"] or 0),
+        "cancelled": int(row["cancelled"] or 0),
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
@@ -163,7 +170,14 @@ def _sums(row: Any) -> dict[str, int]:
 
 
 def _zero() -> dict[str, int]:
-    return {"requests": 0, "errors": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    return {
+        "requests": 0,
+        "errors": 0,
+        "rejected": 0,
+        "cancelled": 0,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+    }
 
 
 def _parse_day(value: str | None, param: str) -> date | None:
@@ -207,6 +221,7 @@ async def usage_report(
     where = db_usage.UsageFilter(key_id, model, first.isoformat(), last.isoformat())
     async with services.database.engine.connect() as connection:
         totals = await db_usage.daily_totals(connection, where)
+        refusals = await db_usage.rejections_by_reason(connection, where)
         series = await db_usage.daily_series(connection, where)
         keys = await db_usage.top_keys(connection, where, limit=100)
         # Per model, every model the key used, even when the report is for one model.
@@ -218,6 +233,7 @@ async def usage_report(
         key_id=key_id,
         model=model,
         totals=Sums(**_sums(totals)),
+        rejected_by_reason=refusals,
         average_latency_ms=float(totals["latency_ms_sum"]) / requests if requests else None,
         daily=_filled(series, _days(first, last)),
         by_key=[KeySums(key_id=row["key_id"], name=row["name"], **_sums(row)) for row in keys],
@@ -237,6 +253,7 @@ async def stats(request: Request) -> Stats:
         dialect = services.database.dialect
         today_only = db_usage.UsageFilter(since=today, until=today)
         totals = await db_usage.daily_totals(connection, today_only)
+        refusals = await db_usage.rejections_by_reason(connection, today_only)
         minutes = await db_usage.per_minute(connection, dialect, since_ts)
         latency = await db_usage.latency_percentiles(connection, dialect, since_ts, PERCENTILES)
         active = await db_usage.count_active_keys(connection, today)
@@ -256,6 +273,7 @@ async def stats(request: Request) -> Stats:
                 time=datetime.fromtimestamp(minute * 60, UTC),
                 requests=sums["requests"],
                 errors=sums["errors"],
+                rejected=sums["rejected"],
                 tokens=sums["total_tokens"],
             )
         )
@@ -266,6 +284,7 @@ async def stats(request: Request) -> Stats:
         per_minute=series,
         last_hour=Sums(**_sums(hour)),
         error_rate=hour["errors"] / hour["requests"] if hour["requests"] else 0.0,
+        rejected_by_reason=refusals,
         latency_ms=Latency(p50=p50, p95=p95, p99=p99),
         in_flight=services.metrics.in_flight_everywhere(),
         active_keys=active,
@@ -287,18 +306,12 @@ async def stats(request: Request) -> Stats:
                 latency_ms=row["latency_ms"],
                 ttft_ms=row["ttft_ms"],
                 stream=bool(row["stream"]),
+                admitted=bool(row["admitted"]),
+                reason=row["reason"],
             )
             for row in recent
         ],
     )
-
-
-def _presented_key(request: Request) -> str | None:
-    key = request.headers.get("x-api-key")
-    if key:
-        return key.strip()
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 @router.get(
@@ -309,7 +322,7 @@ def _presented_key(request: Request) -> str | None:
 async def my_usage(request: Request) -> MyUsage:
     """The calling client key's limits, today's use and the last 30 days (x-api-key or Bearer)."""
     services = _services(request)
-    key = await services.keys.authenticate(_presented_key(request))
+    key = await services.keys.authenticate(read_credential(request.scope["headers"]).presented)
     now = services.clock()
     last = date.fromisoformat(utc_day(now))
     first = last - timedelta(days=29)
@@ -323,20 +336,15 @@ async def my_usage(request: Request) -> MyUsage:
         name=key.name,
         models=sorted(key.models),
         expires_at=None if key.expires_at is None else datetime.fromtimestamp(key.expires_at, UTC),
-        limits=Limits(
-            daily_requests=key.daily_requests,
-            rpm=key.rpm,
-            daily_tokens=key.daily_tokens,
-            max_concurrency=key.max_concurrency,
-        ),
+        limits=LimitValues(**key.limits.to_json()),
         today=Today(
             **today.model_dump(),
             requests_remaining=None
-            if key.daily_requests is None
-            else max(0, key.daily_requests - today.requests),
+            if key.limits.daily_requests is None
+            else max(0, key.limits.daily_requests - today.requests),
             tokens_remaining=None
-            if key.daily_tokens is None
-            else max(0, key.daily_tokens - today.total_tokens),
+            if key.limits.daily_tokens is None
+            else max(0, key.limits.daily_tokens - today.total_tokens),
         ),
         daily=daily,
     )

@@ -1,0 +1,231 @@
+"""The Limiter protocol and what both implementations share: subjects, reservations, 429s.
+
+Semantics (the in-process limiter in memory.py and the Redis one in redis.py keep the same):
+
+- A request is admitted for a list of subjects (its key; later also the key's team) in one
+  atomic check-and-reserve: either every limit of every subject has room and all are
+  reserved, or nothing is taken and the 429 names the first limit hit.
+- requests per day: counted per UTC calendar day (date-bucketed counters, so the window
+  resets at 00:00 UTC with no reset job).
+- requests per minute: a sliding window; at most `rpm` admitted requests in any 60 seconds.
+- tokens per day: acquire() reserves the request's worst case (prompt estimate + n *
+  max_tokens, see proxy/request_body.py) and is refused unless used + reserved + this
+  reservation fits the limit; settle() replaces the reservation with the backend's real
+  count. A request is counted on the day it started.
+- concurrency: a slot is held from acquire() to settle(); the proxy settles on every path.
+- A request refused after admission (e.g. its model turns out not to exist) is settled with
+  `refund=True`: it then counts against no request limit, as it was never forwarded.
+- When several limits are exceeded the longest-lived one is reported (day, then tokens,
+  then minute, then concurrency) so Retry-After is never too optimistic.
+- A limit is only counted while it is set: a limit added mid-day starts at zero. A subject
+  with no limits costs nothing here and gets no rate-limit headers.
+
+Headers: `x-ratelimit-{limit,remaining,reset}-requests` describe whichever request limit
+(per day or per minute) of the key has the fewest requests remaining after this one (on a
+tie, the one that resets later); reset is when that limit next frees capacity. The
+`-tokens` trio is sent when the key has a daily token limit. Durations use OpenAI's
+format ("1s", "6m0s", "20ms").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from vllm_gateway.clock import seconds_to_utc_midnight, utc_day
+from vllm_gateway.errors import GatewayError
+from vllm_gateway.limits.model import Limits
+
+Headers = list[tuple[bytes, bytes]]
+
+WINDOW = 60.0
+"""Seconds of the requests-per-minute sliding window."""
+
+REQUESTS_PER_DAY = "requests_per_day"
+TOKENS_PER_DAY = "tokens_per_day"
+REQUESTS_PER_MINUTE = "requests_per_minute"
+CONCURRENCY = "concurrency"
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """Something limits apply to: a key (kind "key") or, later, a team."""
+
+    kind: str
+    id: str
+    limits: Limits
+
+
+@dataclass(slots=True)
+class Reservation:
+    """What acquire() took for one request; settle() gives back what was not used."""
+
+    request_id: str
+    day: str
+    subjects: tuple[Subject, ...]  # the limited ones, in the order they were given
+    tokens: int  # reserved on every subject with a daily token limit
+    headers: Headers = field(default_factory=list)
+    settled: bool = False
+
+
+class Limiter(Protocol):
+    """Check-and-reserve before forwarding, settle after the response."""
+
+    async def acquire(
+        self, subjects: Sequence[Subject], tokens: int, request_id: str
+    ) -> Reservation:
+        """Reserve the request on every subject at once, or raise a 429 GatewayError."""
+        ...
+
+    async def settle(
+        self, reservation: Reservation, tokens_used: int, *, refund: bool = False
+    ) -> None:
+        """Release slots, settle tokens to the real count (refund: uncount the request).
+
+        Idempotent; never raises.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release resources."""
+        ...
+
+
+class RateLimitExceeded(GatewayError):
+    """A 429 naming the limit that was hit (`reason`, for metrics and usage)."""
+
+    def __init__(self, reason: str, message: str, headers: Headers) -> None:
+        super().__init__(429, message, "rate_limit_exceeded", headers=headers, reason=reason)
+
+
+def limited(subjects: Sequence[Subject]) -> tuple[Subject, ...]:
+    """The subjects that have at least one limit."""
+    return tuple(subject for subject in subjects if subject.limits.any)
+
+
+def format_duration(seconds: float) -> str:
+    """A duration the way OpenAI's reset headers write it: "20ms", "1s", "6m0s", "2h3m4s"."""
+    if seconds < 1.0:
+        return f"{max(0, math.ceil(seconds * 1000))}ms"
+    whole = math.ceil(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """One subject's counts as the limiter saw them (this request included when admitted)."""
+
+    requests_today: int = 0
+    in_window: int = 0
+    window_reset: float = WINDOW  # seconds until the oldest admission leaves the window
+    tokens_today: int = 0  # used + reserved by requests in flight
+
+
+def limit_headers(limits: Limits, now: float, usage: Usage) -> Headers:
+    """OpenAI's x-ratelimit-* headers for a subject's state."""
+    headers: Headers = []
+    to_midnight = seconds_to_utc_midnight(now)
+    daily, rpm = limits.daily_requests, limits.rpm
+    chosen: tuple[int, float, int] | None = None  # (remaining, -reset, limit)
+    if daily is not None:
+        chosen = (max(0, daily - usage.requests_today), -to_midnight, daily)
+    if rpm is not None:
+        by_minute = (max(0, rpm - usage.in_window), -usage.window_reset, rpm)
+        chosen = by_minute if chosen is None else min(chosen, by_minute)
+    if chosen is not None:
+        remaining, negative_reset, limit = chosen
+        headers += [
+            (b"x-ratelimit-limit-requests", b"%d" % limit),
+            (b"x-ratelimit-remaining-requests", b"%d" % remaining),
+            (b"x-ratelimit-reset-requests", format_duration(-negative_reset).encode()),
+        ]
+    tokens = limits.daily_tokens
+    if tokens is not None:
+        headers += [
+            (b"x-ratelimit-limit-tokens", b"%d" % tokens),
+            (b"x-ratelimit-remaining-tokens", b"%d" % max(0, tokens - usage.tokens_today)),
+            (b"x-ratelimit-reset-tokens", format_duration(to_midnight).encode()),
+        ]
+    return headers
+
+
+def first_limit_hit(limits: Limits, usage: Usage, tokens: int) -> str | None:
+    """The longest-lived limit this request would exceed, or None when it fits."""
+    if limits.daily_requests is not None and usage.requests_today >= limits.daily_requests:
+        return REQUESTS_PER_DAY
+    if limits.daily_tokens is not None and usage.tokens_today + tokens > limits.daily_tokens:
+        return TOKENS_PER_DAY
+    if limits.rpm is not None and usage.in_window >= limits.rpm:
+        return REQUESTS_PER_MINUTE
+    return None  # concurrency is checked by the caller, which knows the slots in flight
+
+
+def rejection(
+    reason: str, subject: Subject, now: float, usage: Usage, tokens: int, headers: Headers
+) -> RateLimitExceeded:
+    """The 429 for `reason`, with Retry-After, the x-ratelimit-* headers, and what would fit."""
+    limits, who = subject.limits, f"{subject.kind} {subject.id}"
+    to_midnight = seconds_to_utc_midnight(now)
+    retry_after = 1.0
+    if reason == REQUESTS_PER_DAY:
+        retry_after = to_midnight
+        message = (
+            f"Rate limit reached for {who}: {limits.daily_requests} requests per day. "
+            f"The limit resets at 00:00 UTC (in {format_duration(to_midnight)})."
+        )
+    elif reason == TOKENS_PER_DAY:
+        retry_after = to_midnight
+        message = _tokens_message(who, limits, usage, tokens, to_midnight)
+    elif reason == REQUESTS_PER_MINUTE:
+        retry_after = usage.window_reset
+        message = (
+            f"Rate limit reached for {who}: {limits.rpm} requests per minute. "
+            f"Retry in {format_duration(usage.window_reset)}."
+        )
+    else:
+        message = (
+            f"Too many concurrent requests for {who}: at most {limits.max_concurrency} may "
+            "be in flight. Retry when one has finished."
+        )
+    retry = str(max(1, math.ceil(retry_after))).encode()
+    return RateLimitExceeded(reason, message, [(b"retry-after", retry), *headers])
+
+
+def _tokens_message(who: str, limits: Limits, usage: Usage, tokens: int, to_midnight: float) -> str:
+    daily = limits.daily_tokens
+    assert daily is not None
+    left = max(0, daily - usage.tokens_today)
+    if tokens > daily:
+        return (
+            f"This request may use up to {tokens} tokens (prompt + n * max_tokens), more than "
+            f"{who} may use in a day ({daily}). Set a lower max_tokens."
+        )
+    return (
+        f"Rate limit reached for {who}: {daily} tokens per day. {left} remain today and this "
+        f"request may use up to {tokens} (prompt + n * max_tokens): set a lower max_tokens, "
+        f"or retry after 00:00 UTC (in {format_duration(to_midnight)})."
+    )
+
+
+class DayNames:
+    """utc_day() remembered for the current day: formatting a date costs more than a limit."""
+
+    __slots__ = ("_name", "_number")
+
+    def __init__(self) -> None:
+        self._number = -1
+        self._name = ""
+
+    def __call__(self, now: float) -> str:
+        number = int(now // 86400)
+        if number != self._number:
+            self._number, self._name = number, utc_day(now)
+        return self._name

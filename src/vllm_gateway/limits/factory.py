@@ -1,0 +1,18 @@
+"""create_limiter(): the Redis limiter when Redis is configured, else the in-process one."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from vllm_gateway.clock import Clock
+from vllm_gateway.limits.base import Limiter
+from vllm_gateway.limits.memory import InProcessLimiter
+from vllm_gateway.limits.redis import RedisLimiter
+from vllm_gateway.settings import Settings
+
+
+def create_limiter(settings: Settings, redis: aioredis.Redis | None, clock: Clock) -> Limiter:
+    """Shared limits through Redis (every worker and instance), else this worker's own."""
+    if redis is None:
+        return InProcessLimiter(clock)
+    return RedisLimiter(redis, clock, lease_seconds=settings.gateway_upstream_timeout + 60.0)

@@ -1,0 +1,136 @@
+-- Atomic check-and-reserve and settle for every subject of a request (redis.py is its caller).
+--
+-- Each ARGV is one operation, its fields separated by "|":
+--   A|day|now|horizon|lease expiry|tokens|day ttl|lease ttl|member|count|<subject>...
+--     subject = prefix|daily requests|daily tokens|rpm|concurrency   (limits: -1 = unlimited)
+--   S|day|token delta|refund (0/1)|member|count|<prefix|flags>...
+--     flags = four 0/1 characters: daily requests, daily tokens, rpm, concurrency set
+-- An A answers {code, failing subject (1-based, 0: none), then per subject: requests,
+-- tokens, in window, oldest admission or ""}; code 0 admitted, else the limit hit by the
+-- failing subject: 1 per day, 2 tokens, 3 per minute, 4 concurrency. Nothing is reserved
+-- on any subject unless every subject has room. An S answers 0.
+
+local function split(op)
+  local out, start = {}, 1
+  while true do
+    local stop = string.find(op, '|', start, true)
+    if not stop then
+      out[#out + 1] = string.sub(op, start)
+      return out
+    end
+    out[#out + 1] = string.sub(op, start, stop - 1)
+    start = stop + 1
+  end
+end
+
+local function settle(f)
+  local day, delta, refund, member = f[2], f[3], f[4] == '1', f[5]
+  for s = 0, tonumber(f[6]) - 1 do
+    local prefix, flags = f[7 + 2 * s], f[8 + 2 * s]
+    if string.sub(flags, 2, 2) == '1' and delta ~= '0' then
+      redis.call('INCRBY', prefix .. 'tok:' .. day, delta)
+    end
+    if string.sub(flags, 4, 4) == '1' then
+      redis.call('ZREM', prefix .. 'conc', member)
+    end
+    if refund then
+      local req_key = prefix .. 'req:' .. day
+      if string.sub(flags, 1, 1) == '1' and tonumber(redis.call('GET', req_key) or '0') > 0 then
+        redis.call('DECR', req_key)
+      end
+      if string.sub(flags, 3, 3) == '1' then
+        redis.call('ZREM', prefix .. 'rpm', member)
+      end
+    end
+  end
+  return 0
+end
+
+local function acquire(f)
+  local day, now, horizon, lease_expiry = f[2], f[3], f[4], f[5]
+  local tokens, day_ttl, lease_ttl, member = tonumber(f[6]), f[7], f[8], f[9]
+  local count = tonumber(f[10])
+  local subjects, answer = {}, {0, 0}
+  for s = 1, count do
+    local base = 11 + 5 * (s - 1)
+    local subject = {
+      prefix = f[base],
+      daily_req = tonumber(f[base + 1]),
+      daily_tok = tonumber(f[base + 2]),
+      rpm = tonumber(f[base + 3]),
+      conc = tonumber(f[base + 4]),
+      requests = 0,
+      tokens = 0,
+      recent = 0,
+    }
+    local prefix = subject.prefix
+    if subject.daily_req >= 0 then
+      subject.requests = tonumber(redis.call('GET', prefix .. 'req:' .. day) or '0')
+    end
+    if subject.daily_tok >= 0 then
+      subject.tokens = tonumber(redis.call('GET', prefix .. 'tok:' .. day) or '0')
+    end
+    if subject.rpm >= 0 then
+      redis.call('ZREMRANGEBYSCORE', prefix .. 'rpm', '-inf', horizon)
+      subject.recent = redis.call('ZCARD', prefix .. 'rpm')
+    end
+    local in_flight = 0
+    if subject.conc >= 0 then
+      redis.call('ZREMRANGEBYSCORE', prefix .. 'conc', '-inf', now)
+      in_flight = redis.call('ZCARD', prefix .. 'conc')
+    end
+    local code = 0
+    if subject.daily_req >= 0 and subject.requests >= subject.daily_req then code = 1
+    elseif subject.daily_tok >= 0 and subject.tokens + tokens > subject.daily_tok then code = 2
+    elseif subject.rpm >= 0 and subject.recent >= subject.rpm then code = 3
+    elseif subject.conc >= 0 and in_flight >= subject.conc then code = 4
+    end
+    if code ~= 0 and answer[1] == 0 then
+      answer[1], answer[2] = code, s
+    end
+    subjects[s] = subject
+  end
+  for s = 1, count do
+    local subject = subjects[s]
+    local prefix = subject.prefix
+    if answer[1] == 0 then
+      if subject.daily_req >= 0 then
+        subject.requests = redis.call('INCR', prefix .. 'req:' .. day)
+        redis.call('EXPIRE', prefix .. 'req:' .. day, day_ttl)
+      end
+      if subject.daily_tok >= 0 then
+        subject.tokens = redis.call('INCRBY', prefix .. 'tok:' .. day, tokens)
+        redis.call('EXPIRE', prefix .. 'tok:' .. day, day_ttl)
+      end
+      if subject.rpm >= 0 then
+        redis.call('ZADD', prefix .. 'rpm', now, member)
+        subject.recent = subject.recent + 1
+        redis.call('EXPIRE', prefix .. 'rpm', 61)
+      end
+      if subject.conc >= 0 then
+        redis.call('ZADD', prefix .. 'conc', lease_expiry, member)
+        redis.call('EXPIRE', prefix .. 'conc', lease_ttl)
+      end
+    end
+    local oldest = ''
+    if subject.rpm >= 0 and subject.recent > 0 then
+      oldest = redis.call('ZRANGE', prefix .. 'rpm', 0, 0, 'WITHSCORES')[2]
+    end
+    answer[#answer + 1] = subject.requests
+    answer[#answer + 1] = subject.tokens
+    answer[#answer + 1] = subject.recent
+    answer[#answer + 1] = oldest
+  end
+  return answer
+end
+
+local results = {}
+for i = 1, #ARGV do
+  local f = split(ARGV[i])
+  if f[1] == 'S' then
+    results[i] = settle(f)
+  else
+    results[i] = acquire(f)
+  end
+end
+return results

@@ -1,0 +1,89 @@
+"""The account step: settle the reservation, record the usage event, count the metrics.
+
+Runs on every path of a request by a known key, refused or served: the books hold every
+one of them. A request the gateway refused is refunded (it counts against no
+request limit); one whose client left before the answer ended is recorded with
+`reason: client_closed` and what the gateway knows of it (the prompt estimate when the
+backend had not reported its counts), never as 0/0 in silence.
+"""
+
+from __future__ import annotations
+
+import time
+
+from vllm_gateway.access.stored_responses import Owner
+from vllm_gateway.accounting.usage import UsageEvent
+from vllm_gateway.errors import GatewayError
+from vllm_gateway.proxy.context import CLIENT_CLOSED_REQUEST, RequestContext
+from vllm_gateway.services import Services
+
+CLIENT_CLOSED = "client_closed"
+
+
+def close_outcome(ctx: RequestContext) -> None:
+    """Settle what the outcome says when the client left before the answer was complete."""
+    outcome = ctx.outcome
+    if not outcome.client_gone or outcome.completed:
+        return
+    outcome.status, outcome.reason = CLIENT_CLOSED_REQUEST, CLIENT_CLOSED
+    if outcome.admitted and not outcome.prompt_tokens and not outcome.completion_tokens:
+        body = ctx.body
+        outcome.prompt_tokens = body.prompt_estimate if body is not None else 0
+        outcome.estimated = True
+
+
+async def account(ctx: RequestContext, services: Services) -> None:
+    """Settle limits, record usage and metrics; never raises."""
+    key, outcome = ctx.key, ctx.outcome
+    assert key is not None
+    close_outcome(ctx)
+    tokens = outcome.prompt_tokens + outcome.completion_tokens
+    if ctx.reservation is not None:
+        await services.limiter.settle(ctx.reservation, tokens, refund=not outcome.admitted)
+    first_byte = outcome.first_byte_at
+    backend = ctx.backend.name if ctx.backend is not None else ""
+    event = UsageEvent(
+        ts=ctx.arrived,
+        request_id=ctx.request_id,
+        key_id=key.id,
+        model=ctx.model,
+        route=ctx.path,
+        status=outcome.status,
+        prompt_tokens=outcome.prompt_tokens,
+        completion_tokens=outcome.completion_tokens,
+        latency_ms=(time.perf_counter() - ctx.started) * 1000,
+        ttft_ms=None if first_byte is None else (first_byte - ctx.started) * 1000,
+        backend=backend,
+        stream=ctx.body.stream if ctx.body is not None else False,
+        admitted=outcome.admitted,
+        reason=outcome.reason,
+        estimated=outcome.estimated,
+    )
+    services.usage.record(event)
+    services.metrics.request_finished(event)
+    if outcome.response_id is not None and outcome.status == 200 and backend:
+        await services.responses.remember(outcome.response_id, Owner(key.id, backend), ctx.arrived)
+
+
+def record_refusal(
+    services: Services, request_id: str, key_id: str, path: str, error: GatewayError, arrived: float
+) -> None:
+    """The usage event of a request the gateway refused outside the pipeline (/v1/models)."""
+    event = UsageEvent(
+        ts=arrived,
+        request_id=request_id,
+        key_id=key_id,
+        model="",
+        route=path,
+        status=error.status,
+        prompt_tokens=0,
+        completion_tokens=0,
+        latency_ms=0.0,
+        ttft_ms=None,
+        backend="",
+        stream=False,
+        admitted=False,
+        reason=error.reason,
+    )
+    services.usage.record(event)
+    services.metrics.request_finished(event)
