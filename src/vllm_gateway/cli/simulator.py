@@ -41,6 +41,24 @@ import click
     type=click.FloatRange(min=0, min_open=True),
     help="Send ': keep-alive' comments on streams idle this many seconds.",
 )
+@click.option(
+    "--no-health",
+    "no_health",
+    is_flag=True,
+    help="Serve no /health route (404), like OpenAI-compatible servers without one.",
+)
+@click.option(
+    "--control",
+    is_flag=True,
+    help="Serve the control API under /_sim/ (faults, stats, recorded requests) for tests.",
+)
+@click.option(
+    "--extra-header",
+    "extra_headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="Add this header to every answer (repeatable).",
+)
 def simulator(
     host: str,
     port: int,
@@ -50,6 +68,9 @@ def simulator(
     max_model_len: int,
     default_max_tokens: int,
     sse_keep_alive_interval: float | None,
+    no_health: bool,
+    control: bool,
+    extra_headers: tuple[str, ...],
 ) -> None:
     """Run a simulated vLLM server (for demos, load tests and the test suite)."""
     import uvicorn
@@ -63,6 +84,9 @@ def simulator(
         max_model_len=max_model_len,
         sse_keep_alive_interval=sse_keep_alive_interval,
         default_max_tokens=default_max_tokens,
+        health_route=not no_health,
+        control=control,
+        extra_headers=[_header(spec) for spec in extra_headers],
     )
     app = create_simulator_app(config)
     click.echo(
@@ -79,3 +103,10 @@ def simulator(
         # vLLM (uvicorn's default too) closes idle keep-alive connections after 5 s.
         timeout_keep_alive=5,
     )
+
+
+def _header(spec: str) -> tuple[str, str]:
+    name, colon, value = spec.partition(":")
+    if not colon or not name.strip():
+        raise click.BadParameter(f"{spec!r} is not 'NAME: VALUE'", param_hint="--extra-header")
+    return name.strip(), value.strip()

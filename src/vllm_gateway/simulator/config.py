@@ -17,3 +17,10 @@ class SimulatorConfig:
     default_max_tokens: int = 64
     # Bounds memory in long load tests; tests only look at recent requests.
     max_recorded_requests: int = 10_000
+    max_stored_responses: int = 10_000
+    health_route: bool = True
+    """False: no /health at all (404), like many OpenAI-compatible servers."""
+    control: bool = False
+    """Serve the control API under /_sim/ (faults, stats, recorded requests)."""
+    extra_headers: list[tuple[str, str]] = field(default_factory=list)
+    """Headers added to every answer, e.g. ("access-control-allow-origin", "*")."""
