@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -14,6 +17,7 @@ from vllm_gateway.simulator.control import Control
 from vllm_gateway.simulator.front import SimulatorFront
 from vllm_gateway.simulator.metrics import MetricsRoute
 from vllm_gateway.simulator.pooling import PoolingRoutes
+from vllm_gateway.simulator.responses import ResponsesRoutes
 from vllm_gateway.simulator.routes import Endpoint, Handler, Routes, json_response
 from vllm_gateway.simulator.state import SimulatorState
 
@@ -34,6 +38,7 @@ def create_simulator_app(config: SimulatorConfig) -> Starlette:
     state = SimulatorState(config)
     routes = Routes(config, state)
     pooling = PoolingRoutes(config)
+    responses = ResponsesRoutes(config, state)
     table: list[tuple[str, Handler, list[str]]] = [
         ("/ping", routes.health, ["GET", "POST"]),
         ("/version", routes.version, ["GET"]),
@@ -42,6 +47,9 @@ def create_simulator_app(config: SimulatorConfig) -> Starlette:
         ("/v1/models", routes.models, ["GET"]),
         ("/v1/chat/completions", routes.chat, ["POST"]),
         ("/v1/completions", routes.completions, ["POST"]),
+        ("/v1/responses", responses.create, ["POST"]),
+        ("/v1/responses/{response_id}", responses.retrieve, ["GET"]),
+        ("/v1/responses/{response_id}/cancel", responses.cancel, ["POST"]),
         ("/v1/embeddings", pooling.embeddings, ["POST"]),
         ("/pooling", pooling.pooling, ["POST"]),
         ("/classify", pooling.classify, ["POST"]),
@@ -61,10 +69,16 @@ def create_simulator_app(config: SimulatorConfig) -> Starlette:
     if config.control:
         table_routes += Control(state).routes()
 
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await responses.close()
+
     app = Starlette(
         routes=table_routes,
         middleware=[Middleware(SimulatorFront, state=state)],
         exception_handlers={HTTPException: _http_error},
+        lifespan=lifespan,
     )
     app.state.simulator = state
     return app
