@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 from vllm_gateway.simulator.config import SimulatorConfig
 from vllm_gateway.simulator.control import Control
 from vllm_gateway.simulator.front import SimulatorFront
+from vllm_gateway.simulator.messages import MessagesRoutes
 from vllm_gateway.simulator.metrics import MetricsRoute
 from vllm_gateway.simulator.pooling import PoolingRoutes
 from vllm_gateway.simulator.responses import ResponsesRoutes
@@ -39,6 +40,7 @@ def create_simulator_app(config: SimulatorConfig) -> Starlette:
     routes = Routes(config, state)
     pooling = PoolingRoutes(config)
     responses = ResponsesRoutes(config, state)
+    messages = MessagesRoutes(config, state)
     table: list[tuple[str, Handler, list[str]]] = [
         ("/ping", routes.health, ["GET", "POST"]),
         ("/version", routes.version, ["GET"]),
@@ -50,6 +52,7 @@ def create_simulator_app(config: SimulatorConfig) -> Starlette:
         ("/v1/responses", responses.create, ["POST"]),
         ("/v1/responses/{response_id}", responses.retrieve, ["GET"]),
         ("/v1/responses/{response_id}/cancel", responses.cancel, ["POST"]),
+        ("/v1/messages", messages.create, ["POST"]),
         ("/v1/embeddings", pooling.embeddings, ["POST"]),
         ("/pooling", pooling.pooling, ["POST"]),
         ("/classify", pooling.classify, ["POST"]),
