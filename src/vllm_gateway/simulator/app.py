@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from vllm_gateway.simulator.audio import AudioRoutes
 from vllm_gateway.simulator.config import SimulatorConfig
 from vllm_gateway.simulator.control import Control
 from vllm_gateway.simulator.front import SimulatorFront
@@ -41,6 +42,7 @@ def create_simulator_app(config: SimulatorConfig) -> Starlette:
     pooling = PoolingRoutes(config)
     responses = ResponsesRoutes(config, state)
     messages = MessagesRoutes(config, state)
+    audio = AudioRoutes(config, state)
     table: list[tuple[str, Handler, list[str]]] = [
         ("/ping", routes.health, ["GET", "POST"]),
         ("/version", routes.version, ["GET"]),
@@ -53,6 +55,8 @@ def create_simulator_app(config: SimulatorConfig) -> Starlette:
         ("/v1/responses/{response_id}", responses.retrieve, ["GET"]),
         ("/v1/responses/{response_id}/cancel", responses.cancel, ["POST"]),
         ("/v1/messages", messages.create, ["POST"]),
+        ("/v1/audio/transcriptions", audio.transcriptions, ["POST"]),
+        ("/v1/audio/translations", audio.translations, ["POST"]),
         ("/v1/embeddings", pooling.embeddings, ["POST"]),
         ("/pooling", pooling.pooling, ["POST"]),
         ("/classify", pooling.classify, ["POST"]),
