@@ -17,7 +17,6 @@ from vllm_gateway.simulator.config import SimulatorConfig
 from vllm_gateway.simulator.control import Control
 from vllm_gateway.simulator.front import SimulatorFront
 from vllm_gateway.simulator.messages import MessagesRoutes
-from vllm_gateway.simulator.metrics import MetricsRoute
 from vllm_gateway.simulator.pooling import PoolingRoutes
 from vllm_gateway.simulator.responses import ResponsesRoutes
 from vllm_gateway.simulator.routes import Endpoint, Handler, Routes, json_response
@@ -47,7 +46,7 @@ def create_simulator_app(config: SimulatorConfig) -> Starlette:
         ("/ping", routes.health, ["GET", "POST"]),
         ("/version", routes.version, ["GET"]),
         ("/load", routes.load, ["GET"]),
-        ("/metrics", MetricsRoute(state).metrics, ["GET"]),
+        ("/metrics", routes.metrics, ["GET"]),
         ("/v1/models", routes.models, ["GET"]),
         ("/v1/chat/completions", routes.chat, ["POST"]),
         ("/v1/completions", routes.completions, ["POST"]),

@@ -1,4 +1,4 @@
-"""The simulator's basic endpoints: health, models, tokenizer, chat and completions.
+"""The simulator's basic endpoints: health, load, metrics, models, tokenizer, chat, completions.
 
 Handlers return any ASGI app (or raise SimulatorError, answered in vLLM's shape); the other
 route families live in their own modules (responses, messages, audio, pooling, metrics).
@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -149,6 +150,11 @@ class Routes:
 
     async def load(self, request: Request) -> ASGIApp:
         return json_response({"server_load": self.state.active})
+
+    async def metrics(self, request: Request) -> ASGIApp:
+        engine, metrics = self.state.engine, self.state.metrics
+        metrics.scheduler(len(engine.running), len(engine.waiting), engine.kv_usage)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 def _permission(model: str, created: int) -> dict[str, Any]:

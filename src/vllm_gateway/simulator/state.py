@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vllm_gateway.simulator.config import SimulatorConfig
+from vllm_gateway.simulator.engine import Engine
 from vllm_gateway.simulator.faults import (
     InjectedFailure,
     StreamFault,
@@ -20,9 +21,27 @@ from vllm_gateway.simulator.faults import (
     queue_full_failure,
     traceback_failure,
 )
+from vllm_gateway.simulator.metrics import EngineMetrics
 
 RECORD = "vllm_simulator.record"
 """Scope key where the front leaves the RecordedRequest of the request it is serving."""
+
+
+@dataclass
+class SequenceStats:
+    """What the engine did with a generation request (its modelled times, not measured ones)."""
+
+    prompt_tokens: int
+    cached_tokens: int = 0
+    """Prompt tokens found in the prefix cache."""
+    queued_seconds: float = 0.0
+    """Time spent in the waiting queue (measured)."""
+    prefill_seconds: float = 0.0
+    """Modelled prefill time (0 when not paced)."""
+    step_seconds: list[float] = field(default_factory=list)
+    """Modelled time of each decode step after the first token (none when not paced)."""
+    batch_sizes: list[int] = field(default_factory=list)
+    """Running requests during each of those steps."""
 
 
 @dataclass
@@ -38,6 +57,8 @@ class RecordedRequest:
     """The status answered (None: no answer started, e.g. a dropped connection)."""
     aborted: bool = False
     """The client disconnected before the answer was complete, so vLLM would abort it."""
+    sequence: SequenceStats | None = None
+    """For a generation request: what the engine did with it."""
 
     @property
     def request_id(self) -> str | None:
@@ -63,9 +84,12 @@ class SimulatorState:
         self.completed = 0
         self.aborted_request_ids: list[str] = []
         self.active = 0
+        # Tokens the engine processed, aborted requests included (vLLM's counters).
         self.prompt_tokens_total = 0
         self.generation_tokens_total = 0
         self.running_request_ids: set[str] = set()
+        self.engine = Engine(config)
+        self.metrics = EngineMetrics(config)
         self.responses: dict[str, StoredResponse] = {}
         self.extra_headers: list[tuple[bytes, bytes]] = []
         self.set_extra_headers(config.extra_headers)
