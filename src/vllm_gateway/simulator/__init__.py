@@ -30,29 +30,47 @@ Token rules, so tests can predict every count:
   max_tokens = min(default_max_tokens, max_model_len - prompt tokens)). `ignore_eos` always
   generates max_tokens, `min_tokens` pads, `stop` strings cut the text ("stop", stop_reason set;
   the token that completed the stop string still counts).
-- Time: each token takes 1 / tokens_per_second (0: no waiting); a non-streaming answer takes the
-  whole generation time and is aborted if the client disconnects meanwhile.
+- Time (engine.py): with tokens_per_second = 0 nothing waits, and everything above stays
+  deterministic. With a speed set, each instance behaves like a small vLLM engine: at most
+  `max_num_seqs` requests run (the others wait, FIFO, also while the KV cache is full); the
+  prefill of the prompt tokens not in the instance's prefix cache (16-token blocks, chained
+  hashes, LRU) produces the first token; each further token is a decode step of
+  1 / tokens_per_second, slower by `batch_slowdown` per other running request. A
+  non-streaming answer takes the whole generation time; a client that disconnects aborts
+  the request wherever it is (queue, prefill, decode).
+- /metrics (metrics.py) shows the engine with vLLM's metric names, types and labels.
 
 For tests (`app.state.simulator` is the `SimulatorState`):
 - recordings: `requests` (every `RecordedRequest`: method, path, headers, body, json,
   request_id, status, aborted), `requests_with_id(id)`, `aborted_request_ids`, `completed`,
   `active`, `prompt_tokens_total`, `generation_tokens_total`, stored `responses`;
+- the engine: `engine` (running, waiting, kv_usage, prefix_queries, prefix_hits) and each
+  generation request's `RecordedRequest.sequence` (`SequenceStats`: cached tokens, queue
+  time, modelled prefill and per-step times, batch sizes); `metrics` (the Prometheus registry);
 - knobs: `tokens_per_second`, `set_extra_headers(...)`;
 - faults (faults.py), each for the next `count` generation requests: `inject_failure(status,
   body=, delay=)` (status 0 drops the connection), `inject_traceback()`, `inject_bare_error()`,
   `inject_queue_full()`; for the next streams: `inject_stream_error(n)`,
   `inject_truncated_stream(n)`, `inject_malformed_chunk(n)`, `inject_stall(n, seconds=)`;
   `clear_faults()`.
+
+Several instances: `vllm-gateway simulator --instances N [--speeds 1,1,0.25]` (fleet.py).
 """
 
 from vllm_gateway.simulator.app import create_simulator_app
 from vllm_gateway.simulator.config import SimulatorConfig
 from vllm_gateway.simulator.faults import InjectedFailure, StreamFault
-from vllm_gateway.simulator.state import RecordedRequest, SimulatorState, StoredResponse
+from vllm_gateway.simulator.state import (
+    RecordedRequest,
+    SequenceStats,
+    SimulatorState,
+    StoredResponse,
+)
 
 __all__ = [
     "InjectedFailure",
     "RecordedRequest",
+    "SequenceStats",
     "SimulatorConfig",
     "SimulatorState",
     "StoredResponse",
