@@ -73,6 +73,7 @@ def test_stats_requests_headers_and_speed(controlled: RunningServer) -> None:
     assert answer.headers.get_list("set-cookie") == ["a=1", "b=2"]
     stats = httpx.get(f"{url}/_sim/stats").json()
     assert stats["completed"] == 1 and stats["active"] == 0 and stats["requests"] == 1
+    assert (stats["running"], stats["waiting"], stats["prefix_cache_queries"]) == (0, 0, 8)
     (recorded,) = httpx.get(f"{url}/_sim/requests", params={"limit": 1}).json()
     assert recorded["request_id"] == "ctl-1" and recorded["json"]["messages"] == HELLO
     assert recorded["status"] == 200 and recorded["aborted"] is False

@@ -12,7 +12,8 @@ running as subprocesses: the same knobs tests turn on `SimulatorState`, over HTT
   every answer from now on.
 - `PUT /_sim/speed` {"tokens_per_second": R}: change the generation speed.
 - `GET /_sim/stats`: counters (completed, active, aborted_request_ids, prompt and generation
-  tokens, recorded requests, pending faults, and the engine's running/waiting).
+  tokens, recorded requests, pending faults, speed) and the engine's running, waiting,
+  kv_cache_usage, prefix_cache_queries and prefix_cache_hits.
 - `GET /_sim/requests?limit=N`: the last N recorded requests (method, path, request_id,
   headers, json or body text, status, aborted).
 The control API is not recorded, needs no key, and never gets injected faults.
@@ -178,6 +179,7 @@ class Control:
 
     async def stats(self, request: Request) -> Response:
         state = self.state
+        engine = state.engine
         return _json(
             {
                 "completed": state.completed,
@@ -188,6 +190,11 @@ class Control:
                 "requests": len(state.requests),
                 "pending_faults": state.pending_faults,
                 "tokens_per_second": state.tokens_per_second,
+                "running": len(engine.running),
+                "waiting": len(engine.waiting),
+                "kv_cache_usage": engine.kv_usage,
+                "prefix_cache_queries": engine.prefix_queries,
+                "prefix_cache_hits": engine.prefix_hits,
             }
         )
 
