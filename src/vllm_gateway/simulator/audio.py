@@ -29,13 +29,14 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.types import ASGIApp
 
-from vllm_gateway.simulator.completion_format import DONE, data_frame, usage
+from vllm_gateway.simulator.completion_format import DONE, usage
 from vllm_gateway.simulator.config import SimulatorConfig
 from vllm_gateway.simulator.errors import SimulatorError, bad_request, error_payload
 from vllm_gateway.simulator.generation import GenerationResponse
 from vllm_gateway.simulator.plan import Plan
 from vllm_gateway.simulator.routes import base_request_id
 from vllm_gateway.simulator.state import SimulatorState
+from vllm_gateway.simulator.streaming import data_frame
 from vllm_gateway.simulator.text import Answer, generate, token_ids
 
 _TRUE = {"true", "1", "yes", "on", "t", "y"}

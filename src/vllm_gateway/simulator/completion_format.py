@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from vllm_gateway.simulator.errors import error_payload
 from vllm_gateway.simulator.plan import Plan
+from vllm_gateway.simulator.streaming import data_frame
 from vllm_gateway.simulator.text import Answer
 
 DONE = b"data: [DONE]\n\n"
@@ -29,11 +28,6 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
         "total_tokens": prompt_tokens + completion_tokens,
         "completion_tokens": completion_tokens,
     }
-
-
-def data_frame(payload: dict[str, Any]) -> bytes:
-    """One `data:` SSE frame."""
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
 class CompletionRenderer:

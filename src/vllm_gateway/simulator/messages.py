@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.types import ASGIApp
 
@@ -43,13 +42,10 @@ from vllm_gateway.simulator.protocol import (
 )
 from vllm_gateway.simulator.routes import base_request_id, read_json
 from vllm_gateway.simulator.state import SimulatorState
+from vllm_gateway.simulator.streaming import event_frame
 from vllm_gateway.simulator.text import message_token_ids
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}
-
-
-def _event(kind: str, payload: dict[str, Any]) -> bytes:
-    return f"event: {kind}\ndata: ".encode() + orjson.dumps({"type": kind, **payload}) + b"\n\n"
 
 
 def _text_of_blocks(blocks: list[Any], param: str) -> str:
@@ -138,7 +134,7 @@ class MessagesRenderer:
             "stop_sequence": None,
             "usage": {"input_tokens": plan.prompt_tokens, "output_tokens": 0},
         }
-        return [_event("message_start", {"message": message})]
+        return [event_frame("message_start", {"message": message})]
 
     def token(self, index: int, step: int) -> list[bytes]:
         piece = self.plan.answers[index].pieces[step]
@@ -148,13 +144,13 @@ class MessagesRenderer:
         if not self.block_open:
             self.block_open = True
             frames.append(
-                _event(
+                event_frame(
                     "content_block_start",
                     {"content_block": {"type": "text", "text": ""}, "index": 0},
                 )
             )
         frames.append(
-            _event(
+            event_frame(
                 "content_block_delta", {"delta": {"type": "text_delta", "text": piece}, "index": 0}
             )
         )
@@ -162,17 +158,19 @@ class MessagesRenderer:
 
     def closing(self) -> list[bytes]:
         plan = self.plan
-        frames = [_event("content_block_stop", {"index": 0})] if self.block_open else []
+        frames = [event_frame("content_block_stop", {"index": 0})] if self.block_open else []
         usage = {"input_tokens": plan.prompt_tokens, "output_tokens": plan.answers[0].tokens}
         frames.append(
-            _event("message_delta", {"delta": {"stop_reason": self._stop_reason()}, "usage": usage})
+            event_frame(
+                "message_delta", {"delta": {"stop_reason": self._stop_reason()}, "usage": usage}
+            )
         )
-        frames.append(_event("message_stop", {}))
+        frames.append(event_frame("message_stop", {}))
         return frames
 
     def error_frames(self) -> list[bytes]:
         error = {"type": "internal_error", "message": "Simulated engine error during generation."}
-        return [_event("error", {"error": error})]
+        return [event_frame("error", {"error": error})]
 
 
 class MessagesRoutes:

@@ -16,6 +16,8 @@ import time
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
+import orjson
+
 from vllm_gateway.simulator.asgi import Send
 from vllm_gateway.simulator.faults import StreamFault
 from vllm_gateway.simulator.run import Run
@@ -23,6 +25,16 @@ from vllm_gateway.simulator.run import Run
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8")]
 KEEP_ALIVE = b": keep-alive\n\n"
 _GARBAGE = b'data: {"malformed": \n\n'
+
+
+def data_frame(payload: dict[str, Any]) -> bytes:
+    """A `data:` SSE frame (chat, completions, audio)."""
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def event_frame(kind: str, payload: dict[str, Any]) -> bytes:
+    """An `event:` + `data:` SSE frame whose JSON starts with its type (responses, messages)."""
+    return f"event: {kind}\ndata: ".encode() + orjson.dumps({"type": kind, **payload}) + b"\n\n"
 
 
 class Renderer(Protocol):
