@@ -1,4 +1,9 @@
-"""The demo backend: the built-in simulator as a child process, for `serve --demo`."""
+"""The demo backend: the built-in simulator as a child process, for `serve --demo`.
+
+Two instances (`simulator --instances 2`, one process) on two consecutive free loopback
+ports, so the gateway's routing across backends shows in the demo; it yields their /v1 URLs
+as the comma-separated list `VLLM_URL` takes.
+"""
 
 from __future__ import annotations
 
@@ -15,19 +20,29 @@ from contextlib import contextmanager
 
 import click
 
-_PREFERRED_PORT = 8000
+INSTANCES = 2
 
 
-def _port() -> int:
-    """8000 when it is free (vLLM's usual port), else any free port."""
-    for candidate in (_PREFERRED_PORT, 0):
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _ports(count: int) -> int:
+    """The first of `count` consecutive free ports, none of them the gateway's own."""
+    avoid = {int(os.environ.get("GATEWAY_PORT") or 8001)}
+    for _ in range(100):
         with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", candidate))
-            except OSError:
-                continue
-            return int(sock.getsockname()[1])
-    raise click.ClickException("no free port for the demo backend")
+            sock.bind(("127.0.0.1", 0))
+            first = int(sock.getsockname()[1])
+        ports = range(first, first + count)
+        if ports[-1] < 65536 and not avoid & set(ports) and all(_free(p) for p in ports):
+            return first
+    raise click.ClickException("no free ports for the demo backend")
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
@@ -54,8 +69,8 @@ def _end_with_parent() -> None:
 
 @contextmanager
 def demo_backend(api_key: str) -> Iterator[str]:
-    """Run the simulator on loopback with `api_key`; yield its /v1 URL."""
-    port = _port()
+    """Run the simulator's instances on loopback with `api_key`; yield their /v1 URLs."""
+    port = _ports(INSTANCES)
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [
             sys.executable,
@@ -66,16 +81,19 @@ def demo_backend(api_key: str) -> Iterator[str]:
             "127.0.0.1",
             "--port",
             str(port),
+            "--instances",
+            str(INSTANCES),
         ],
         # Through the environment, not argv, so the key does not show in `ps`.
         env={**os.environ, "VLLM_API_KEY": api_key},
         preexec_fn=_end_with_parent,  # the gateway has started no thread yet
     )
-    base = f"http://127.0.0.1:{port}"
+    bases = [f"http://127.0.0.1:{port + index}" for index in range(INSTANCES)]
     try:
-        _wait_healthy(base, process)
-        click.echo(f"demo backend: the vLLM simulator on {base}", err=True)
-        yield f"{base}/v1"
+        for base in bases:
+            _wait_healthy(base, process)
+        click.echo(f"demo backend: the vLLM simulator on {', '.join(bases)}", err=True)
+        yield ",".join(f"{base}/v1" for base in bases)
     finally:
         process.terminate()
         try:

@@ -1,30 +1,32 @@
-"""The simulator's HTTP endpoints (everything except the generation responses themselves)."""
+"""The simulator's basic endpoints: health, load, metrics, models, tokenizer, chat, completions.
+
+Handlers return any ASGI app (or raise SimulatorError, answered in vLLM's shape); the other
+route families live in their own modules (responses, messages, audio, pooling, metrics).
+"""
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import math
-import random
-import struct
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from vllm_gateway.simulator.completion_format import CompletionRenderer
 from vllm_gateway.simulator.config import SimulatorConfig
 from vllm_gateway.simulator.errors import SimulatorError, bad_request
+from vllm_gateway.simulator.front import PARSED_JSON
 from vllm_gateway.simulator.generation import GenerationResponse
+from vllm_gateway.simulator.plan import Plan
 from vllm_gateway.simulator.protocol import (
-    Plan,
     as_object,
     parse_messages,
-    parse_prompts,
     plan_chat,
     plan_completion,
     resolve_model,
@@ -33,9 +35,6 @@ from vllm_gateway.simulator.state import SimulatorState
 from vllm_gateway.simulator.text import detokenize, message_token_ids, token_ids
 
 VLLM_VERSION = "0.33.0"
-EMBEDDING_DIMENSIONS = 32
-PARSED_JSON = "vllm_simulator.json"
-"""Scope key where the middleware leaves the body it already parsed."""
 
 Handler = Callable[[Request], Awaitable[ASGIApp]]
 
@@ -83,19 +82,20 @@ class Routes:
     def __init__(self, config: SimulatorConfig, state: SimulatorState) -> None:
         self.config = config
         self.state = state
-        self.started = int(time.time())
 
     async def chat(self, request: Request) -> ASGIApp:
-        return await self._generate(request, plan_chat)
+        plan = await self._plan(request, plan_chat)
+        return GenerationResponse(self.state, plan, CompletionRenderer(plan, chat=True))
 
     async def completions(self, request: Request) -> ASGIApp:
-        return await self._generate(request, plan_completion)
+        plan = await self._plan(request, plan_completion)
+        return GenerationResponse(self.state, plan, CompletionRenderer(plan, chat=False))
 
-    async def _generate(
+    async def _plan(
         self, request: Request, planner: Callable[[Any, SimulatorConfig, str], Plan]
-    ) -> ASGIApp:
+    ) -> Plan:
         body = await read_json(request)
-        return GenerationResponse(self.state, planner(body, self.config, base_request_id(request)))
+        return planner(body, self.config, base_request_id(request))
 
     async def models(self, request: Request) -> ASGIApp:
         now = int(time.time())
@@ -142,49 +142,6 @@ class Routes:
             raise bad_request("tokens must be a list of integers.", "tokens")
         return json_response({"prompt": detokenize(tokens)})
 
-    async def embeddings(self, request: Request) -> ASGIApp:
-        body = as_object(await read_json(request))
-        inputs = parse_prompts(body.get("input"), "input")
-        encoding = body.get("encoding_format") or "float"
-        if encoding not in ("float", "base64"):
-            raise bad_request("encoding_format must be 'float' or 'base64'.", "encoding_format")
-        dimensions = body.get("dimensions")
-        if dimensions is None:
-            dimensions = EMBEDDING_DIMENSIONS
-        elif (
-            isinstance(dimensions, bool)
-            or not isinstance(dimensions, int)
-            or not 1 <= dimensions <= EMBEDDING_DIMENSIONS
-        ):
-            raise bad_request(
-                f"dimensions must be an integer between 1 and {EMBEDDING_DIMENSIONS}.",
-                "dimensions",
-            )
-        model = resolve_model(body, self.config)
-        data = []
-        for index, (text, _) in enumerate(inputs):
-            vector = _embedding(text, dimensions)
-            encoded: Any = vector
-            if encoding == "base64":
-                encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-            data.append({"index": index, "object": "embedding", "embedding": encoded})
-        prompt_tokens = sum(tokens for _, tokens in inputs)
-        return json_response(
-            {
-                "id": f"embd-{base_request_id(request)}",
-                "object": "list",
-                "created": int(time.time()),
-                "model": model,
-                "data": data,
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "total_tokens": prompt_tokens,
-                    "completion_tokens": 0,
-                    "prompt_tokens_details": None,
-                },
-            }
-        )
-
     async def health(self, request: Request) -> ASGIApp:
         return Response(status_code=200)
 
@@ -195,23 +152,9 @@ class Routes:
         return json_response({"server_load": self.state.active})
 
     async def metrics(self, request: Request) -> ASGIApp:
-        state = self.state
-        label = f'{{model_name="{self.config.models[0]}"}}'
-        lines = [
-            "# TYPE vllm:num_requests_running gauge",
-            f"vllm:num_requests_running{label} {float(state.active)}",
-            "# TYPE vllm:num_requests_waiting gauge",
-            f"vllm:num_requests_waiting{label} 0.0",
-            "# TYPE vllm:prompt_tokens_total counter",
-            f"vllm:prompt_tokens_total{label} {float(state.prompt_tokens_total)}",
-            "# TYPE vllm:generation_tokens_total counter",
-            f"vllm:generation_tokens_total{label} {float(state.generation_tokens_total)}",
-            "# TYPE vllm:request_success_total counter",
-            f"vllm:request_success_total{label} {float(state.completed)}",
-        ]
-        return Response(
-            "\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8"
-        )
+        engine, metrics = self.state.engine, self.state.metrics
+        metrics.scheduler(len(engine.running), len(engine.waiting), engine.kv_usage)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 def _permission(model: str, created: int) -> dict[str, Any]:
@@ -229,11 +172,3 @@ def _permission(model: str, created: int) -> dict[str, Any]:
         "group": None,
         "is_blocking": False,
     }
-
-
-def _embedding(text: str, dimensions: int) -> list[float]:
-    """A unit vector that depends only on the text."""
-    rng = random.Random(hashlib.sha256(text.encode()).digest())
-    vector = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
-    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
-    return [v / norm for v in vector]

@@ -1,12 +1,12 @@
-"""The built-in vLLM simulator, driven by the official openai client under a real uvicorn."""
+"""The simulator's basic contract (models, chat, completions, streams, auth, errors,
+disconnects, the first faults, tokenizer, embeddings, CLI), with the official openai client
+under a real uvicorn."""
 
 from __future__ import annotations
 
 import math
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -14,64 +14,25 @@ import openai
 import orjson
 import pytest
 
+from tests.simulator.helpers import (
+    AUTH,
+    HELLO,
+    KEY,
+    data_events,
+    error_of,
+    stream_raw,
+    wait_for,
+)
 from tests.support.servers import RunningServer, free_port, serve
 from vllm_gateway.simulator import SimulatorConfig, SimulatorState, create_simulator_app
 
-KEY = "sim-key-" + "y" * 16
-AUTH = {"Authorization": f"Bearer {KEY}"}
-HELLO = [{"role": "user", "content": "Say hello to the simulator"}]  # 5 words + 3 = 8 tokens
 
-
-@pytest.fixture
-def server() -> Iterator[RunningServer]:
-    config = SimulatorConfig(models=["sim-model", "other-model"], api_key=KEY, tokens_per_second=0)
-    with serve(create_simulator_app(config)) as running:
-        yield running
-
-
-@pytest.fixture
-def state(server: RunningServer) -> SimulatorState:
-    simulator: SimulatorState = server.app.state.simulator
-    return simulator
-
-
-@pytest.fixture
-def client(server: RunningServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{server.url}/v1", api_key=KEY, max_retries=0) as sync_client:
-        yield sync_client
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll until the server thread has done something (not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
-
-
-def sse_events(raw: bytes) -> list[bytes]:
-    """The `data:` payloads of an SSE body, in order (comments skipped)."""
-    assert raw.endswith(b"\n\n")
-    events = raw[:-2].split(b"\n\n")
-    return [event.removeprefix(b"data: ") for event in events if not event.startswith(b":")]
-
-
-def stream_raw(server: RunningServer, path: str, body: dict[str, Any], **headers: str) -> bytes:
-    with httpx.stream(
-        "POST", f"{server.url}{path}", json=body, headers={**AUTH, **headers}
-    ) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
-        assert "content-length" not in response.headers
-        assert "content-encoding" not in response.headers
-        return b"".join(response.iter_raw())
-
-
-def error_of(response: httpx.Response) -> dict[str, Any]:
-    error: dict[str, Any] = response.json()["error"]
-    return error
+def stream_body(server: RunningServer, path: str, body: dict[str, Any], **headers: str) -> bytes:
+    """The raw body of a stream (its status, content type and framing checked)."""
+    response_headers, raw = stream_raw(server, path, body, **headers)
+    assert "content-length" not in response_headers
+    assert "content-encoding" not in response_headers
+    return raw
 
 
 # --- models, chat, completions -------------------------------------------------------------
@@ -174,8 +135,8 @@ def test_requests_are_recorded(server: RunningServer, state: SimulatorState) -> 
 
 def test_chat_stream_without_usage(server: RunningServer, client: openai.OpenAI) -> None:
     body = {"model": "sim-model", "messages": HELLO, "stream": True}
-    raw = stream_raw(server, "/v1/chat/completions", body)
-    events = sse_events(raw)
+    raw = stream_body(server, "/v1/chat/completions", body)
+    events = data_events(raw)
     assert events[-1] == b"[DONE]"
     chunks = [orjson.loads(event) for event in events[:-1]]
     assert all("usage" not in chunk for chunk in chunks)
@@ -213,7 +174,7 @@ def test_completion_stream_with_continuous_usage(server: RunningServer) -> None:
         "stream": True,
         "stream_options": {"include_usage": True, "continuous_usage_stats": True},
     }
-    events = sse_events(stream_raw(server, "/v1/completions", body))
+    events = data_events(stream_body(server, "/v1/completions", body))
     assert events[-1] == b"[DONE]"
     chunks = [orjson.loads(event) for event in events[:-1]]
     assert len(chunks) == 6  # five tokens (no role chunk for completions), then usage
@@ -225,7 +186,7 @@ def test_completion_stream_with_continuous_usage(server: RunningServer) -> None:
 
 def test_stream_with_several_choices_has_one_choice_per_chunk(server: RunningServer) -> None:
     body = {"model": "sim-model", "messages": HELLO, "stream": True, "n": 2, "max_tokens": 3}
-    events = sse_events(stream_raw(server, "/v1/chat/completions", body))
+    events = data_events(stream_body(server, "/v1/chat/completions", body))
     chunks = [orjson.loads(event) for event in events[:-1]]
     assert all(len(chunk["choices"]) == 1 for chunk in chunks)
     by_index = [[c for c in chunks if c["choices"][0]["index"] == i] for i in (0, 1)]
@@ -240,7 +201,7 @@ def test_keep_alive_comments() -> None:
         with httpx.stream("POST", f"{running.url}/v1/completions", json=body) as response:
             raw = b"".join(response.iter_raw())
     assert b": keep-alive\n\n" in raw
-    assert [event for event in sse_events(raw)][-1] == b"[DONE]"
+    assert [event for event in data_events(raw)][-1] == b"[DONE]"
 
 
 # --- auth and errors -------------------------------------------------------------------------
@@ -421,14 +382,14 @@ def test_inject_stream_error(server: RunningServer, state: SimulatorState) -> No
         "max_tokens": 10,
         "stream_options": {"include_usage": True},
     }
-    events = sse_events(stream_raw(server, "/v1/chat/completions", body))
+    events = data_events(stream_body(server, "/v1/chat/completions", body))
     assert len(events) == 4 and events[-1] == b"[DONE]"
     error = orjson.loads(events[2])["error"]
     assert error["code"] == 500 and error["type"] == "InternalServerError"
     assert "choices" in orjson.loads(events[1])
     assert state.completed == 0
     # the next stream is whole again
-    assert len(sse_events(stream_raw(server, "/v1/chat/completions", body))) == 1 + 10 + 1 + 1
+    assert len(data_events(stream_body(server, "/v1/chat/completions", body))) == 1 + 10 + 1 + 1
 
 
 # --- other routes ----------------------------------------------------------------------------
