@@ -15,6 +15,7 @@ from tests.support.redis_server import PrivateRedis, private_redis
 from tests.support.servers import RunningServer, free_port, serve
 from vllm_gateway.app import create_app
 from vllm_gateway.clock import Clock, system_clock
+from vllm_gateway.http_guard import GuardedHttpToolsProtocol
 from vllm_gateway.settings import Settings
 from vllm_gateway.simulator import SimulatorConfig, create_simulator_app
 
@@ -108,7 +109,9 @@ def gateway_factory(simulator: RunningServer, sqlite_database_url: str) -> Itera
         }
         values.update(overrides)
         settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
-        server = RunningServer(create_app(settings, clock=clock), free_port())
+        server = RunningServer(
+            create_app(settings, clock=clock), free_port(), http=GuardedHttpToolsProtocol
+        )
         server.start()
         running.append(server)
         return Gateway(server=server, settings=settings, admin_key=admin_key)

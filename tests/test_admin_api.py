@@ -370,3 +370,35 @@ def test_the_admin_api_is_documented(gateway: Gateway) -> None:
         "expires_at",
     }
     assert httpx.get(f"{gateway.url}/docs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "param"),
+    [
+        ("GET", "/api/v1/keys?offset=9223372036854775808", None, "offset"),
+        ("GET", "/api/v1/usage?until=0001-01-05", None, "until"),
+        (
+            "POST",
+            "/api/v1/keys",
+            {"name": "x", "expires_at": "9999-12-31T23:59:59-14:00"},
+            "expires_at",
+        ),
+        (
+            "POST",
+            "/api/v1/keys",
+            {"name": "x", "expires_at": "0001-01-01T00:00:00+14:00"},
+            "expires_at",
+        ),
+    ],
+)
+def test_out_of_range_input_is_a_400_not_a_500(
+    gateway: Gateway, method: str, path: str, body: dict[str, str] | None, param: str
+) -> None:
+    response = httpx.request(
+        method,
+        f"{gateway.url}{path}",
+        json=body,
+        headers={"authorization": f"Bearer {gateway.admin_key}"},
+    )
+    assert response.status_code == 400, response.text
+    assert error_of(response)["param"] == param

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from vllm_gateway import __version__
 from vllm_gateway.clock import Clock, system_clock
 from vllm_gateway.errors import install_error_handlers
+from vllm_gateway.http_guard import ClientLimits
 from vllm_gateway.proxy.entrance import ProxyApp
 from vllm_gateway.proxy.pipeline import Pipeline
 from vllm_gateway.proxy.policies import standard_policies
@@ -51,7 +52,12 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp:
     pages.mount_static(api)
     trusted = settings.gateway_trusted_proxies
     hosts = [host.strip() for host in trusted.split(",") if host.strip()] if trusted else []
-    proxy = ProxyApp(SecurityHeaders(api), trusted_proxies=hosts)
+    limits = ClientLimits(
+        max_head_bytes=settings.gateway_max_header_bytes,
+        header_timeout=settings.gateway_client_header_timeout,
+        body_timeout=settings.gateway_client_body_timeout,
+    )
+    proxy = ProxyApp(SecurityHeaders(api), trusted_proxies=hosts, client_limits=limits)
     return proxy
 
 

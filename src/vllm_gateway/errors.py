@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,39 @@ def error_response(error: GatewayError) -> Response:
     return response
 
 
+class ErrorDetail(BaseModel):
+    """An error, as OpenAI's API reports one."""
+
+    message: str = Field(description="What went wrong, for a person to read")
+    type: str = Field(description="invalid_request_error, authentication_error, …")
+    param: str | None = Field(description="The request field at fault, if one is")
+    code: str | int | None = Field(description="A stable machine-readable code")
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: `{"error": {message, type, param, code}}`."""
+
+    error: ErrorDetail
+
+
+_DESCRIPTIONS = {
+    400: "Invalid input",
+    401: "No or wrong credential",
+    403: "Not allowed (a session without a valid CSRF token, a revoked key, …)",
+    404: "No such object",
+    409: "Conflict",
+    429: "Too many requests (Retry-After says when to retry)",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for error statuses, all in OpenAI's error shape."""
+    return {
+        status: {"model": ErrorResponse, "description": _DESCRIPTIONS.get(status, "Error")}
+        for status in statuses
+    }
+
+
 _CODE_BY_STATUS = {
     401: "invalid_api_key",
     403: "forbidden",
@@ -118,7 +153,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0] if exc.errors() else {}
-        location = [str(part) for part in first.get("loc", ()) if part != "body"]
+        where = ("body", "query", "path", "header", "cookie")
+        location = [str(part) for part in first.get("loc", ()) if part not in where]
         param = ".".join(location) or None
         message = f"{param}: {first.get('msg', 'invalid value')}" if param else "invalid request"
         return error_response(GatewayError(400, message, "invalid_request", param=param))

@@ -34,6 +34,15 @@ class Settings(BaseSettings):
     gateway_max_body_bytes: int = Field(
         25 * 1024 * 1024, ge=1024, description="largest request body accepted"
     )
+    gateway_max_header_bytes: int = Field(
+        32 * 1024, ge=4096, le=1024 * 1024, description="largest request head (431 above)"
+    )
+    gateway_client_header_timeout: float = Field(
+        10.0, gt=0, description="seconds a client may take to send a request's headers (408)"
+    )
+    gateway_client_body_timeout: float = Field(
+        30.0, gt=0, description="seconds a request body may stop arriving (408)"
+    )
     gateway_connect_timeout: float = Field(5.0, gt=0, description="seconds to reach a backend")
     gateway_upstream_timeout: float = Field(
         600.0, gt=0, description="seconds a backend may stay silent before 504"

@@ -25,7 +25,7 @@ def free_port() -> int:
 class RunningServer:
     """A uvicorn server on its own thread and event loop."""
 
-    def __init__(self, app: Any, port: int) -> None:
+    def __init__(self, app: Any, port: int, http: Any = "httptools") -> None:
         self.app = app
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -37,7 +37,7 @@ class RunningServer:
             log_level="warning",
             lifespan="on",
             loop="asyncio",
-            http="httptools",
+            http=http,
             timeout_graceful_shutdown=5,
         )
         self.server = uvicorn.Server(config)

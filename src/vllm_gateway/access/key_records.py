@@ -189,7 +189,10 @@ def _expiry(value: Any, now: float) -> datetime | None:
             raise _bad("expires_at", "expires_at must be an ISO 8601 date-time") from None
     if not isinstance(value, datetime):
         raise _bad("expires_at", "expires_at must be a date-time")
-    expires_at = as_utc(value)
+    try:
+        expires_at = as_utc(value)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 is past the last UTC date
+        raise _bad("expires_at", "expires_at is outside the dates that can be stored") from None
     assert expires_at is not None
     if expires_at.timestamp() <= now:
         raise _bad("expires_at", "expires_at must be in the future")

@@ -11,6 +11,7 @@ import uvicorn
 from vllm_gateway.accounting.metrics import shared_across_workers
 from vllm_gateway.cli.demo_backend import demo_backend
 from vllm_gateway.cli.settings_loader import load_settings
+from vllm_gateway.http_guard import GuardedHttpToolsProtocol
 
 
 @click.command()
@@ -56,7 +57,7 @@ def _run() -> None:
             port=settings.gateway_port,
             workers=settings.gateway_workers,
             loop="uvloop",
-            http="httptools",
+            http=GuardedHttpToolsProtocol,
             log_level=settings.gateway_log_level,
             access_log=False,  # every request is recorded as a usage event instead
             server_header=False,

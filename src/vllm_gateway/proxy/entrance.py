@@ -17,6 +17,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from vllm_gateway.access.credentials import CredentialReader
 from vllm_gateway.errors import GatewayError
+from vllm_gateway.http_guard import DEFAULT_LIMITS, ClientLimits
 from vllm_gateway.proxy.asgi import send_error
 from vllm_gateway.proxy.context import ClientHeaders, RawHeaders, RequestContext
 from vllm_gateway.proxy.models_list import list_models
@@ -52,8 +53,14 @@ class ProxyApp:
     from their X-Forwarded-For / X-Forwarded-Proto, for every route.
     """
 
-    def __init__(self, app: ASGIApp, trusted_proxies: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        trusted_proxies: Sequence[str] = (),
+        client_limits: ClientLimits = DEFAULT_LIMITS,
+    ) -> None:
         self.app = app
+        self.client_limits = client_limits  # read by http_guard's protocol
         self.pipeline: Pipeline | None = None  # set by the lifespan, with the services
         self._entry: ASGIApp = (
             ProxyHeadersMiddleware(self._dispatch, list(trusted_proxies))  # type: ignore[arg-type,assignment]

@@ -11,19 +11,18 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, create_
 
 from vllm_gateway.access.key_records import KeyRecord
 from vllm_gateway.access.keys import KeyStore
+from vllm_gateway.errors import error_responses
 from vllm_gateway.limits.model import LIMIT_FIELDS
 from vllm_gateway.services import Services
 from vllm_gateway.web.admin_auth import require_admin
+
+MAX_OFFSET = 2**31 - 1
 
 router = APIRouter(
     prefix="/api/v1/keys",
     tags=["keys"],
     dependencies=[Depends(require_admin)],
-    responses={
-        400: {"description": "Invalid input (OpenAI-shaped error)"},
-        401: {"description": "No or wrong admin credential"},
-        403: {"description": "Session without a valid CSRF token"},
-    },
+    responses=error_responses(400, 401, 403, 404, 429),
 )
 
 
@@ -114,7 +113,7 @@ async def list_keys(
     status: Annotated[Literal["active", "revoked", "expired"] | None, Query()] = None,
     q: Annotated[str | None, Query(max_length=200, description="Search id, name, email")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     """Keys, newest first, optionally filtered by status and a search string."""
     records = await _store(request).list_keys(status=status, query=q, limit=limit, offset=offset)

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from vllm_gateway.access.credentials import read_credential
 from vllm_gateway.accounting.metrics import CONTENT_TYPE
-from vllm_gateway.errors import GatewayError
+from vllm_gateway.errors import GatewayError, error_responses
 from vllm_gateway.services import Services
 from vllm_gateway.web.admin_auth import verify_admin_token
 
@@ -30,7 +30,7 @@ def _unauthorized() -> GatewayError:
     response_class=Response,
     responses={
         200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format"},
-        401: {"description": "No or wrong token"},
+        **error_responses(401, 429),
     },
 )
 async def metrics(request: Request) -> Response:

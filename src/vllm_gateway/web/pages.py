@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from vllm_gateway.errors import error_responses
 from vllm_gateway.services import Services
 from vllm_gateway.web.admin_auth import current_session, require_admin, safe_next
 from vllm_gateway.web.templating import STATIC_DIR, PageRenderer, renderer
@@ -148,6 +149,7 @@ async def docs_page(request: Request) -> Response:
     dependencies=[Depends(require_admin)],
     tags=["operations"],
     summary="Backend health",
+    responses=error_responses(401, 403, 429),
 )
 async def backends_api(request: Request) -> dict[str, list[dict[str, Any]]]:
     """Measured health of every backend: name (host:port), healthy, models, latency."""

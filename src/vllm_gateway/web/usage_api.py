@@ -12,12 +12,12 @@ from pydantic import BaseModel, Field
 from vllm_gateway.access.credentials import read_credential
 from vllm_gateway.clock import utc_day
 from vllm_gateway.db import usage as db_usage
-from vllm_gateway.errors import GatewayError
+from vllm_gateway.errors import GatewayError, error_responses
 from vllm_gateway.services import Services
 from vllm_gateway.web.admin_auth import require_admin
 from vllm_gateway.web.keys_api import LimitValues
 
-router = APIRouter(tags=["usage"])
+router = APIRouter(tags=["usage"], responses=error_responses(400, 401, 403, 429))
 admin = [Depends(require_admin)]
 
 MAX_RANGE_DAYS = 3660
@@ -191,6 +191,15 @@ def _parse_day(value: str | None, param: str) -> date | None:
         ) from None
 
 
+def _days_before(last: date, days: int, param: str) -> date:
+    try:
+        return last - timedelta(days=days)
+    except OverflowError:
+        raise GatewayError(
+            400, f"{param} is too early a date", "invalid_request", param=param
+        ) from None
+
+
 def _days(first: date, last: date) -> list[str]:
     return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
@@ -213,7 +222,7 @@ async def usage_report(
     """Totals, a daily series and per-key and per-model sums over a range of days."""
     services = _services(request)
     last = _parse_day(until, "until") or date.fromisoformat(utc_day(services.clock()))
-    first = _parse_day(since, "since") or last - timedelta(days=29)
+    first = _parse_day(since, "since") or _days_before(last, 29, "until")
     if first > last:
         raise GatewayError(400, "since is after until", "invalid_request", param="since")
     if (last - first).days >= MAX_RANGE_DAYS:
@@ -314,11 +323,7 @@ async def stats(request: Request) -> Stats:
     )
 
 
-@router.get(
-    "/api/v1/me",
-    response_model=MyUsage,
-    responses={401: {"description": "No or wrong client key"}},
-)
+@router.get("/api/v1/me", response_model=MyUsage)
 async def my_usage(request: Request) -> MyUsage:
     """The calling client key's limits, today's use and the last 30 days (x-api-key or Bearer)."""
     services = _services(request)

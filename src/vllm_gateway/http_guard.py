@@ -1,0 +1,182 @@
+"""The HTTP/1.1 protocol the gateway serves with: uvicorn's httptools protocol, with guards.
+
+uvicorn's httptools protocol accepts a request head of any size (a single 64 MiB header
+froze a worker for seconds; 100,000 headers were accepted) and waits for a slow client
+forever once its first byte arrived. This subclass:
+
+- answers 431 and closes the connection when a request head (request line and headers)
+  grows past `max_head_bytes`, before feeding the rest to the parser, or holds more than
+  `max_headers` headers;
+- answers 408 and closes the connection when a head is not complete `header_timeout`
+  seconds after its first byte, or when a request body stops arriving for `body_timeout`
+  seconds (while the gateway is waiting for it, not while it is paused reading).
+
+The limits come from the app the server runs (`ProxyApp.client_limits`), so every worker
+that builds the app from its settings applies them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from vllm_gateway.errors import error_body
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLimits:
+    """What a client may send, and how slowly."""
+
+    max_head_bytes: int = 32 * 1024
+    max_headers: int = 100
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+
+
+DEFAULT_LIMITS = ClientLimits()
+
+
+class _TooManyHeaders(Exception):
+    """Raised from the parser's header callback to stop parsing the head."""
+
+
+def _limits_of(app: Any) -> ClientLimits:
+    """The ClientLimits of the app, looking through middleware that wraps it."""
+    for _ in range(8):
+        limits = getattr(app, "client_limits", None)
+        if isinstance(limits, ClientLimits):
+            return limits
+        app = getattr(app, "app", None)
+        if app is None:
+            break
+    return DEFAULT_LIMITS
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """httptools with a bounded request head and client timeouts."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._limits = _limits_of(self.app)
+        self._awaiting_head = True  # the next bytes start (or continue) a request head
+        self._head_bytes = 0
+        self._header_count = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+
+    # --- the parser's callbacks -----------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_count = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > self._limits.max_headers:
+            raise _TooManyHeaders
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._awaiting_head = False
+        self._head_bytes = 0
+        self._cancel_head_timer()
+        super().on_headers_complete()
+        self._arm_body_timer()
+
+    def on_body(self, body: bytes) -> None:
+        super().on_body(body)
+        self._arm_body_timer()
+
+    def on_message_complete(self) -> None:
+        self._cancel_body_timer()
+        self._awaiting_head = True
+        super().on_message_complete()
+
+    # --- the transport --------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        if self._awaiting_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > self._limits.max_head_bytes:
+                self._refuse(431, "The request's header fields are too large.", "headers_too_large")
+                return
+            if self._head_timer is None:
+                self._head_timer = self.loop.call_later(
+                    self._limits.header_timeout, self._head_timed_out
+                )
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as error:
+            if isinstance(error.__context__, _TooManyHeaders):
+                self._refuse(431, "The request has too many header fields.", "too_many_headers")
+                return
+            raise
+        except httptools.HttpParserError:
+            self.logger.warning("Invalid HTTP request received.")
+            self.send_400_response("Invalid HTTP request received.")
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        self._cancel_body_timer()
+        super().connection_lost(exc)
+
+    # --- timers and refusals --------------------------------------------------------------
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        self._refuse(408, "The request's headers did not arrive in time.", "request_timeout")
+
+    def _arm_body_timer(self) -> None:
+        self._cancel_body_timer()
+        if self.cycle is not None and self.cycle.more_body:
+            self._body_timer = self.loop.call_later(self._limits.body_timeout, self._body_stalled)
+
+    def _body_stalled(self) -> None:
+        self._body_timer = None
+        if self.flow.read_paused:  # the gateway is not reading: the client is not to blame
+            self._arm_body_timer()
+            return
+        self._refuse(408, "The request body stopped arriving.", "request_timeout")
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _refuse(self, status: int, message: str, code: str) -> None:
+        """Answer in OpenAI's shape (unless a response already started) and close."""
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is None or not cycle.response_started:
+            body = error_body(status, message, code)
+            self.transport.write(
+                b"".join(
+                    [
+                        STATUS_LINE[status],
+                        b"content-type: application/json\r\n",
+                        b"content-length: " + str(len(body)).encode() + b"\r\n",
+                        b"connection: close\r\n\r\n",
+                        body,
+                    ]
+                )
+            )
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True  # the app's receive() now tells it the client is gone
+            cycle.message_event.set()
+        self.transport.close()
