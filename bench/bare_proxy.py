@@ -1,6 +1,8 @@
 """The floor of the chosen stack: uvicorn + aiohttp relaying bytes, with no gateway logic at all.
 
-`python -m bench.bare_proxy PORT JSON_URL STREAM_URL`; streamed requests go to STREAM_URL.
+`python -m bench.bare_proxy PORT JSON_URL STREAM_URL [PACED_URL]`; streamed requests go to
+STREAM_URL, those for the paced model (the streaming row) to PACED_URL: a bytes search, the
+least routing that can tell them apart.
 """
 
 from __future__ import annotations
@@ -16,12 +18,17 @@ import aiohttp
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
+from bench.payloads import PACED_MODEL
+
+_PACED = b'"model":"' + PACED_MODEL.encode() + b'"'
+
 
 class BareProxy:
     """Read the body, forward it, relay the answer as it comes: nothing else."""
 
-    def __init__(self, json_url: str, stream_url: str) -> None:
+    def __init__(self, json_url: str, stream_url: str, paced_url: str | None = None) -> None:
         self.json_url, self.stream_url = json_url, stream_url
+        self.paced_url = paced_url
         self.session: aiohttp.ClientSession | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -35,6 +42,8 @@ class BareProxy:
             if not message.get("more_body"):
                 break
         base = self.stream_url if b'"stream":true' in body else self.json_url
+        if self.paced_url is not None and _PACED in body:
+            base = self.paced_url
         assert self.session is not None
         async with self.session.post(
             base + scope["path"], data=body, headers={"Content-Type": "application/json"}
@@ -67,13 +76,16 @@ class BareProxy:
 
 
 @contextmanager
-def running_bare_proxy(json_base: str, stream_base: str) -> Iterator[tuple[int, int]]:
-    """(port, pid) of a bare proxy subprocess in front of the two upstream servers."""
+def running_bare_proxy(
+    json_base: str, stream_base: str, paced_base: str | None = None
+) -> Iterator[tuple[int, int]]:
+    """(port, pid) of a bare proxy subprocess in front of the upstream servers."""
     from bench.procs import free_port, stop, wait_for_port
 
     port = free_port()
+    paced = [paced_base] if paced_base else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.bare_proxy", str(port), json_base, stream_base],
+        [sys.executable, "-m", "bench.bare_proxy", str(port), json_base, stream_base, *paced],
         cwd=Path(__file__).resolve().parent.parent,
         stdin=subprocess.DEVNULL,
     )
@@ -87,8 +99,9 @@ def running_bare_proxy(json_base: str, stream_base: str) -> Iterator[tuple[int, 
 def main() -> None:
     """Serve the bare proxy the way `vllm-gateway serve` serves the gateway."""
     port, json_url, stream_url = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    paced_url = sys.argv[4] if len(sys.argv) > 4 else None
     uvicorn.run(
-        BareProxy(json_url, stream_url),
+        BareProxy(json_url, stream_url, paced_url),
         host="127.0.0.1",
         port=port,
         loop="uvloop",
