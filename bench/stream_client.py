@@ -13,7 +13,10 @@ What it does and counts:
   as received when its last byte arrived (the time of that `data_received` call).
 - Per content chunk, the relay delay: receive time minus the CLOCK_MONOTONIC stamp the paced
   upstream wrote into the chunk just before sending it (`paced_upstream.py`). Through no proxy
-  that is the kernel and this client; what a proxy adds shows as the difference.
+  that is the kernel and this client; what a proxy adds shows as the difference. `delay_us`
+  counts the chunks received while all streams were open (`open_window_ns`): the steady state
+  of N streams, without the burst of openings, whose cost shows in the time to first chunk
+  instead; `delay_all_us` counts every chunk.
 - Per stream: its status, `data: {...}` events, stamped chunks, usage chunks (`choices: []`),
   whether `data: [DONE]` and the final zero-length HTTP chunk arrived, and the time to its
   first event. A stream that breaks off is reported with what it got; nothing is retried.
@@ -36,8 +39,9 @@ _STAMP = b'"content":" t'
 
 @dataclass
 class _Totals:
-    """What all streams of the job share: the chunk delays, in nanoseconds."""
+    """What all streams of the job share: each chunk's receive time and delay, in ns."""
 
+    received_ns: list[int] = field(default_factory=list)
     delays_ns: list[int] = field(default_factory=list)
 
 
@@ -132,6 +136,7 @@ class _Stream(asyncio.Protocol):
                 at = event.find(_STAMP)
                 if at >= 0:
                     at += len(_STAMP)
+                    self.totals.received_ns.append(now)
                     self.totals.delays_ns.append(now - int(event[at : event.index(b'"', at)]))
                     self.stamped += 1
                 elif b'"choices":[]' in event:
@@ -219,17 +224,22 @@ async def run(job: dict[str, Any]) -> dict[str, Any]:
     if firsts and None not in firsts and ends:
         window = [max(f for f in firsts if f is not None), min(ends)]
     ttfc = [s.first_ns - s.sent_ns for s in streams if s.first_ns is not None]
+    steady = totals.delays_ns
+    if window is not None:
+        start, end = window
+        pairs = zip(totals.received_ns, totals.delays_ns, strict=True)
+        steady = [delay for at, delay in pairs if start <= at <= end]
     return {
         "streams": len(streams),
         "started_ns": started_ns,
         "ended_ns": time.monotonic_ns(),
         "open_window_ns": window,
         "chunks_stamped": len(totals.delays_ns),
-        "delay_us": _percentiles(totals.delays_ns, 1e3),
+        "delay_us": _percentiles(steady, 1e3),
+        "delay_all_us": _percentiles(totals.delays_ns, 1e3),
         "ttfc_ms": _percentiles(ttfc, 1e6),
-        "delay_mean_us": round(statistics.fmean(totals.delays_ns) / 1e3, 1)
-        if totals.delays_ns
-        else float("nan"),
+        "delay_mean_us": round(statistics.fmean(steady) / 1e3, 1) if steady else float("nan"),
+        "chunks_in_window": len(steady),
         "per_stream": [stream.report() for stream in streams],
     }
 

@@ -44,8 +44,8 @@ class Options:
 class Target:
     """Something to load: nginx itself, the bare proxy, or a gateway."""
 
-    name: str  # "direct", "bare", or the gateway's store: "sqlite", "redis"
-    urls: dict[str, str]  # kind -> base URL
+    name: str  # "direct", "bare", or the gateway's store: "sqlite", "redis", "sqlite@base"...
+    urls: dict[str, str]  # kind ("json", "stream", "paced") -> base URL
     pid: int  # whose CPU (with its children) is measured
     gateway: Gateway | None = None
 
@@ -142,12 +142,15 @@ class Check:
 class GatewayPhase:
     """What was learnt about one gateway process besides its load figures."""
 
-    store: str
+    store: str  # "sqlite", "redis", and "sqlite@base", "redis@base" in A/B runs
     ttfb: dict[str, dict[str, Any]] = field(default_factory=dict)  # "direct"/"gateway" -> figures
+    idle_rss_mb: float = 0.0  # after start-up, before any load
     rss_mb: float = 0.0
     peak_rss_mb: float = 0.0
     exit_code: int | None = None
     checks: list[Check] = field(default_factory=list)
+    # usage_events per key id and status: (rows, prompt tokens, completion tokens)
+    usage: dict[str, dict[int, tuple[int, int, int]]] = field(default_factory=dict)
 
 
 def body_for(kind: str) -> bytes:
@@ -210,14 +213,20 @@ def measure_ttfb(
 
 
 def finish_gateway(
-    target: Target, runs: list[Run], ttfb: dict[str, dict[str, Any]], options: Options
+    target: Target,
+    runs: list[Run],
+    ttfb: dict[str, dict[str, Any]],
+    options: Options,
+    idle_rss_mb: float = 0.0,
 ) -> GatewayPhase:
     """Note the gateway's memory, stop it gracefully, and audit what it recorded."""
     gateway = target.gateway
     assert gateway is not None
     phase = GatewayPhase(target.name, {"direct": ttfb["direct"], "gateway": ttfb[target.name]})
+    phase.idle_rss_mb = idle_rss_mb
     phase.rss_mb, phase.peak_rss_mb = rss_mb(target.pid), peak_rss_mb(target.pid)
     phase.exit_code = gateway.shutdown()
+    phase.usage = gateway.usage_counts()
     phase.checks = _audit(gateway, phase, [r for r in runs if r.target == target.name], options)
     return phase
 
@@ -229,7 +238,7 @@ def _audit(gateway: Gateway, phase: GatewayPhase, runs: list[Run], options: Opti
     checks = [
         Check(f"{phase.store}: graceful shutdown on SIGTERM", graceful, f"exit {phase.exit_code}")
     ]
-    usage = gateway.usage_counts()
+    usage = phase.usage
     for run in runs:
         label = f"{phase.store} {run.kind} c={run.connections}"
         checks.append(answers_check(run))
