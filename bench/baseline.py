@@ -59,11 +59,15 @@ def _install(venv: Path, source: Path) -> None:
         )
     _log(f"installing {source} into {venv} (once per version)")
     pip = [sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check"]
-    subprocess.run(
+    done = subprocess.run(
         [*pip, "install", "--quiet", "-e", str(source)],
-        check=True,
+        capture_output=True,
+        text=True,
+        check=False,
         timeout=1800,
     )
+    if done.returncode != 0:  # pip's chatter only when it failed
+        raise RuntimeError(f"pip install -e {source} failed:\n{done.stdout}{done.stderr}")
 
 
 def venv_for(directory: Path, source: Path) -> Path:
