@@ -7,6 +7,8 @@ least routing that can tell them apart.
 
 from __future__ import annotations
 
+import gc
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -67,6 +69,10 @@ class BareProxy:
             if message["type"] == "lifespan.startup":
                 connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=4.0)
                 self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+                # The stack's own tuning, as the gateway does it: what lives as long as the
+                # process stays out of the collector's full passes. Without it the floor
+                # spends ~10% of its CPU collecting, and the gateway's ratio to it flatters.
+                gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.session is not None:
@@ -77,7 +83,10 @@ class BareProxy:
 
 @contextmanager
 def running_bare_proxy(
-    json_base: str, stream_base: str, paced_base: str | None = None
+    json_base: str,
+    stream_base: str,
+    paced_base: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[tuple[int, int]]:
     """(port, pid) of a bare proxy subprocess in front of the upstream servers."""
     from bench.procs import free_port, stop, wait_for_port
@@ -87,6 +96,7 @@ def running_bare_proxy(
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.bare_proxy", str(port), json_base, stream_base, *paced],
         cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, **(env or {})},
         stdin=subprocess.DEVNULL,
     )
     try:

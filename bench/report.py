@@ -24,7 +24,8 @@ class Results:
 def _load_table(runs: list[Run]) -> list[str]:
     lines = [
         f"{'kind':<7}{'c':>3}  {'target':<12}{'req/s':>7}{'p50 ms':>8}{'p99 ms':>8}"
-        f"{'rps/dir':>8}{'+p50 ms':>9}{'+p99 ms':>9}{'rps/bare':>9}{'CPU':>6}{'us/req':>8}",
+        f"{'rps/dir':>8}{'+p50 ms':>8}{'+p99 ms':>8}{'rps/bare':>9}{'CPU':>6}{'us/req':>7}"
+        f"{'GC':>6}",
     ]
     for kind in ("json", "stream"):
         for c in sorted({run.connections for run in runs if run.kind == kind}):
@@ -36,13 +37,14 @@ def _load_table(runs: list[Run]) -> list[str]:
                 )
                 if run.target != "direct" and floor is not None:
                     line += (
-                        f"{_ratio(run, floor):>8.3f}{run.p50_ms - floor.p50_ms:>9.3f}"
-                        f"{run.p99_ms - floor.p99_ms:>9.3f}"
+                        f"{_ratio(run, floor):>8.3f}{run.p50_ms - floor.p50_ms:>8.3f}"
+                        f"{run.p99_ms - floor.p99_ms:>8.3f}"
                     )
                     line += " " * 9 if bare is None else f"{_ratio(run, bare):>9.3f}"
                 else:
-                    line += " " * 35
-                line += f"{run.cpu_percent:>5.0f}%{run.cpu_us_per_request:>8.0f}"
+                    line += " " * 33
+                line += f"{run.cpu_percent:>5.0f}%{run.cpu_us_per_request:>7.0f}"
+                line += f"{run.gc_percent:>5.1f}%" if run.target != "direct" else ""
                 if not run.clean:
                     line += "  NOT ALL 2xx"
                 lines.append(line)
@@ -62,9 +64,11 @@ def _stream_table(streams: list[StreamRun], options: StreamOptions) -> list[str]
         "the targets taken in turn. us/chunk = the target's CPU per chunk relayed (direct: the",
         "upstream's own); delay = from the upstream's write to the client's read of a chunk;",
         "ttfc = request to first chunk while all N open; KB/strm = RSS with N open less idle, / N.",
+        "GC = share of the target's CPU time spent in garbage collection (counted in the proxy).",
         "",
-        f"{'n':>4}  {'target':<12}{'chunk/s':>8}{'CPU':>6}{'us/chunk':>9}{'/bare':>7}"
-        f"{'delay p50':>10}{'p99 us':>8}{'+p50':>7}{'+p99':>7}{'ttfc ms':>9}{'KB/strm':>9}",
+        f"{'n':>4}  {'target':<12}{'chunk/s':>8}{'CPU':>5}{'us/chunk':>9}{'/bare':>6}"
+        f"{'GC':>6}{'delay p50':>10}{'p99 us':>7}{'+p50':>6}{'+p99':>7}{'ttfc ms':>8}"
+        f"{'KB/strm':>8}",
     ]
     for n in sorted({run.streams for run in streams}):
         row = [run for run in streams if run.streams == n]
@@ -72,22 +76,23 @@ def _stream_table(streams: list[StreamRun], options: StreamOptions) -> list[str]
         bare = next((run for run in row if run.target == "bare"), None)
         for run in row:
             line = (
-                f"{n:>4}  {run.target:<12}{run.chunks_per_second:>8.0f}{run.cpu_percent:>5.0f}%"
+                f"{n:>4}  {run.target:<12}{run.chunks_per_second:>8.0f}{run.cpu_percent:>4.0f}%"
                 f"{run.cpu_us_per_chunk:>9.1f}"
             )
             if bare is not None and run.target not in ("direct", "bare"):
-                line += f"{run.cpu_us_per_chunk / bare.cpu_us_per_chunk:>7.2f}"
+                line += f"{run.cpu_us_per_chunk / bare.cpu_us_per_chunk:>6.2f}"
             else:
-                line += " " * 7
-            line += f"{run.delay_p50_us:>10.0f}{run.delay_p99_us:>8.0f}"
+                line += " " * 6
+            line += f"{run.gc_percent:>5.1f}%" if run.target != "direct" else " " * 6
+            line += f"{run.delay_p50_us:>10.0f}{run.delay_p99_us:>7.0f}"
             if direct is not None and run is not direct:
                 line += (
-                    f"{run.delay_p50_us - direct.delay_p50_us:>7.0f}"
+                    f"{run.delay_p50_us - direct.delay_p50_us:>6.0f}"
                     f"{run.delay_p99_us - direct.delay_p99_us:>7.0f}"
                 )
             else:
-                line += " " * 14
-            line += f"{run.ttfc_p50_ms:>9.2f}{run.kb_per_stream:>9.1f}"
+                line += " " * 13
+            line += f"{run.ttfc_p50_ms:>8.2f}{run.kb_per_stream:>8.1f}"
             if not streams_check(run).ok:
                 line += "  INCOMPLETE"
             lines.append(line)

@@ -21,6 +21,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 if __package__ in (None, ""):  # run as a script: `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -28,6 +29,7 @@ if __package__ in (None, ""):  # run as a script: `python bench/run.py`
 from bench import baseline, profile, report, streaming
 from bench.bare_proxy import running_bare_proxy
 from bench.gateway import CLI, running_gateway
+from bench.gc_probe import probe_env
 from bench.load import wrk_binary
 from bench.paced_upstream import running_paced_upstream
 from bench.procs import rss_mb
@@ -148,6 +150,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-streams", action="store_true", help="skip the streaming row")
     parser.add_argument(
+        "--no-gc-probe",
+        action="store_true",
+        help="do not count the proxies' garbage-collection time (to see that counting is free)",
+    )
+    parser.add_argument(
         "--baseline",
         metavar="REF",
         help="A/B: also run the gateway of a git ref (main, HEAD~3) or of another checkout's path",
@@ -194,10 +201,15 @@ def open_targets(
     """nginx itself, the bare proxy, and a gateway per store and side, all listening at once."""
     json_base, stream_base = upstream.json_url[: -len("/v1")], upstream.stream_url[: -len("/v1")]
     targets = [Target("direct", {"json": json_base, "stream": stream_base}, upstream.pid)]
+    gc_dir = None if args.no_gc_probe else Path(stack.enter_context(TemporaryDirectory()))
+    probe = {} if gc_dir is None else probe_env(gc_dir)
     if not args.no_bare:
-        port, pid = stack.enter_context(running_bare_proxy(json_base, stream_base, paced_url))
+        bare = running_bare_proxy(json_base, stream_base, paced_url, probe)
+        port, pid = stack.enter_context(bare)
         url = f"http://127.0.0.1:{port}"
-        targets.append(Target("bare", {"json": url, "stream": url, "paced": url}, pid))
+        targets.append(
+            Target("bare", {"json": url, "stream": url, "paced": url}, pid, None, gc_dir)
+        )
     stores = ["sqlite"] + ([] if args.no_redis else ["redis"])
     backends = f"{upstream.json_url},{upstream.stream_url}"
     if paced_url is not None:
@@ -207,12 +219,12 @@ def open_targets(
         for side in sides_:
             # Each side has its own database and its own Redis: nothing shared but the load.
             redis_url = stack.enter_context(running_redis()) if store == "redis" else None
-            gateway = stack.enter_context(
-                running_gateway(backends, redis_url, dict(side.env), side.cli)
-            )
+            env = {**dict(side.env), **probe}
+            gateway = stack.enter_context(running_gateway(backends, redis_url, env, side.cli))
             gateway.create_keys(names)
             urls = {"json": gateway.url, "stream": gateway.url, "paced": gateway.url}
-            targets.append(Target(store + side.suffix, urls, gateway.process.pid, gateway))
+            name = store + side.suffix
+            targets.append(Target(name, urls, gateway.process.pid, gateway, gc_dir))
     return targets
 
 

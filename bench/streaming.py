@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import payloads
-from bench.procs import cpu_seconds, process_tree, rss_mb_of
+from bench.procs import process_tree, rss_mb_of
 from bench.suite import CHAT_PATH, Check, Target
 
 WARMUP_STREAMS = 8
@@ -67,6 +67,7 @@ class StreamSlice:
     summary: dict[str, Any]  # the client's JSON
     cpu_seconds: float
     open_rss_mb: float  # with every stream open
+    gc_seconds: float = 0.0
 
 
 @dataclass
@@ -111,6 +112,12 @@ class StreamRun:
         cpu = sum(s.cpu_seconds for s in self.slices)
         return cpu / self.chunks_read * 1e6 if self.chunks_read else 0.0
 
+    @property
+    def gc_percent(self) -> float:
+        """Share of the target's CPU time spent in garbage collection (0 without a probe)."""
+        cpu = sum(s.cpu_seconds for s in self.slices)
+        return sum(s.gc_seconds for s in self.slices) / cpu * 100 if cpu else 0.0
+
     def _median(self, figure: str, percentile: str) -> float:
         return float(statistics.median(s.summary[figure][percentile] for s in self.slices))
 
@@ -144,6 +151,7 @@ class StreamRun:
             "chunks_per_second": round(self.chunks_per_second, 1),
             "cpu_percent": round(self.cpu_percent, 1),
             "cpu_us_per_chunk": round(self.cpu_us_per_chunk, 2),
+            "gc_percent_of_cpu": round(self.gc_percent, 2),
             "delay_p50_us_median": self.delay_p50_us,
             "delay_p99_us_median": self.delay_p99_us,
             "ttfc_p50_ms_median": self.ttfc_p50_ms,
@@ -154,6 +162,7 @@ class StreamRun:
                 {
                     **{k: v for k, v in s.summary.items() if k != "per_stream"},
                     "cpu_seconds": round(s.cpu_seconds, 3),
+                    "gc_seconds": round(s.gc_seconds, 4),
                     "open_rss_mb": round(s.open_rss_mb, 2),
                 }
                 for s in self.slices
@@ -224,10 +233,11 @@ def _open_rss(summary: dict[str, Any], samples: list[tuple[int, float]]) -> floa
 def _slice(
     target: Target, streams: int, chunks: int, options: StreamOptions, key: str | None
 ) -> StreamSlice:
-    before = cpu_seconds(target.pid)
+    cpu, gc = target.usage()
     port = int(target.urls["paced"].rsplit(":", 1)[1])
     summary, samples = run_client(port, key, streams, chunks, options, target.pid)
-    return StreamSlice(summary, cpu_seconds(target.pid) - before, _open_rss(summary, samples))
+    cpu_after, gc_after = target.usage()
+    return StreamSlice(summary, cpu_after - cpu, _open_rss(summary, samples), gc_after - gc)
 
 
 def measure_streams(targets: list[Target], options: StreamOptions) -> list[StreamRun]:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import signal
 import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench import payloads
 from bench.gateway import Gateway
+from bench.gc_probe import gc_seconds
 from bench.load import LoadResult, run_wrk
-from bench.procs import cpu_seconds, peak_rss_mb, rss_mb
+from bench.procs import cpu_seconds, peak_rss_mb, process_tree, rss_mb
 from bench.ttfb import StreamClient, StreamTiming, measure
 
 CHAT_PATH = "/v1/chat/completions"
@@ -48,6 +50,11 @@ class Target:
     urls: dict[str, str]  # kind ("json", "stream", "paced") -> base URL
     pid: int  # whose CPU (with its children) is measured
     gateway: Gateway | None = None
+    gc_dir: Path | None = None  # where its GC probe counts, if it has one (gc_probe.py)
+
+    def usage(self) -> tuple[float, float]:
+        """(CPU seconds, GC seconds) its process tree has used so far."""
+        return cpu_seconds(self.pid), gc_seconds(self.gc_dir, process_tree(self.pid))
 
     def key(self, name: str) -> tuple[str | None, str | None]:
         """(id, key) of a gateway key, or nothing for targets that take none."""
@@ -60,6 +67,7 @@ class Slice:
 
     result: LoadResult
     cpu_seconds: float
+    gc_seconds: float = 0.0
 
 
 @dataclass
@@ -109,6 +117,12 @@ class Run:
         cpu = sum(s.cpu_seconds for s in self.slices)
         return cpu / self.requests * 1e6 if self.requests else 0.0
 
+    @property
+    def gc_percent(self) -> float:
+        """Share of the target's CPU time spent in garbage collection (0 without a probe)."""
+        cpu = sum(s.cpu_seconds for s in self.slices)
+        return sum(s.gc_seconds for s in self.slices) / cpu * 100 if cpu else 0.0
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready figures."""
         return {
@@ -121,10 +135,16 @@ class Run:
             "p99_ms_median": self.p99_ms,
             "cpu_percent": round(self.cpu_percent, 1),
             "cpu_us_per_request": round(self.cpu_us_per_request, 1),
+            "gc_percent_of_cpu": round(self.gc_percent, 2),
             "all_2xx": self.clean,
             "key_id": self.key_id,
             "slices": [
-                {**s.result.as_dict(), "cpu_seconds": round(s.cpu_seconds, 3)} for s in self.slices
+                {
+                    **s.result.as_dict(),
+                    "cpu_seconds": round(s.cpu_seconds, 3),
+                    "gc_seconds": round(s.gc_seconds, 4),
+                }
+                for s in self.slices
             ],
         }
 
@@ -164,7 +184,7 @@ def key_names(options: Options) -> list[str]:
 
 
 def _slice(target: Target, kind: str, connections: int, seconds: float, key: str | None) -> Slice:
-    before = cpu_seconds(target.pid)
+    cpu, gc = target.usage()
     result = run_wrk(
         target.urls[kind] + CHAT_PATH,
         body_for(kind),
@@ -172,7 +192,8 @@ def _slice(target: Target, kind: str, connections: int, seconds: float, key: str
         seconds=seconds,
         api_key=key,
     )
-    return Slice(result, cpu_seconds(target.pid) - before)
+    cpu_after, gc_after = target.usage()
+    return Slice(result, cpu_after - cpu, gc_after - gc)
 
 
 def measure_load(targets: list[Target], options: Options) -> list[Run]:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import http.client
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -12,6 +15,7 @@ import orjson
 import pytest
 from bench import payloads, streaming
 from bench.gateway import running_gateway, usage_counts
+from bench.gc_probe import gc_seconds, probe_env
 from bench.load import parse_summary, run_wrk
 from bench.paced_upstream import running_paced_upstream
 from bench.suite import (
@@ -168,3 +172,26 @@ def test_gateway_run_passes_every_honesty_check(upstream: Upstream) -> None:
     assert phase.rss_mb > 0
     assert [(run.streams, run.chunks_read) for run in streams] == [(4, 40)]
     assert len(phase.checks) == 1 + 2 * 2 + 2 + 2  # shutdown, wrk rows, ttfb, streams
+
+
+def test_gc_probe_counts_the_collections_of_a_child_and_of_its_fork(tmp_path: Path) -> None:
+    script = (
+        "import gc, os, time\n"
+        "for _ in range(20): gc.collect()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    gc.collect(); os._exit(0)\n"
+        "os.waitpid(pid, 0); print(pid)\n"
+    )
+    env = {**os.environ, **probe_env(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    child = int(done.stdout)
+    files = sorted(int(path.name) for path in tmp_path.iterdir())
+    assert len(files) == 2 and child in files
+    parent = next(pid for pid in files if pid != child)
+    assert gc_seconds(tmp_path, [parent]) > 0
+    assert gc_seconds(tmp_path, [child]) > 0  # its own file, not the parent's
+    assert gc_seconds(tmp_path, [parent, child]) > gc_seconds(tmp_path, [parent])
+    assert gc_seconds(None, [parent]) == 0.0
