@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +100,13 @@ def _stream_table(streams: list[StreamRun], options: StreamOptions) -> list[str]
     return lines
 
 
+def outside_load(results: Results) -> tuple[float, float]:
+    """(median, max) CPU used by other processes during the slices, in % of a core."""
+    shares = [s.outside_percent for run in results.runs for s in run.slices]
+    shares += [s.outside_percent for run in results.streams for s in run.slices]
+    return (statistics.median(shares), max(shares)) if shares else (0.0, 0.0)
+
+
 def render(results: Results, options: Options, stream_options: StreamOptions) -> str:
     """The human-readable report."""
     runs, phases = results.runs, results.phases
@@ -112,6 +120,11 @@ def render(results: Results, options: Options, stream_options: StreamOptions) ->
     ]
     if results.baseline:
         lines.append(f"@base = the gateway of {results.baseline}, in the same slices.")
+    median, most = outside_load(results)
+    lines.append(
+        f"Outside load (other processes' CPU) during the slices: median "
+        f"{median:.0f}%, max {most:.0f}% of a core."
+    )
     lines.append("")
     lines += _load_table(runs)
     if results.streams:
@@ -168,8 +181,10 @@ def all_checks(results: Results) -> list[Check]:
 def record(meta: dict[str, Any], results: Results) -> dict[str, Any]:
     """Everything measured, as one JSON document."""
     phases = results.phases
+    median, most = outside_load(results)
     return {
         **meta,
+        "outside_cpu_percent": {"median": round(median, 1), "max": round(most, 1)},
         "baseline": results.baseline,
         "runs": [run.as_dict() for run in results.runs],
         "streams": [run.as_dict() for run in results.streams],

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import payloads
+from bench.noise import OutsideMeter
 from bench.procs import process_tree, rss_mb_of
 from bench.suite import CHAT_PATH, Check, Target
 
@@ -68,6 +69,13 @@ class StreamSlice:
     cpu_seconds: float
     open_rss_mb: float  # with every stream open
     gc_seconds: float = 0.0
+    outside_seconds: float = 0.0  # CPU used meanwhile by processes not the benchmark's
+
+    @property
+    def outside_percent(self) -> float:
+        """Outside load during the slice; 100 is one core."""
+        seconds = (self.summary["ended_ns"] - self.summary["started_ns"]) / 1e9
+        return self.outside_seconds / seconds * 100 if seconds else 0.0
 
 
 @dataclass
@@ -163,6 +171,7 @@ class StreamRun:
                     **{k: v for k, v in s.summary.items() if k != "per_stream"},
                     "cpu_seconds": round(s.cpu_seconds, 3),
                     "gc_seconds": round(s.gc_seconds, 4),
+                    "outside_cpu_percent": round(s.outside_percent, 1),
                     "open_rss_mb": round(s.open_rss_mb, 2),
                 }
                 for s in self.slices
@@ -234,10 +243,12 @@ def _slice(
     target: Target, streams: int, chunks: int, options: StreamOptions, key: str | None
 ) -> StreamSlice:
     cpu, gc = target.usage()
+    outside = OutsideMeter()
     port = int(target.urls["paced"].rsplit(":", 1)[1])
     summary, samples = run_client(port, key, streams, chunks, options, target.pid)
     cpu_after, gc_after = target.usage()
-    return StreamSlice(summary, cpu_after - cpu, _open_rss(summary, samples), gc_after - gc)
+    open_rss = _open_rss(summary, samples)
+    return StreamSlice(summary, cpu_after - cpu, open_rss, gc_after - gc, outside.seconds())
 
 
 def measure_streams(targets: list[Target], options: StreamOptions) -> list[StreamRun]:

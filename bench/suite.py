@@ -18,6 +18,7 @@ from bench import payloads
 from bench.gateway import Gateway
 from bench.gc_probe import gc_seconds
 from bench.load import LoadResult, run_wrk
+from bench.noise import OutsideMeter
 from bench.procs import cpu_seconds, peak_rss_mb, process_tree, rss_mb
 from bench.ttfb import StreamClient, StreamTiming, measure
 
@@ -69,6 +70,12 @@ class Slice:
     result: LoadResult
     cpu_seconds: float
     gc_seconds: float = 0.0
+    outside_seconds: float = 0.0  # CPU used meanwhile by processes not the benchmark's
+
+    @property
+    def outside_percent(self) -> float:
+        """Outside load during the slice; 100 is one core."""
+        return self.outside_seconds / self.result.seconds * 100 if self.result.seconds else 0.0
 
 
 @dataclass
@@ -144,6 +151,7 @@ class Run:
                     **s.result.as_dict(),
                     "cpu_seconds": round(s.cpu_seconds, 3),
                     "gc_seconds": round(s.gc_seconds, 4),
+                    "outside_cpu_percent": round(s.outside_percent, 1),
                 }
                 for s in self.slices
             ],
@@ -186,6 +194,7 @@ def key_names(options: Options) -> list[str]:
 
 def _slice(target: Target, kind: str, connections: int, seconds: float, key: str | None) -> Slice:
     cpu, gc = target.usage()
+    outside = OutsideMeter()
     result = run_wrk(
         target.urls[kind] + CHAT_PATH,
         body_for(kind),
@@ -194,7 +203,7 @@ def _slice(target: Target, kind: str, connections: int, seconds: float, key: str
         api_key=key,
     )
     cpu_after, gc_after = target.usage()
-    return Slice(result, cpu_after - cpu, gc_after - gc)
+    return Slice(result, cpu_after - cpu, gc_after - gc, outside.seconds())
 
 
 def measure_load(targets: list[Target], options: Options) -> list[Run]:

@@ -8,6 +8,8 @@ latency stand beside it, and time to first chunk and idle memory follow.
 
 from __future__ import annotations
 
+import textwrap
+
 from bench.goals import find, find_streams
 from bench.streaming import StreamRun
 from bench.suite import GatewayPhase, Run
@@ -37,7 +39,7 @@ def render(
         "",
         f"A/B: new = this checkout, base = {baseline}; the same slices, taken in turn",
         "",
-        f"{'row':<16}{'store':<8}{'figure':<9}{'new':>9}{'base':>9}{'new/base':>9}  beside it",
+        f"{'row':<16}{'store':<8}{'figure':<9}{'new':>9}{'base':>9}{'new/base':>9}  new/base",
     ]
     by_phase = {phase.store: phase for phase in phases}
     summaries: list[str] = []
@@ -49,8 +51,7 @@ def render(
                 continue
             label = f"{run.kind} c={run.connections}"
             rest = (
-                f"req/s x{_ratio(run.rps, base.rps):.3f}, "
-                f"p50 {run.p50_ms:.3f} vs {base.p50_ms:.3f} ms"
+                f"req/s x{_ratio(run.rps, base.rps):.3f}, p50 {run.p50_ms:.3f}/{base.p50_ms:.3f} ms"
             )
             new_cpu, base_cpu = run.cpu_us_per_request, base.cpu_us_per_request
             lines.append(_row(label, store, "us/req", new_cpu, base_cpu, rest))
@@ -61,8 +62,8 @@ def render(
                 continue
             label = f"streams n={paced.streams}"
             rest = (
-                f"delay p50 {paced.delay_p50_us:.0f} vs {other.delay_p50_us:.0f} us, "
-                f"KB/stream {paced.kb_per_stream:.1f} vs {other.kb_per_stream:.1f}"
+                f"delay p50 {paced.delay_p50_us:.0f}/{other.delay_p50_us:.0f} us, "
+                f"KB {paced.kb_per_stream:.1f}/{other.kb_per_stream:.1f}"
             )
             new_cpu, base_cpu = paced.cpu_us_per_chunk, other.cpu_us_per_chunk
             lines.append(_row(label, store, "us/chunk", new_cpu, base_cpu, rest))
@@ -79,5 +80,6 @@ def render(
                 )
             )
         lines.append(_row("idle RSS", store, "MiB", new.idle_rss_mb, base.idle_rss_mb))
-        summaries.append(f"  {store}: " + ", ".join(cpu))
+        summary = f"{store}: " + ", ".join(cpu)
+        summaries += textwrap.wrap(summary, 98, initial_indent="  ", subsequent_indent="    ")
     return [*lines, "", "CPU per request (per chunk for streams), new / base:", *summaries]

@@ -9,10 +9,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from bench import baseline
+from bench import baseline, report
 from bench.gateway import CLI
+from bench.load import LoadResult
 from bench.run import open_targets, sides
-from bench.suite import Options, finish_gateway, measure_ttfb
+from bench.streaming import StreamOptions, StreamRun, StreamSlice
+from bench.suite import GatewayPhase, Options, Run, Slice, finish_gateway, measure_ttfb
 from bench.upstream import Upstream, running_upstream
 
 
@@ -106,3 +108,46 @@ def test_each_side_has_its_own_keys_and_database_and_is_audited_apart(upstream: 
         assert [check.detail for check in phase.checks if not check.ok] == []
         assert set(phase.usage) == {gateway.keys["ttfb"][0]}
     assert gateways[0].keys["ttfb"][0] != gateways[1].keys["ttfb"][0]
+
+
+def _wrk(requests: int, p50_ms: float = 1.0) -> LoadResult:
+    return LoadResult(requests, 1.0, 0, "", {}, p50_ms, p50_ms, p50_ms, p50_ms)
+
+
+def _streams(target: str, cpu: float) -> StreamRun:
+    summary = {
+        "streams": 4,
+        "chunks_stamped": 40,
+        "started_ns": 0,
+        "ended_ns": 10**9,
+        "delay_us": {"p50": 100.0, "p99": 200.0},
+        "ttfc_ms": {"p50": 1.0},
+        "per_stream": [],
+    }
+    return StreamRun(target, 4, 10, 50.0, [StreamSlice(summary, cpu, 50.1)], "key")
+
+
+def test_the_report_shows_both_sides_per_store_and_their_cpu_ratio() -> None:
+    runs = [
+        Run(target, "json", 32, [Slice(_wrk(1000), cpu)])
+        for target, cpu in (("direct", 0.01), ("bare", 0.1), ("sqlite", 0.2), ("sqlite@base", 0.25))
+    ]
+    streams = [
+        _streams(t, cpu) for t, cpu in (("bare", 0.001), ("sqlite", 0.002), ("sqlite@base", 0.002))
+    ]
+    ttfb = {"direct": {"ttfb_p50_ms": 0.1}, "gateway": {"ttfb_p50_ms": 0.5, "ttfb_p99_ms": 1.0}}
+    ttfb["direct"]["ttfb_p99_ms"] = 0.2
+    phases = [GatewayPhase(store, ttfb, idle_rss_mb=60.0) for store in ("sqlite", "sqlite@base")]
+    text = report.render(
+        report.Results(runs, streams, phases, "main (abc1234)"),
+        Options(1.0, 1, (32,), 5),
+        StreamOptions(streams=(4,), chunks=10),
+    )
+    assert "@base = the gateway of main (abc1234)" in text
+    assert "json c=32       sqlite  us/req      200.00   250.00    0.800" in text
+    assert "streams n=4     sqlite  us/chunk     50.00    50.00    1.000" in text
+    assert "sqlite: json c=32 0.800, streams n=4 1.000" in text
+    assert (
+        "CPU/JSON request vs bare, c=32  <= 1.3x        sqlite@base     2.500 x      MISSED" in text
+    )
+    assert max(len(line) for line in text.splitlines()) <= 100
