@@ -8,7 +8,8 @@ from typing import Any
 
 from bench import versus
 from bench.goals import find, goals
-from bench.streaming import StreamOptions, StreamRun, streams_check
+from bench.stream_audit import streams_check
+from bench.streaming import StreamOptions, StreamRun
 from bench.suite import Check, GatewayPhase, Options, Run, answers_check
 
 

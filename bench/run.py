@@ -26,7 +26,7 @@ from tempfile import TemporaryDirectory
 if __package__ in (None, ""):  # run as a script: `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import baseline, profile, report, streaming
+from bench import baseline, profile, report, stream_audit, streaming
 from bench.bare_proxy import running_bare_proxy
 from bench.gateway import CLI, running_gateway
 from bench.gc_probe import probe_env
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         for target in gateways:
             phase = finish_gateway(target, runs, ttfb, options, idle[target.name])
             own = [run for run in streams if run.target == target.name]
-            phase.checks += streaming.audit(phase.store, own, phase.usage)
+            phase.checks += stream_audit.audit(phase.store, own, phase.usage)
             phases.append(phase)
     results = report.Results(runs, streams, phases, baseline_label)
     meta = {

@@ -14,9 +14,7 @@ gateways) and per N the slices are taken in turn like the other rows. Each slice
   Python keeps freed memory for reuse, so only the first slice at each N can grow: that slice
   gives the figure, and every N is measured from the same idle point.
 
-The audit: every stream complete (200, `[DONE]`, the final chunk), the exact number of chunks,
-no usage chunk delivered to a client that did not ask for one, and for gateways exactly one
-usage row with status 200 and the upstream's token counts per stream served.
+The audit of what it measured is `stream_audit.py`.
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ from typing import Any
 from bench import payloads
 from bench.noise import OutsideMeter
 from bench.procs import process_tree, rss_mb_of
-from bench.suite import CHAT_PATH, Check, Target
+from bench.suite import CHAT_PATH, Target
 
 WARMUP_STREAMS = 8
 WARMUP_CHUNKS = 20
@@ -272,68 +270,3 @@ def measure_streams(targets: list[Target], options: StreamOptions) -> list[Strea
             )
             runs.append(run)
     return runs
-
-
-def stream_problem(stream: dict[str, Any], chunks: int) -> str | None:
-    """Why one stream the client read is not a complete, exact chat stream; None if it is."""
-    if stream["error"]:
-        return str(stream["error"])
-    if stream["status"] != 200:
-        return f"status {stream['status']}"
-    if not stream["done"] or not stream["ended"]:
-        return "no data: [DONE]" if not stream["done"] else "no final HTTP chunk"
-    # The role chunk, then one per content chunk; the usage chunk was not asked for.
-    if stream["events"] != chunks + 1 or stream["stamped"] != chunks:
-        return f"{stream['events']} events, {stream['stamped']} stamped, not 1 + {chunks}"
-    if stream["usage_chunks"]:
-        return "a usage chunk reached a client that did not ask for one"
-    return None
-
-
-def streams_check(run: StreamRun) -> Check:
-    """Every stream of every slice complete, with exactly the chunks the upstream sent."""
-    problems = [
-        problem
-        for s in run.slices
-        for stream in s.summary["per_stream"]
-        if (problem := stream_problem(stream, run.chunks)) is not None
-    ]
-    detail = f"{run.streams_served - len(problems)} of {run.streams_served} complete and exact"
-    if problems:
-        detail += f"; first: {problems[0]}"
-    label = f"{run.target} streams n={run.streams}: every stream complete, chunk counts exact"
-    return Check(label, not problems, detail)
-
-
-def stream_usage_check(
-    label: str, rows: dict[int, tuple[int, int, int]], served: int, chunks: int
-) -> Check:
-    """One usage row with status 200 per stream served, with the upstream's exact usage.
-
-    Every stream was read to its end, so nothing was in flight: the count is exact.
-    """
-    count, prompt, completion = rows.get(200, (0, 0, 0))
-    other = {status: row[0] for status, row in rows.items() if status != 200}
-    tokens_ok = (prompt, completion) == (count * payloads.PROMPT_TOKENS, count * chunks)
-    ok = not other and count == served and tokens_ok
-    detail = (
-        f"{served} streams served; usage rows: {count} x 200"
-        + (f", other statuses {other}" if other else "")
-        + f"; tokens {prompt}+{completion}"
-        + ("" if tokens_ok else f" NOT {payloads.PROMPT_TOKENS}+{chunks} per stream")
-    )
-    return Check(f"{label}: usage rows match the streams served", ok, detail)
-
-
-def audit(
-    store: str, runs: list[StreamRun], usage: dict[str, dict[int, tuple[int, int, int]]]
-) -> list[Check]:
-    """A gateway's streaming checks: the client's view, then its usage rows."""
-    checks: list[Check] = []
-    for run in runs:
-        checks.append(streams_check(run))
-        assert run.key_id is not None
-        label = f"{store} streams n={run.streams}"
-        rows = usage.get(run.key_id, {})
-        checks.append(stream_usage_check(label, rows, run.streams_served, run.chunks))
-    return checks

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from bench import payloads, streaming
+from bench import payloads, stream_audit, streaming
 from bench.gateway import running_gateway, usage_counts
 from bench.gc_probe import gc_seconds, probe_env
 from bench.load import parse_summary, run_wrk
@@ -161,7 +161,7 @@ def test_gateway_run_passes_every_honesty_check(upstream: Upstream) -> None:
             runs = measure_load([target], options)
             ttfb = measure_ttfb(upstream.stream_port, [target], options.ttfb_rounds)
             phase = finish_gateway(target, runs, ttfb, options)
-            phase.checks += streaming.audit(phase.store, streams, phase.usage)
+            phase.checks += stream_audit.audit(phase.store, streams, phase.usage)
     failed = [f"{check.name}: {check.detail}" for check in phase.checks if not check.ok]
     assert failed == []
     assert [(run.kind, run.requests > 0, run.clean) for run in runs] == [

@@ -13,15 +13,8 @@ import orjson
 import pytest
 from bench import payloads
 from bench.paced_upstream import running_paced_upstream
-from bench.streaming import (
-    StreamOptions,
-    StreamRun,
-    StreamSlice,
-    run_client,
-    stream_problem,
-    stream_usage_check,
-    streams_check,
-)
+from bench.stream_audit import stream_problem, stream_usage_check, streams_check
+from bench.streaming import StreamOptions, StreamRun, StreamSlice, run_client
 from bench.suite import CHAT_PATH
 
 INTERVAL_MS = 10.0
