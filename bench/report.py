@@ -12,6 +12,8 @@ from bench.stream_audit import streams_check
 from bench.streaming import StreamOptions, StreamRun
 from bench.suite import Check, GatewayPhase, Options, Run, answers_check
 
+BUSY_PERCENT = 50.0  # median outside load, in % of a core, above which absolute figures sag
+
 
 @dataclass
 class Results:
@@ -126,6 +128,8 @@ def render(results: Results, options: Options, stream_options: StreamOptions) ->
         f"Outside load (other processes' CPU) during the slices: median "
         f"{median:.0f}%, max {most:.0f}% of a core."
     )
+    if median >= BUSY_PERCENT:
+        lines.append("A busy machine: trust the ratios within this run, not its absolute figures.")
     lines.append("")
     lines += _load_table(runs)
     if results.streams:
