@@ -15,6 +15,7 @@ from bench.streaming import StreamRun
 from bench.suite import GatewayPhase, Run
 
 BASE = "@base"
+_NO_BREAK = "\u00a0"
 
 
 def paired_stores(phases: list[GatewayPhase]) -> list[str]:
@@ -25,6 +26,11 @@ def paired_stores(phases: list[GatewayPhase]) -> list[str]:
 
 def _ratio(new: float, base: float) -> float:
     return new / base if base else float("nan")
+
+
+def _item(label: str, ratio: float) -> str:
+    """`json c=32 0.987`, its spaces no-break ones: a wrapped line breaks between items."""
+    return f"{label} {ratio:.3f}".replace(" ", _NO_BREAK)
 
 
 def _row(label: str, store: str, unit: str, new: float, base: float, rest: str = "") -> str:
@@ -39,7 +45,7 @@ def render(
         "",
         f"A/B: new = this checkout, base = {baseline}; the same slices, taken in turn",
         "",
-        f"{'row':<16}{'store':<8}{'figure':<9}{'new':>9}{'base':>9}{'new/base':>9}  new/base",
+        f"{'row':<16}{'store':<8}{'figure':<9}{'new':>9}{'base':>9}{'new/base':>9}  and, new/base",
     ]
     by_phase = {phase.store: phase for phase in phases}
     summaries: list[str] = []
@@ -55,7 +61,7 @@ def render(
             )
             new_cpu, base_cpu = run.cpu_us_per_request, base.cpu_us_per_request
             lines.append(_row(label, store, "us/req", new_cpu, base_cpu, rest))
-            cpu.append(f"{label} {_ratio(new_cpu, base_cpu):.3f}")
+            cpu.append(_item(label, _ratio(new_cpu, base_cpu)))
         for paced in [r for r in streams if r.target == store]:
             other = find_streams(streams, store + BASE, paced.streams)
             if other is None:
@@ -67,7 +73,7 @@ def render(
             )
             new_cpu, base_cpu = paced.cpu_us_per_chunk, other.cpu_us_per_chunk
             lines.append(_row(label, store, "us/chunk", new_cpu, base_cpu, rest))
-            cpu.append(f"{label} {_ratio(new_cpu, base_cpu):.3f}")
+            cpu.append(_item(label, _ratio(new_cpu, base_cpu)))
         new, base = by_phase[store], by_phase[store + BASE]
         if new.ttfb and base.ttfb:
             lines.append(
@@ -81,5 +87,6 @@ def render(
             )
         lines.append(_row("idle RSS", store, "MiB", new.idle_rss_mb, base.idle_rss_mb))
         summary = f"{store}: " + ", ".join(cpu)
-        summaries += textwrap.wrap(summary, 98, initial_indent="  ", subsequent_indent="    ")
+        wrapped = textwrap.wrap(summary, 98, initial_indent="  ", subsequent_indent="    ")
+        summaries += [line.replace(_NO_BREAK, " ") for line in wrapped]
     return [*lines, "", "CPU per request (per chunk for streams), new / base:", *summaries]
