@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check bench css clean install
+.PHONY: run test check bench bench-quick bench-ab css clean install
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,15 @@ check: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/run.py --quick
+
+# A/B: this checkout's gateway against another version's, in the same slices (a git ref or a
+# checkout's path; built once under bench/.ab/), e.g. `make bench-ab BASELINE=HEAD~1`.
+BASELINE ?= main
+bench-ab: $(STAMP)
+	$(BIN)/python bench/run.py --baseline $(BASELINE)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,8 @@
-"""The gateway as operators run it: `vllm-gateway serve` in a subprocess, keys from the CLI."""
+"""The gateway as operators run it: `vllm-gateway serve` in a subprocess, keys from the CLI.
+
+Either this checkout's (`CLI`, beside the running Python) or another version's, for A/B runs
+(`baseline.py`): the same subprocess, environment and audit, only the executable differs.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +41,7 @@ class Gateway:
     env: dict[str, str]
     database: Path
     log: Path
+    cli: Path
     keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (id, key)
     exit_code: int | None = None
 
@@ -52,7 +57,7 @@ class Gateway:
                 self.keys[name] = created
 
     def _create_key(self, name: str) -> tuple[str, str]:
-        args = [str(CLI), "keys", "create", "--name", f"bench-{name}", "--json"]
+        args = [str(self.cli), "keys", "create", "--name", f"bench-{name}", "--json"]
         for option, value in KEY_LIMITS.items():
             args += [option, value]
         completed = subprocess.run(
@@ -76,24 +81,32 @@ class Gateway:
         return self.exit_code
 
     def usage_counts(self) -> dict[str, dict[int, tuple[int, int, int]]]:
-        """Per key id and status: (rows, prompt tokens, completion tokens) in usage_events.
-
-        Read straight from the SQLite file after shutdown: an independent look at what the
-        gateway wrote, not its own report of it.
-        """
-        counts: dict[str, dict[int, tuple[int, int, int]]] = {}
-        with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True) as connection:
-            rows = connection.execute(
-                "SELECT key_id, status, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens) "
-                "FROM usage_events GROUP BY key_id, status"
-            ).fetchall()
-        for key_id, status, count, prompt, completion in rows:
-            counts.setdefault(key_id, {})[int(status)] = (count, prompt or 0, completion or 0)
-        return counts
+        """Per key id and status: (rows, prompt tokens, completion tokens) in usage_events."""
+        return usage_counts(self.database)
 
     def log_tail(self, lines: int = 30) -> str:
         """The end of the gateway's own output, for error messages."""
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def usage_counts(database: Path) -> dict[str, dict[int, tuple[int, int, int]]]:
+    """Per key id and status: (rows, prompt tokens, completion tokens) in usage_events.
+
+    Read straight from the SQLite file after shutdown: an independent look at what the
+    gateway wrote, not its own report of it. Only columns every version has are read
+    (`key_id`, `status`, `prompt_tokens`, `completion_tokens`), so that an A/B run can audit a
+    newer schema and an older one alike; rows of other keys are counted apart and never looked
+    at by the audit, which asks only for the keys it made.
+    """
+    counts: dict[str, dict[int, tuple[int, int, int]]] = {}
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+        rows = connection.execute(
+            "SELECT key_id, status, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens) "
+            "FROM usage_events GROUP BY key_id, status"
+        ).fetchall()
+    for key_id, status, count, prompt, completion in rows:
+        counts.setdefault(str(key_id), {})[int(status)] = (count, prompt or 0, completion or 0)
+    return counts
 
 
 def gateway_env(
@@ -120,9 +133,12 @@ def gateway_env(
 
 @contextmanager
 def running_gateway(
-    backends: str, redis_url: str | None, extra_env: Mapping[str, str] | None = None
+    backends: str,
+    redis_url: str | None,
+    extra_env: Mapping[str, str] | None = None,
+    cli: Path = CLI,
 ) -> Iterator[Gateway]:
-    """Start `vllm-gateway serve` on a free loopback port; stop it with SIGTERM afterwards."""
+    """Start `cli serve` on a free loopback port; stop it with SIGTERM afterwards."""
     with tempfile.TemporaryDirectory(prefix="vgw-bench-gateway-") as name:
         directory = Path(name)
         database = directory / "gateway.db"
@@ -131,14 +147,14 @@ def running_gateway(
         log = directory / "gateway.log"
         with log.open("wb") as output:
             process = subprocess.Popen(
-                [str(CLI), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                [str(cli), "serve", "--host", "127.0.0.1", "--port", str(port)],
                 env=env,
                 cwd=directory,  # so that no .env of the repository is read
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
-        gateway = Gateway(port, process, env, database, log)
+        gateway = Gateway(port, process, env, database, log, cli)
         try:
             try:
                 wait_for_port(port, process, timeout=60)

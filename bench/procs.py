@@ -78,8 +78,12 @@ def process_tree(pid: int) -> list[int]:
 
 
 def _status_mb(pid: int, field: str) -> float:
+    return _sum_status_mb(process_tree(pid), field)
+
+
+def _sum_status_mb(pids: list[int], field: str) -> float:
     total_kb = 0
-    for member in process_tree(pid):
+    for member in pids:
         try:
             for line in Path(f"/proc/{member}/status").read_text().splitlines():
                 if line.startswith(field):
@@ -92,6 +96,11 @@ def _status_mb(pid: int, field: str) -> float:
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its descendants now, in MiB (VmRSS)."""
     return _status_mb(pid, "VmRSS:")
+
+
+def rss_mb_of(pids: list[int]) -> float:
+    """Resident memory of these processes now, in MiB: for sampling a tree found once."""
+    return _sum_status_mb(pids, "VmRSS:")
 
 
 def peak_rss_mb(pid: int) -> float:

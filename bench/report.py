@@ -2,97 +2,53 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from bench import versus
+from bench.goals import find, goals
+from bench.stream_audit import streams_check
+from bench.streaming import StreamOptions, StreamRun
 from bench.suite import Check, GatewayPhase, Options, Run, answers_check
 
-THROUGHPUT_TARGET_RPS = 3000.0
-ADDED_P50_TARGET_MS = 1.0
-TTFB_ADDED_TARGET_MS = 2.0
-RSS_TARGET_MB = 150.0
+BUSY_PERCENT = 50.0  # median outside load, in % of a core, above which absolute figures sag
 
 
-@dataclass(frozen=True)
-class Target:
-    """One goal of the issue, measured on one gateway store."""
+@dataclass
+class Results:
+    """Everything one run measured."""
 
-    name: str
-    goal: str
-    store: str
-    measured: float
-    unit: str
-    ok: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready."""
-        return {
-            "name": self.name,
-            "goal": self.goal,
-            "store": self.store,
-            "measured": round(self.measured, 3),
-            "unit": self.unit,
-            "ok": self.ok,
-        }
-
-
-def _find(runs: list[Run], target: str, kind: str, connections: int) -> Run | None:
-    for run in runs:
-        if (run.target, run.kind, run.connections) == (target, kind, connections):
-            return run
-    return None
-
-
-def targets(runs: list[Run], phases: list[GatewayPhase]) -> list[Target]:
-    """The issue's four targets, for every gateway store measured."""
-    found: list[Target] = []
-    floor = _find(runs, "direct", "json", 1)
-    for phase in phases:
-        store = phase.store
-        wide, single = _find(runs, store, "json", 32), _find(runs, store, "json", 1)
-        if wide is not None:
-            rps = wide.rps
-            ok = rps >= THROUGHPUT_TARGET_RPS
-            found.append(Target("throughput, JSON, c=32", ">= 3000 req/s", store, rps, "req/s", ok))
-        if single is not None and floor is not None:
-            added = single.p50_ms - floor.p50_ms
-            ok = added < ADDED_P50_TARGET_MS
-            found.append(Target("added p50 latency, JSON, c=1", "< 1 ms", store, added, "ms", ok))
-        if phase.ttfb:
-            gateway, alone = (
-                phase.ttfb["gateway"]["ttfb_p50_ms"],
-                phase.ttfb["direct"]["ttfb_p50_ms"],
-            )
-            added = float(gateway) - float(alone)
-            ok = added < TTFB_ADDED_TARGET_MS
-            found.append(Target("added streaming TTFB (p50)", "< 2 ms", store, added, "ms", ok))
-        ok = phase.rss_mb < RSS_TARGET_MB
-        found.append(Target("gateway RSS at the end", "< 150 MB", store, phase.rss_mb, "MiB", ok))
-    return found
+    runs: list[Run]  # wrk rows
+    streams: list[StreamRun]  # the streaming row
+    phases: list[GatewayPhase]  # per gateway: TTFB, memory, the audit
+    baseline: str | None = None  # what the `@base` gateways run, in an A/B run
 
 
 def _load_table(runs: list[Run]) -> list[str]:
     lines = [
-        f"{'kind':<7}{'c':>3}  {'target':<8}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'rps/direct':>11}{'+p50 ms':>9}{'+p99 ms':>9}{'rps/bare':>9}{'CPU':>6}{'us/req':>8}",
+        f"{'kind':<7}{'c':>3}  {'target':<12}{'req/s':>7}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'rps/dir':>8}{'+p50 ms':>8}{'+p99 ms':>8}{'rps/bare':>9}{'CPU':>6}{'us/req':>7}"
+        f"{'GC':>6}",
     ]
     for kind in ("json", "stream"):
         for c in sorted({run.connections for run in runs if run.kind == kind}):
-            floor, bare = _find(runs, "direct", kind, c), _find(runs, "bare", kind, c)
+            floor, bare = find(runs, "direct", kind, c), find(runs, "bare", kind, c)
             for run in [r for r in runs if r.kind == kind and r.connections == c]:
                 line = (
-                    f"{kind:<7}{c:>3}  {run.target:<8}{run.rps:>8.0f}"
-                    f"{run.p50_ms:>9.3f}{run.p99_ms:>9.3f}"
+                    f"{kind:<7}{c:>3}  {run.target:<12}{run.rps:>7.0f}"
+                    f"{run.p50_ms:>8.3f}{run.p99_ms:>8.3f}"
                 )
                 if run.target != "direct" and floor is not None:
                     line += (
-                        f"{_ratio(run, floor):>11.3f}{run.p50_ms - floor.p50_ms:>9.3f}"
-                        f"{run.p99_ms - floor.p99_ms:>9.3f}"
+                        f"{_ratio(run, floor):>8.3f}{run.p50_ms - floor.p50_ms:>8.3f}"
+                        f"{run.p99_ms - floor.p99_ms:>8.3f}"
                     )
-                    line += "" if bare is None else f"{_ratio(run, bare):>9.3f}"
+                    line += " " * 9 if bare is None else f"{_ratio(run, bare):>9.3f}"
                 else:
-                    line += " " * 38
-                line += f"{run.cpu_percent:>5.0f}%{run.cpu_us_per_request:>8.0f}"
+                    line += " " * 33
+                line += f"{run.cpu_percent:>5.0f}%{run.cpu_us_per_request:>7.0f}"
+                line += f"{run.gc_percent:>5.1f}%" if run.target != "direct" else ""
                 if not run.clean:
                     line += "  NOT ALL 2xx"
                 lines.append(line)
@@ -103,8 +59,60 @@ def _ratio(run: Run, floor: Run) -> float:
     return run.rps / floor.rps if floor.rps else 0.0
 
 
-def render(runs: list[Run], phases: list[GatewayPhase], options: Options) -> str:
+def _stream_table(streams: list[StreamRun], options: StreamOptions) -> list[str]:
+    slices = len(streams[0].slices) if streams else 0
+    lines = [
+        "",
+        f"Streams: N open at once, {options.chunks} chunks each, one per "
+        f"{options.interval_ms:g} ms from the paced upstream; median of {slices} slices,",
+        "the targets taken in turn. us/chunk = the target's CPU per chunk relayed (direct: the",
+        "upstream's own); delay = from the upstream's write to the client's read of a chunk;",
+        "ttfc = request to first chunk while all N open; KB/strm = RSS with N open less idle, / N.",
+        "GC = share of the target's CPU time spent in garbage collection (counted in the proxy).",
+        "",
+        f"{'n':>4}  {'target':<12}{'chunk/s':>8}{'CPU':>5}{'us/chunk':>9}{'/bare':>6}"
+        f"{'GC':>6}{'delay p50':>10}{'p99 us':>7}{'+p50':>6}{'+p99':>7}{'ttfc ms':>8}"
+        f"{'KB/strm':>8}",
+    ]
+    for n in sorted({run.streams for run in streams}):
+        row = [run for run in streams if run.streams == n]
+        direct = next((run for run in row if run.target == "direct"), None)
+        bare = next((run for run in row if run.target == "bare"), None)
+        for run in row:
+            line = (
+                f"{n:>4}  {run.target:<12}{run.chunks_per_second:>8.0f}{run.cpu_percent:>4.0f}%"
+                f"{run.cpu_us_per_chunk:>9.1f}"
+            )
+            if bare is not None and run.target not in ("direct", "bare"):
+                line += f"{run.cpu_us_per_chunk / bare.cpu_us_per_chunk:>6.2f}"
+            else:
+                line += " " * 6
+            line += f"{run.gc_percent:>5.1f}%" if run.target != "direct" else " " * 6
+            line += f"{run.delay_p50_us:>10.0f}{run.delay_p99_us:>7.0f}"
+            if direct is not None and run is not direct:
+                line += (
+                    f"{run.delay_p50_us - direct.delay_p50_us:>6.0f}"
+                    f"{run.delay_p99_us - direct.delay_p99_us:>7.0f}"
+                )
+            else:
+                line += " " * 13
+            line += f"{run.ttfc_p50_ms:>8.2f}{run.kb_per_stream:>8.1f}"
+            if not streams_check(run).ok:
+                line += "  INCOMPLETE"
+            lines.append(line)
+    return lines
+
+
+def outside_load(results: Results) -> tuple[float, float]:
+    """(median, max) CPU used by other processes during the slices, in % of a core."""
+    shares = [s.outside_percent for run in results.runs for s in run.slices]
+    shares += [s.outside_percent for run in results.streams for s in run.slices]
+    return (statistics.median(shares), max(shares)) if shares else (0.0, 0.0)
+
+
+def render(results: Results, options: Options, stream_options: StreamOptions) -> str:
     """The human-readable report."""
+    runs, phases = results.runs, results.phases
     lines = [
         "",
         "Load: wrk, keep-alive, POST /v1/chat/completions; each row is the median of "
@@ -112,39 +120,55 @@ def render(runs: list[Run], phases: list[GatewayPhase], options: Options) -> str
         "the targets taken in turn. bare = uvicorn + aiohttp relaying bytes, no gateway logic.",
         "CPU = the target's processes (100% = one core); us/req = their CPU microseconds per",
         "answer, steadier than req/s on a shared machine.",
-        "",
     ]
+    if results.baseline:
+        lines.append(f"@base = the gateway of {results.baseline}, in the same slices.")
+    median, most = outside_load(results)
+    lines.append(
+        f"Outside load (other processes' CPU) during the slices: median "
+        f"{median:.0f}%, max {most:.0f}% of a core."
+    )
+    if median >= BUSY_PERCENT:
+        lines.append("A busy machine: trust the ratios within this run, not its absolute figures.")
+    lines.append("")
     lines += _load_table(runs)
+    if results.streams:
+        lines += _stream_table(results.streams, stream_options)
     if phases:
         lines += [
             "",
             f"Streaming time to first body byte ({options.ttfb_rounds} sequential requests "
             "each, direct and gateway interleaved)",
             "",
-            f"{'store':<8}{'direct p50':>12}{'gateway p50':>13}{'added p50':>11}"
+            f"{'store':<12}{'direct p50':>12}{'gateway p50':>13}{'added p50':>11}"
             f"{'direct p99':>12}{'gateway p99':>13}",
         ]
         for phase in phases:
             d, g = phase.ttfb["direct"], phase.ttfb["gateway"]
             lines.append(
-                f"{phase.store:<8}{d['ttfb_p50_ms']:>10.3f}ms{g['ttfb_p50_ms']:>11.3f}ms"
+                f"{phase.store:<12}{d['ttfb_p50_ms']:>10.3f}ms{g['ttfb_p50_ms']:>11.3f}ms"
                 f"{float(g['ttfb_p50_ms']) - float(d['ttfb_p50_ms']):>9.3f}ms"
                 f"{d['ttfb_p99_ms']:>10.3f}ms{g['ttfb_p99_ms']:>11.3f}ms"
             )
         lines += ["", "Gateway memory (VmRSS of the process tree)", ""]
         for phase in phases:
             lines.append(
-                f"{phase.store:<8} at the end {phase.rss_mb:6.1f} MiB, "
-                f"peak {phase.peak_rss_mb:6.1f} MiB"
+                f"{phase.store:<12} idle after start-up {phase.idle_rss_mb:6.1f} MiB, "
+                f"at the end {phase.rss_mb:6.1f} MiB, peak {phase.peak_rss_mb:6.1f} MiB"
             )
+        if results.baseline:
+            lines += versus.render(results.runs, results.streams, phases, results.baseline)
         lines += ["", "Targets (one worker, auth + limits + usage accounting on)", ""]
-        for target in targets(runs, phases):
-            verdict = "met" if target.ok else "MISSED"
-            lines.append(
-                f"{target.name:<32}{target.goal:<15}{target.store:<8}"
-                f"{target.measured:>10.3f} {target.unit:<6} {verdict}"
-            )
-        checks = all_checks(runs, phases)
+        found = goals(runs, results.streams, phases)
+        for issue in dict.fromkeys(goal.issue for goal in found):
+            lines.append(f"issue {issue}:")
+            for goal in [goal for goal in found if goal.issue == issue]:
+                verdict = "met" if goal.ok else "MISSED"
+                lines.append(
+                    f"  {goal.name:<32}{goal.goal:<15}{goal.store:<12}"
+                    f"{goal.measured:>9.3f} {goal.unit:<6} {verdict}"
+                )
+        checks = all_checks(results)
         failed = [check for check in checks if not check.ok]
         lines += ["", f"Honesty checks: {len(checks) - len(failed)} of {len(checks)} passed"]
         for check in failed:
@@ -152,20 +176,27 @@ def render(runs: list[Run], phases: list[GatewayPhase], options: Options) -> str
     return "\n".join(lines)
 
 
-def all_checks(runs: list[Run], phases: list[GatewayPhase]) -> list[Check]:
-    """Direct and bare runs answered 2xx; each gateway's own checks."""
-    plain = [answers_check(run) for run in runs if run.target in ("direct", "bare")]
-    return plain + [check for phase in phases for check in phase.checks]
+def all_checks(results: Results) -> list[Check]:
+    """Direct and bare runs answered 2xx and streamed completely; each gateway's own checks."""
+    plain = [answers_check(run) for run in results.runs if run.target in ("direct", "bare")]
+    plain += [streams_check(run) for run in results.streams if run.target in ("direct", "bare")]
+    return plain + [check for phase in results.phases for check in phase.checks]
 
 
-def record(meta: dict[str, Any], runs: list[Run], phases: list[GatewayPhase]) -> dict[str, Any]:
+def record(meta: dict[str, Any], results: Results) -> dict[str, Any]:
     """Everything measured, as one JSON document."""
+    phases = results.phases
+    median, most = outside_load(results)
     return {
         **meta,
-        "runs": [run.as_dict() for run in runs],
+        "outside_cpu_percent": {"median": round(median, 1), "max": round(most, 1)},
+        "baseline": results.baseline,
+        "runs": [run.as_dict() for run in results.runs],
+        "streams": [run.as_dict() for run in results.streams],
         "gateways": [
             {
                 "store": phase.store,
+                "idle_rss_mb": round(phase.idle_rss_mb, 1),
                 "rss_mb": round(phase.rss_mb, 1),
                 "peak_rss_mb": round(phase.peak_rss_mb, 1),
                 "exit_code": phase.exit_code,
@@ -173,9 +204,9 @@ def record(meta: dict[str, Any], runs: list[Run], phases: list[GatewayPhase]) ->
             }
             for phase in phases
         ],
-        "targets": [target.as_dict() for target in targets(runs, phases)],
+        "targets": [goal.as_dict() for goal in goals(results.runs, results.streams, phases)],
         "checks": [
             {"name": check.name, "ok": check.ok, "detail": check.detail}
-            for check in all_checks(runs, phases)
+            for check in all_checks(results)
         ],
     }

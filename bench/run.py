@@ -1,7 +1,10 @@
 """`make bench`: the gateway's overhead against a direct call to a fixed-cost upstream.
 
-Runs nginx as the upstream, wrk as the load, and `vllm-gateway serve` between them (SQLite,
-then Redis for limits), prints a table and writes bench/results/<timestamp>.json.
+Runs nginx (and a paced upstream for the streaming row) as the upstream, wrk (and a
+many-streams client) as the load, and `vllm-gateway serve` between them (SQLite, then Redis
+for limits), prints a table and writes bench/results/<timestamp>.json. With `--baseline REF`
+(or `--baseline-env`) a second gateway per store runs another version (or setting) in the
+same slices: an A/B run.
 """
 
 from __future__ import annotations
@@ -15,17 +18,23 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 if __package__ in (None, ""):  # run as a script: `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import profile, report
+from bench import baseline, profile, report, stream_audit, streaming
 from bench.bare_proxy import running_bare_proxy
-from bench.gateway import running_gateway
+from bench.gateway import CLI, running_gateway
+from bench.gc_probe import probe_env
 from bench.load import wrk_binary
+from bench.paced_upstream import running_paced_upstream
+from bench.procs import rss_mb
 from bench.redis_server import running_redis
+from bench.streaming import StreamOptions, measure_streams, stream_key_names
 from bench.suite import (
     Options,
     Target,
@@ -35,6 +44,7 @@ from bench.suite import (
     measure_ttfb,
 )
 from bench.upstream import Upstream, nginx_binary, running_upstream
+from bench.versus import BASE
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEBIAN_PACKAGES = {"nginx": "nginx-light", "wrk": "wrk"}
@@ -77,8 +87,34 @@ def run_profile(options: Options, rate: int, stamp: str, gil: bool) -> int:
 def _setting(text: str) -> tuple[str, str]:
     name, equals, value = text.partition("=")
     if not equals or not name:
-        raise SystemExit(f"--env wants NAME=VALUE, not {text!r}")
+        raise SystemExit(f"--env and --baseline-env want NAME=VALUE, not {text!r}")
     return name, value
+
+
+@dataclass(frozen=True)
+class Side:
+    """One gateway version of the run, started once per store."""
+
+    suffix: str  # "" for this checkout, "@base" for the baseline of an A/B run
+    cli: Path  # its `vllm-gateway`
+    env: tuple[tuple[str, str], ...]  # its settings on top of the clean environment
+
+
+def sides(args: argparse.Namespace, options: Options) -> tuple[list[Side], str | None]:
+    """This checkout's gateway, and the baseline's when asked for; the baseline's label."""
+    ours = [Side("", CLI, options.gateway_env)]
+    if args.baseline is None and not args.baseline_env:
+        return ours, None
+    extra = tuple(_setting(text) for text in args.baseline_env)
+    if args.baseline is None:
+        label = "this checkout"
+        cli = CLI
+    else:
+        built = baseline.resolve(args.baseline)
+        label, cli = built.label, built.cli
+    if extra:
+        label += " with " + " ".join(f"{name}={value}" for name, value in extra)
+    return [*ours, Side(BASE, cli, options.gateway_env + extra)], label
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -104,6 +140,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis-limits gateway")
     parser.add_argument(
+        "--streams",
+        default="32,256",
+        help="comma-separated numbers of streams open at once in the streaming row [32,256]",
+    )
+    parser.add_argument("--stream-chunks", type=int, default=200, help="chunks per stream [200]")
+    parser.add_argument(
+        "--chunk-interval-ms", type=float, default=20.0, help="the paced upstream's pace [20]"
+    )
+    parser.add_argument("--no-streams", action="store_true", help="skip the streaming row")
+    parser.add_argument(
+        "--no-gc-probe",
+        action="store_true",
+        help="do not count the proxies' garbage-collection time (to see that counting is free)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="A/B: also run the gateway of a git ref (main, HEAD~3) or of another checkout's path",
+    )
+    parser.add_argument(
+        "--baseline-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="A/B: a setting for the baseline's gateways only (repeatable; without --baseline, "
+        "both sides run this checkout)",
+    )
+    parser.add_argument(
         "--env",
         action="append",
         default=[],
@@ -126,26 +190,48 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def open_targets(
-    stack: ExitStack, upstream: Upstream, options: Options, args: argparse.Namespace
+    stack: ExitStack,
+    upstream: Upstream,
+    paced_url: str | None,
+    options: Options,
+    stream_options: StreamOptions | None,
+    sides_: list[Side],
+    args: argparse.Namespace,
 ) -> list[Target]:
-    """nginx itself, the bare proxy, and a gateway per store, all listening at once."""
+    """nginx itself, the bare proxy, and a gateway per store and side, all listening at once."""
     json_base, stream_base = upstream.json_url[: -len("/v1")], upstream.stream_url[: -len("/v1")]
     targets = [Target("direct", {"json": json_base, "stream": stream_base}, upstream.pid)]
+    gc_dir = None if args.no_gc_probe else Path(stack.enter_context(TemporaryDirectory()))
+    probe = {} if gc_dir is None else probe_env(gc_dir)
     if not args.no_bare:
-        port, pid = stack.enter_context(running_bare_proxy(json_base, stream_base))
+        bare = running_bare_proxy(json_base, stream_base, paced_url, probe)
+        port, pid = stack.enter_context(bare)
         url = f"http://127.0.0.1:{port}"
-        targets.append(Target("bare", {"json": url, "stream": url}, pid))
-    stores: list[tuple[str, str | None]] = [("sqlite", None)]
-    if not args.no_redis:
-        stores.append(("redis", stack.enter_context(running_redis())))
+        targets.append(
+            Target("bare", {"json": url, "stream": url, "paced": url}, pid, None, gc_dir)
+        )
+    stores = ["sqlite"] + ([] if args.no_redis else ["redis"])
     backends = f"{upstream.json_url},{upstream.stream_url}"
-    for store, redis_url in stores:
-        env = dict(options.gateway_env)
-        gateway = stack.enter_context(running_gateway(backends, redis_url, env))
-        gateway.create_keys(key_names(options))
-        urls = {"json": gateway.url, "stream": gateway.url}
-        targets.append(Target(store, urls, gateway.process.pid, gateway))
+    if paced_url is not None:
+        backends += f",{paced_url}/v1"
+    names = key_names(options) + (stream_key_names(stream_options) if stream_options else [])
+    for store in stores:
+        for side in sides_:
+            # Each side has its own database and its own Redis: nothing shared but the load.
+            redis_url = stack.enter_context(running_redis()) if store == "redis" else None
+            env = {**dict(side.env), **probe}
+            gateway = stack.enter_context(running_gateway(backends, redis_url, env, side.cli))
+            gateway.create_keys(names)
+            urls = {"json": gateway.url, "stream": gateway.url, "paced": gateway.url}
+            name = store + side.suffix
+            targets.append(Target(name, urls, gateway.process.pid, gateway, gc_dir))
     return targets
+
+
+def _stream_targets(targets: list[Target], paced_url: str, paced_pid: int) -> list[Target]:
+    """The same proxies; `direct` is the paced upstream itself for the streaming row."""
+    direct = Target("direct", {"paced": paced_url}, paced_pid)
+    return [direct] + [target for target in targets if target.name != "direct"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,7 +245,23 @@ def main(argv: list[str] | None = None) -> int:
         ttfb_rounds=args.ttfb_rounds or (50 if args.quick else 200),
         gateway_env=tuple(_setting(text) for text in args.env),
     )
+    stream_options = (
+        None
+        if args.no_streams
+        else StreamOptions(
+            streams=tuple(int(n) for n in args.streams.split(",")),
+            chunks=args.stream_chunks,
+            interval_ms=args.chunk_interval_ms,
+            rounds=options.rounds,
+        )
+    )
     ensure_tools()
+    started = time.monotonic()
+    stamp = datetime.now(UTC)
+    if args.profile:
+        stamped = stamp.strftime("%Y%m%dT%H%M%SZ")
+        return run_profile(options, args.profile_rate, stamped, args.profile_gil)
+    sides_, baseline_label = sides(args, options)  # may build the baseline: before the clock
     load_before = os.getloadavg()[0]
     if load_before > 1.0:
         print(
@@ -167,15 +269,27 @@ def main(argv: list[str] | None = None) -> int:
             f"these {os.cpu_count()} cores, so every figure will be lower than on a quiet machine",
             file=sys.stderr,
         )
-    started = time.monotonic()
-    stamp = datetime.now(UTC)
-    if args.profile:
-        stamped = stamp.strftime("%Y%m%dT%H%M%SZ")
-        return run_profile(options, args.profile_rate, stamped, args.profile_gil)
     with ExitStack() as stack:
         upstream = stack.enter_context(running_upstream())
+        paced_url, paced_pid = None, 0
+        if stream_options is not None:
+            paced_port, paced_pid = stack.enter_context(
+                running_paced_upstream(stream_options.interval_ms)
+            )
+            paced_url = f"http://127.0.0.1:{paced_port}"
         print("starting nginx, the bare proxy and the gateways", file=sys.stderr)
-        targets = open_targets(stack, upstream, options, args)
+        targets = open_targets(stack, upstream, paced_url, options, stream_options, sides_, args)
+        idle = {target.name: rss_mb(target.pid) for target in targets}
+        streams: list[streaming.StreamRun] = []
+        if stream_options is not None and paced_url is not None:
+            print(
+                f"streaming: {', '.join(map(str, stream_options.streams))} streams at once, "
+                f"{stream_options.rounds} slices of {stream_options.stream_seconds():.1f} s each",
+                file=sys.stderr,
+            )
+            streams = measure_streams(
+                _stream_targets(targets, paced_url, paced_pid), stream_options
+            )
         print(
             f"loading {', '.join(t.name for t in targets)}: {options.rounds} slices of "
             f"{options.slice_seconds} s each per kind and concurrency",
@@ -184,7 +298,13 @@ def main(argv: list[str] | None = None) -> int:
         runs = measure_load(targets, options)
         gateways = [target for target in targets if target.gateway is not None]
         ttfb = measure_ttfb(upstream.stream_port, gateways, options.ttfb_rounds)
-        phases = [finish_gateway(target, runs, ttfb, options) for target in gateways]
+        phases = []
+        for target in gateways:
+            phase = finish_gateway(target, runs, ttfb, options, idle[target.name])
+            own = [run for run in streams if run.target == target.name]
+            phase.checks += stream_audit.audit(phase.store, own, phase.usage)
+            phases.append(phase)
+    results = report.Results(runs, streams, phases, baseline_label)
     meta = {
         "started_at": stamp.isoformat(timespec="seconds"),
         "elapsed_seconds": round(time.monotonic() - started, 1),
@@ -203,18 +323,30 @@ def main(argv: list[str] | None = None) -> int:
             "ttfb_rounds": options.ttfb_rounds,
             "wrk_threads": 1,
             "gateway_env": dict(options.gateway_env),
+            "streams": None
+            if stream_options is None
+            else {
+                "streams": list(stream_options.streams),
+                "chunks": stream_options.chunks,
+                "interval_ms": stream_options.interval_ms,
+                "ramp_seconds": stream_options.ramp_seconds(),
+                "slices": stream_options.rounds,
+            },
+            "baseline": None
+            if baseline_label is None
+            else {"label": baseline_label, "cli": str(sides_[1].cli), "env": dict(sides_[1].env)},
         },
     }
     print(
         f"\n{os.cpu_count()} CPUs shared by nginx, wrk and the proxies; load average "
         f"{load_before:.2f} before the run"
     )
-    print(report.render(runs, phases, options))
+    print(report.render(results, options, stream_options or StreamOptions()))
     output = args.output or RESULTS / f"{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report.record(meta, runs, phases), indent=2) + "\n")
+    output.write_text(json.dumps(report.record(meta, results), indent=2) + "\n")
     print(f"\nwritten to {output} ({meta['elapsed_seconds']} s)")
-    return 0 if all(check.ok for check in report.all_checks(runs, phases)) else 1
+    return 0 if all(check.ok for check in report.all_checks(results)) else 1
 
 
 if __name__ == "__main__":

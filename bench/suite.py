@@ -8,14 +8,18 @@ that a burst of outside load hits every target alike instead of one whole phase.
 from __future__ import annotations
 
 import signal
+import sqlite3
 import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench import payloads
 from bench.gateway import Gateway
+from bench.gc_probe import gc_seconds
 from bench.load import LoadResult, run_wrk
-from bench.procs import cpu_seconds, peak_rss_mb, rss_mb
+from bench.noise import OutsideMeter
+from bench.procs import cpu_seconds, peak_rss_mb, process_tree, rss_mb
 from bench.ttfb import StreamClient, StreamTiming, measure
 
 CHAT_PATH = "/v1/chat/completions"
@@ -44,10 +48,15 @@ class Options:
 class Target:
     """Something to load: nginx itself, the bare proxy, or a gateway."""
 
-    name: str  # "direct", "bare", or the gateway's store: "sqlite", "redis"
-    urls: dict[str, str]  # kind -> base URL
+    name: str  # "direct", "bare", or the gateway's store: "sqlite", "redis", "sqlite@base"...
+    urls: dict[str, str]  # kind ("json", "stream", "paced") -> base URL
     pid: int  # whose CPU (with its children) is measured
     gateway: Gateway | None = None
+    gc_dir: Path | None = None  # where its GC probe counts, if it has one (gc_probe.py)
+
+    def usage(self) -> tuple[float, float]:
+        """(CPU seconds, GC seconds) its process tree has used so far."""
+        return cpu_seconds(self.pid), gc_seconds(self.gc_dir, process_tree(self.pid))
 
     def key(self, name: str) -> tuple[str | None, str | None]:
         """(id, key) of a gateway key, or nothing for targets that take none."""
@@ -60,6 +69,13 @@ class Slice:
 
     result: LoadResult
     cpu_seconds: float
+    gc_seconds: float = 0.0
+    outside_seconds: float = 0.0  # CPU used meanwhile by processes not the benchmark's
+
+    @property
+    def outside_percent(self) -> float:
+        """Outside load during the slice; 100 is one core."""
+        return self.outside_seconds / self.result.seconds * 100 if self.result.seconds else 0.0
 
 
 @dataclass
@@ -109,6 +125,12 @@ class Run:
         cpu = sum(s.cpu_seconds for s in self.slices)
         return cpu / self.requests * 1e6 if self.requests else 0.0
 
+    @property
+    def gc_percent(self) -> float:
+        """Share of the target's CPU time spent in garbage collection (0 without a probe)."""
+        cpu = sum(s.cpu_seconds for s in self.slices)
+        return sum(s.gc_seconds for s in self.slices) / cpu * 100 if cpu else 0.0
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready figures."""
         return {
@@ -121,10 +143,17 @@ class Run:
             "p99_ms_median": self.p99_ms,
             "cpu_percent": round(self.cpu_percent, 1),
             "cpu_us_per_request": round(self.cpu_us_per_request, 1),
+            "gc_percent_of_cpu": round(self.gc_percent, 2),
             "all_2xx": self.clean,
             "key_id": self.key_id,
             "slices": [
-                {**s.result.as_dict(), "cpu_seconds": round(s.cpu_seconds, 3)} for s in self.slices
+                {
+                    **s.result.as_dict(),
+                    "cpu_seconds": round(s.cpu_seconds, 3),
+                    "gc_seconds": round(s.gc_seconds, 4),
+                    "outside_cpu_percent": round(s.outside_percent, 1),
+                }
+                for s in self.slices
             ],
         }
 
@@ -142,12 +171,15 @@ class Check:
 class GatewayPhase:
     """What was learnt about one gateway process besides its load figures."""
 
-    store: str
+    store: str  # "sqlite", "redis", and "sqlite@base", "redis@base" in A/B runs
     ttfb: dict[str, dict[str, Any]] = field(default_factory=dict)  # "direct"/"gateway" -> figures
+    idle_rss_mb: float = 0.0  # after start-up, before any load
     rss_mb: float = 0.0
     peak_rss_mb: float = 0.0
     exit_code: int | None = None
     checks: list[Check] = field(default_factory=list)
+    # usage_events per key id and status: (rows, prompt tokens, completion tokens)
+    usage: dict[str, dict[int, tuple[int, int, int]]] = field(default_factory=dict)
 
 
 def body_for(kind: str) -> bytes:
@@ -161,7 +193,8 @@ def key_names(options: Options) -> list[str]:
 
 
 def _slice(target: Target, kind: str, connections: int, seconds: float, key: str | None) -> Slice:
-    before = cpu_seconds(target.pid)
+    cpu, gc = target.usage()
+    outside = OutsideMeter()
     result = run_wrk(
         target.urls[kind] + CHAT_PATH,
         body_for(kind),
@@ -169,7 +202,8 @@ def _slice(target: Target, kind: str, connections: int, seconds: float, key: str
         seconds=seconds,
         api_key=key,
     )
-    return Slice(result, cpu_seconds(target.pid) - before)
+    cpu_after, gc_after = target.usage()
+    return Slice(result, cpu_after - cpu, gc_after - gc, outside.seconds())
 
 
 def measure_load(targets: list[Target], options: Options) -> list[Run]:
@@ -210,15 +244,25 @@ def measure_ttfb(
 
 
 def finish_gateway(
-    target: Target, runs: list[Run], ttfb: dict[str, dict[str, Any]], options: Options
+    target: Target,
+    runs: list[Run],
+    ttfb: dict[str, dict[str, Any]],
+    options: Options,
+    idle_rss_mb: float = 0.0,
 ) -> GatewayPhase:
     """Note the gateway's memory, stop it gracefully, and audit what it recorded."""
     gateway = target.gateway
     assert gateway is not None
     phase = GatewayPhase(target.name, {"direct": ttfb["direct"], "gateway": ttfb[target.name]})
+    phase.idle_rss_mb = idle_rss_mb
     phase.rss_mb, phase.peak_rss_mb = rss_mb(target.pid), peak_rss_mb(target.pid)
     phase.exit_code = gateway.shutdown()
-    phase.checks = _audit(gateway, phase, [r for r in runs if r.target == target.name], options)
+    try:
+        phase.usage = gateway.usage_counts()
+    except sqlite3.Error as exc:
+        # A version whose table lacks a column every audit needs: no figure can be vouched for.
+        phase.checks.append(Check(f"{phase.store}: usage_events readable", False, str(exc)))
+    phase.checks += _audit(gateway, phase, [r for r in runs if r.target == target.name], options)
     return phase
 
 
@@ -229,7 +273,7 @@ def _audit(gateway: Gateway, phase: GatewayPhase, runs: list[Run], options: Opti
     checks = [
         Check(f"{phase.store}: graceful shutdown on SIGTERM", graceful, f"exit {phase.exit_code}")
     ]
-    usage = gateway.usage_counts()
+    usage = phase.usage
     for run in runs:
         label = f"{phase.store} {run.kind} c={run.connections}"
         checks.append(answers_check(run))

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import http.client
+import os
+import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
 
 import orjson
 import pytest
-from bench import payloads
-from bench.gateway import running_gateway
+from bench import payloads, stream_audit, streaming
+from bench.gateway import running_gateway, usage_counts
+from bench.gc_probe import gc_seconds, probe_env
 from bench.load import parse_summary, run_wrk
+from bench.paced_upstream import running_paced_upstream
 from bench.suite import (
     CHAT_PATH,
     Options,
@@ -115,16 +123,45 @@ def test_usage_audit(
     assert usage_check("case", rows, read, in_flight).ok is ok
 
 
+def test_usage_audit_reads_only_columns_every_schema_has(tmp_path: Path) -> None:
+    # A newer schema: more columns, and rows for keys the benchmark did not make.
+    database = tmp_path / "gateway.db"
+    with closing(sqlite3.connect(database)) as connection, connection:
+        connection.execute(
+            "CREATE TABLE usage_events (id INTEGER PRIMARY KEY, key_id TEXT, team_id TEXT, "
+            "status INTEGER, prompt_tokens INTEGER, completion_tokens INTEGER, "
+            "cached_tokens INTEGER, reason TEXT)"
+        )
+        rows = [("ours", None, 200, 17, 20, 5, None)] * 3 + [
+            ("ours", None, 499, 0, 0, 0, "client_gone"),
+            ("theirs", "team", 429, 0, 0, 0, "rate_limited"),
+            (None, None, 401, 0, 0, 0, "invalid_api_key"),
+        ]
+        connection.executemany(
+            "INSERT INTO usage_events (key_id, team_id, status, prompt_tokens, "
+            "completion_tokens, cached_tokens, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    counts = usage_counts(database)
+    assert counts["ours"] == {200: (3, 51, 60), 499: (1, 0, 0)}
+    assert usage_check("ours", counts["ours"], 3, 1).ok
+
+
 def test_gateway_run_passes_every_honesty_check(upstream: Upstream) -> None:
     options = Options(seconds=1.0, rounds=1, connections=(2,), ttfb_rounds=5)
-    backends = f"{upstream.json_url},{upstream.stream_url}"
-    with running_gateway(backends, None) as gateway:
-        gateway.create_keys(key_names(options))
-        urls = {"json": gateway.url, "stream": gateway.url}
-        target = Target("sqlite", urls, gateway.process.pid, gateway)
-        runs = measure_load([target], options)
-        ttfb = measure_ttfb(upstream.stream_port, [target], options.ttfb_rounds)
-        phase = finish_gateway(target, runs, ttfb, options)
+    paced_options = streaming.StreamOptions(streams=(4,), chunks=10, interval_ms=10, rounds=1)
+    with running_paced_upstream(paced_options.interval_ms) as (paced_port, _):
+        paced_url = f"http://127.0.0.1:{paced_port}"
+        backends = f"{upstream.json_url},{upstream.stream_url},{paced_url}/v1"
+        with running_gateway(backends, None) as gateway:
+            gateway.create_keys(key_names(options) + streaming.stream_key_names(paced_options))
+            urls = {"json": gateway.url, "stream": gateway.url, "paced": gateway.url}
+            target = Target("sqlite", urls, gateway.process.pid, gateway)
+            streams = streaming.measure_streams([target], paced_options)
+            runs = measure_load([target], options)
+            ttfb = measure_ttfb(upstream.stream_port, [target], options.ttfb_rounds)
+            phase = finish_gateway(target, runs, ttfb, options)
+            phase.checks += stream_audit.audit(phase.store, streams, phase.usage)
     failed = [f"{check.name}: {check.detail}" for check in phase.checks if not check.ok]
     assert failed == []
     assert [(run.kind, run.requests > 0, run.clean) for run in runs] == [
@@ -133,3 +170,28 @@ def test_gateway_run_passes_every_honesty_check(upstream: Upstream) -> None:
     ]
     assert phase.ttfb["gateway"]["requests"] == 5
     assert phase.rss_mb > 0
+    assert [(run.streams, run.chunks_read) for run in streams] == [(4, 40)]
+    assert len(phase.checks) == 1 + 2 * 2 + 2 + 2  # shutdown, wrk rows, ttfb, streams
+
+
+def test_gc_probe_counts_the_collections_of_a_child_and_of_its_fork(tmp_path: Path) -> None:
+    script = (
+        "import gc, os, time\n"
+        "for _ in range(20): gc.collect()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    gc.collect(); os._exit(0)\n"
+        "os.waitpid(pid, 0); print(pid)\n"
+    )
+    env = {**os.environ, **probe_env(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    child = int(done.stdout)
+    files = sorted(int(path.name) for path in tmp_path.iterdir())
+    assert len(files) == 2 and child in files
+    parent = next(pid for pid in files if pid != child)
+    assert gc_seconds(tmp_path, [parent]) > 0
+    assert gc_seconds(tmp_path, [child]) > 0  # its own file, not the parent's
+    assert gc_seconds(tmp_path, [parent, child]) > gc_seconds(tmp_path, [parent])
+    assert gc_seconds(None, [parent]) == 0.0
