@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import Gateway, GatewayFactory
+from tests.support.clients import error_of
 from vllm_gateway.db.tables import admin_sessions, api_keys
 
 CHAT = [{"role": "user", "content": "hello"}]
@@ -38,12 +39,6 @@ def admin_client(gateway: Gateway) -> httpx.Client:
 def admin(gateway: Gateway) -> Iterator[httpx.Client]:
     with admin_client(gateway) as client:
         yield client
-
-
-def error_of(response: httpx.Response) -> dict[str, Any]:
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}, response.text
-    return dict(error)
 
 
 def count_keys(gateway: Gateway) -> int:

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import func, insert, select
 
 from tests.conftest import Gateway, GatewayFactory
+from tests.support.clients import client_for
 from tests.support.databases import PostgresDatabase
 from vllm_gateway.access.key_format import KEY_LENGTH, parse_key
 from vllm_gateway.access.keys import KeyStore
@@ -365,10 +366,6 @@ async def test_invalidation_reaches_other_stores_through_redis(
         await store_b.close()
         await redis_a.aclose()
         await redis_b.aclose()
-
-
-def client_for(gateway: Gateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
 
 
 def test_revocation_stops_the_next_proxied_request(gateway_factory: GatewayFactory) -> None:

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import Gateway, GatewayFactory
+from tests.support.clients import client_for
 from tests.support.servers import RunningServer
 from vllm_gateway.db.tables import usage_daily
 
@@ -45,10 +46,6 @@ def start_gateway(
         return gateway_factory(**overrides)
 
     return start
-
-
-def client_for(gateway: Gateway, key: str, **options: Any) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0, **options)
 
 
 def chat(gateway: Gateway, key: str, **body: Any) -> httpx.Response:

@@ -13,16 +13,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import BACKEND_KEY, Gateway, GatewayFactory
+from tests.support.clients import client_for
 from tests.support.servers import RunningServer
 from vllm_gateway.accounting.metrics import Metrics
 from vllm_gateway.accounting.usage import UsageEvent
 
 CHAT = [{"role": "user", "content": "Count the requests"}]
 METRICS_TOKEN = "metrics-" + "m" * 24
-
-
-def client_for(gateway: Gateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
 
 
 def scrape(gateway: Gateway, token: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

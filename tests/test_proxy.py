@@ -11,22 +11,10 @@ import openai
 import pytest
 
 from tests.conftest import BACKEND_KEY, Gateway, GatewayFactory
+from tests.support.clients import client_for, error_of
 from tests.support.servers import RunningServer
 
 CHAT = [{"role": "user", "content": "Say something about gateways"}]
-
-
-def client_for(gateway: Gateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
-
-
-def error_of(response: httpx.Response) -> dict[str, object]:
-    """The OpenAI-shaped error object of a response (fails if the shape is wrong)."""
-    body = response.json()
-    error = body["error"]
-    assert set(error) == {"message", "type", "param", "code"}, body
-    assert isinstance(error["message"], str) and error["message"]
-    return dict(error)
 
 
 def test_models_are_listed_without_server_paths(gateway: Gateway) -> None:

@@ -10,13 +10,10 @@ import openai
 import pytest
 
 from tests.conftest import BACKEND_KEY, Gateway, GatewayFactory
+from tests.support.clients import assert_error, client_for
 from tests.support.servers import RunningServer
 
 CHAT = [{"role": "user", "content": "Tell me about accounting"}]
-
-
-def client_for(gateway: Gateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
 
 
 def admin_get(gateway: Gateway, path: str, **params: Any) -> Any:
@@ -27,14 +24,6 @@ def admin_get(gateway: Gateway, path: str, **params: Any) -> Any:
     )
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def assert_openai_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert error["code"] == code
-    return dict(error)
 
 
 @pytest.fixture
@@ -226,7 +215,7 @@ def test_reports_need_the_admin(gateway: Gateway, path: str) -> None:
         {"authorization": f"Bearer {client_key}"},
     ):
         response = httpx.get(f"{gateway.url}{path}", headers=headers)
-        assert_openai_error(response, 401, "invalid_api_key")
+        assert_error(response, 401, "invalid_api_key")
 
 
 @pytest.mark.parametrize(
@@ -244,7 +233,7 @@ def test_bad_ranges_are_400(gateway: Gateway, params: dict[str, str], param: str
         params=params,
         headers={"authorization": f"Bearer {gateway.admin_key}"},
     )
-    assert assert_openai_error(response, 400, "invalid_request")["param"] == param
+    assert assert_error(response, 400, "invalid_request")["param"] == param
 
 
 def test_me_shows_a_key_its_own_usage_only(gateway: Gateway, traffic: Traffic) -> None:
@@ -287,11 +276,11 @@ def test_me_shows_a_key_its_own_usage_only(gateway: Gateway, traffic: Traffic) -
 def test_me_needs_a_valid_client_key(gateway: Gateway) -> None:
     key_id, key = gateway.create_key("leaving")
     response = httpx.get(f"{gateway.url}/api/v1/me")
-    assert_openai_error(response, 401, "invalid_api_key")
+    assert_error(response, 401, "invalid_api_key")
     response = httpx.get(
         f"{gateway.url}/api/v1/me", headers={"authorization": f"Bearer {gateway.admin_key}"}
     )
-    assert_openai_error(response, 401, "invalid_api_key")
+    assert_error(response, 401, "invalid_api_key")
     gateway.call(gateway.services.keys.revoke(key_id))
     response = httpx.get(f"{gateway.url}/api/v1/me", headers={"x-api-key": key})
-    assert_openai_error(response, 403, "key_revoked")
+    assert_error(response, 403, "key_revoked")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -15,11 +16,14 @@ from vllm_gateway.access.stored_responses import StoredResponses
 from vllm_gateway.accounting.metrics import Metrics
 from vllm_gateway.accounting.usage import UsageRecorder
 from vllm_gateway.clock import Clock
+from vllm_gateway.db import secrets as db_secrets
 from vllm_gateway.db.engine import Database, open_database
 from vllm_gateway.limits.base import Limiter
 from vllm_gateway.limits.factory import create_limiter
 from vllm_gateway.routing.pool import BackendPool
 from vllm_gateway.settings import Settings
+
+CACHE_SALT_SECRET = "cache_salt"  # noqa: S105 - the name of a secret, not one
 
 
 @dataclass(slots=True)
@@ -38,6 +42,7 @@ class Services:
     backends: BackendPool
     responses: StoredResponses
     login_throttle: LoginThrottle
+    cache_salt_secret: bytes | None  # set when GATEWAY_CACHE_ISOLATION is on
 
 
 @asynccontextmanager
@@ -77,4 +82,16 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
             backends=backends,
             responses=StoredResponses(database),
             login_throttle=LoginThrottle(),
+            cache_salt_secret=await _cache_salt_secret(settings, database),
         )
+
+
+async def _cache_salt_secret(settings: Settings, database: Database) -> bytes | None:
+    """The secret per-key cache salts are made with (shared by every instance), if needed."""
+    if settings.gateway_cache_isolation == "none":
+        return None
+    async with database.engine.begin() as connection:
+        secret = await db_secrets.fetch_or_insert_secret(
+            connection, CACHE_SALT_SECRET, secrets.token_hex(32)
+        )
+    return secret.encode()

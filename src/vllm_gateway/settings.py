@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -66,6 +68,20 @@ class Settings(BaseSettings):
         8 * 3600.0, gt=0, description="seconds an admin login session lasts"
     )
     gateway_log_level: str = Field("info", description="debug, info, warning or error")
+    gateway_media_urls: Literal["data-only", "public", "any"] = Field(
+        "public",
+        description="which URLs chat content parts may make the backend fetch: data-only, "
+        "public (no loopback, private, link-local or metadata hosts) or any",
+    )
+    gateway_media_domains: str | None = Field(
+        None,
+        description="comma-separated hosts media URLs are limited to (example.com, *.cdn.com)",
+    )
+    gateway_cache_isolation: Literal["none", "key"] = Field(
+        "none",
+        description="none, or key: a per-key vLLM cache_salt so tenants never share cached "
+        "prompt prefixes",
+    )
     gateway_trusted_proxies: str | None = Field(
         None,
         description="addresses or CIDR ranges (comma-separated) of proxies whose "
@@ -109,6 +125,12 @@ class Settings(BaseSettings):
                 "its own limits and a key could use its quota once per worker"
             )
         return self
+
+    @property
+    def media_domains(self) -> tuple[str, ...]:
+        """GATEWAY_MEDIA_DOMAINS as a tuple of lower-case hosts or *.suffix patterns."""
+        value = self.gateway_media_domains or ""
+        return tuple(part.strip().lower() for part in value.split(",") if part.strip())
 
     @property
     def backend_urls(self) -> list[str]:

@@ -114,7 +114,8 @@ async def relay_stream(
     outcome, send = ctx.outcome, ctx.send
     body = ctx.body
     strip = body is not None and not body.client_wants_usage
-    accountant = StreamAccountant(strip_usage_chunk=strip)
+    events = ctx.route.stream is StreamKind.EVENTS
+    accountant = StreamAccountant(strip_usage_chunk=strip, events=events)
     headers.extend(_STREAM_HEADERS)
     outcome.status = response.status
     await send({"type": "http.response.start", "status": response.status, "headers": headers})

@@ -33,6 +33,8 @@ _FINAL_EVENTS = (
     b"event: message_stop",
 )
 # Data chunks that carry no generated text: a role chunk, a finish-only chunk, the usage chunk.
+# Each holds `""`, `{}` or `[]`, which a chunk carrying text does not: most feeds skip these.
+_EMPTY_HINTS = (b'""', b"{}", b"[]", b"[DONE]")
 _EMPTY_MARKS = (
     b'"content":""',
     b'"content": ""',
@@ -49,6 +51,7 @@ class StreamAccountant:
     """Splits a stream into events, finds usage, errors and the end, strips the usage chunk."""
 
     __slots__ = (
+        "_final_marks",
         "_pending",
         "_strip_usage_chunk",
         "completion_tokens",
@@ -60,9 +63,10 @@ class StreamAccountant:
         "saw_usage",
     )
 
-    def __init__(self, strip_usage_chunk: bool) -> None:
+    def __init__(self, strip_usage_chunk: bool, events: bool = False) -> None:
         self._pending = b""
         self._strip_usage_chunk = strip_usage_chunk
+        self._final_marks = _FINAL_EVENTS if events else (_DONE,)
         self.generated_chunks = 0
         self.prompt_tokens = 0
         self.completion_tokens = 0
@@ -98,10 +102,10 @@ class StreamAccountant:
 
     def _count(self, complete: bytes) -> None:
         data = complete.count(b"\ndata:") + complete.startswith(b"data:")
-        empty = sum(complete.count(mark) for mark in _EMPTY_MARKS)
-        done = complete.count(_DONE)
-        self.generated_chunks += max(0, data - empty - done)
-        if done or any(mark in complete for mark in _FINAL_EVENTS):
+        if any(hint in complete for hint in _EMPTY_HINTS):
+            data -= sum(complete.count(mark) for mark in _EMPTY_MARKS) + complete.count(_DONE)
+        self.generated_chunks += max(0, data)
+        if not self.finished and any(mark in complete for mark in self._final_marks):
             self.finished = True
 
     def _inspect(self, complete: bytes) -> bytes:
