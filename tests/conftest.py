@@ -57,6 +57,13 @@ def redis_server() -> Iterator[PrivateRedis]:
 
 
 @pytest.fixture
+def own_redis() -> Iterator[PrivateRedis]:
+    """A redis-server of this test alone, to stop, pause or kill as a fault would."""
+    with private_redis() as server:
+        yield server
+
+
+@pytest.fixture
 def redis_url(redis_server: PrivateRedis) -> Iterator[str]:
     """Database 0 of the suite's private Redis, flushed before and after the test."""
     with flushed_redis(redis_server.url(0)) as url:
@@ -98,7 +105,7 @@ def gateway_factory(simulator: RunningServer, sqlite_database_url: str) -> Itera
     running: list[RunningServer] = []
 
     def start(clock: Clock = system_clock, **overrides: Any) -> Gateway:
-        admin_key = "admin-" + secrets.token_hex(16)
+        admin_key = str(overrides.get("gateway_admin_key") or "admin-" + secrets.token_hex(16))
         values: dict[str, Any] = {
             "vllm_url": f"{simulator.url}/v1",
             "vllm_api_key": BACKEND_KEY,

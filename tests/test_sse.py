@@ -113,3 +113,39 @@ def test_usage_from_a_whole_body() -> None:
         2,
         5,
     )
+
+
+ROLE = (
+    b'data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,'
+    b'"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n'
+)
+
+
+def completion_chunk(text: str, finish: str | None = None) -> bytes:
+    payload = {"id": "cmpl-1", "choices": [{"index": 0, "text": text, "finish_reason": finish}]}
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def test_chunks_with_text_are_counted_one_rule_for_chat_and_completions() -> None:
+    # Chat: a role chunk, text chunks, a finish chunk without text (Python spacing too).
+    chat = StreamAccountant(strip_usage_chunk=False)
+    spaced = b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\n\n'
+    relay(chat, [ROLE, chunk("a"), chunk("b"), chunk("c"), spaced, DONE])
+    assert (chat.generated_chunks, chat.finished, chat.saw_usage) == (3, True, False)
+    # The last token may come with the finish: it counts.
+    with_text = StreamAccountant(strip_usage_chunk=False)
+    relay(with_text, [ROLE + chunk("a") + chunk("b", "length") + DONE])
+    assert with_text.generated_chunks == 2
+    # Completions have no role chunk.
+    plain = StreamAccountant(strip_usage_chunk=False)
+    relay(plain, [completion_chunk(" a"), completion_chunk(" b"), completion_chunk("", "stop")])
+    assert (plain.generated_chunks, plain.finished) == (2, False)  # no [DONE] yet: not finished
+
+
+def test_the_final_event_of_responses_and_messages_streams_ends_them() -> None:
+    for final in (b"event: response.completed\ndata: {}\n\n", b"event: message_stop\ndata: {}\n\n"):
+        accountant = StreamAccountant(strip_usage_chunk=False, events=True)
+        relay(accountant, [b"event: x\ndata: {}\n\n"])
+        assert not accountant.finished
+        relay(accountant, [final])
+        assert accountant.finished

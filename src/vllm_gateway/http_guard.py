@@ -64,35 +64,24 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._limits = _limits_of(self.app)
         self._awaiting_head = True  # the next bytes start (or continue) a request head
         self._head_bytes = 0
-        self._header_count = 0
+        self._in_body = False  # between a head and the end of its body
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
+        self._body_seen_at = 0.0
 
     # --- the parser's callbacks -----------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._header_count = 0
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > self._limits.max_headers:
-            raise _TooManyHeaders
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
+        # The head is bounded in bytes, so counting its headers once at the end is cheap.
+        if len(self.headers) > self._limits.max_headers:
+            raise _TooManyHeaders
         self._awaiting_head = False
         self._head_bytes = 0
-        self._cancel_head_timer()
+        self._in_body = True
         super().on_headers_complete()
-        self._arm_body_timer()
-
-    def on_body(self, body: bytes) -> None:
-        super().on_body(body)
-        self._arm_body_timer()
 
     def on_message_complete(self) -> None:
-        self._cancel_body_timer()
+        self._in_body = False
         self._awaiting_head = True
         super().on_message_complete()
 
@@ -101,14 +90,46 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
         if self._awaiting_head:
-            self._head_bytes += len(data)
-            if self._head_bytes > self._limits.max_head_bytes:
-                self._refuse(431, "The request's header fields are too large.", "headers_too_large")
+            room = self._limits.max_head_bytes - self._head_bytes
+            if len(data) > room:
+                self._past_the_cap(data, room)
                 return
+            self._head_bytes += len(data)
+        try:
+            self._feed(data)
+        finally:
+            self._watch()
+
+    def _past_the_cap(self, data: bytes, room: int) -> None:
+        """More bytes than the head may hold: they are fine only if the head ends in time."""
+        if room > 0:
+            self.data_received(data[:room])  # the parser says whether the head ends in there
+        if self.transport.is_closing():
+            return
+        if self._awaiting_head:
+            self._refuse(431, "The request's header fields are too large.", "headers_too_large")
+            return
+        self.data_received(data[room:])  # the body that followed the head
+
+    def _watch(self) -> None:
+        """Arm a timer only for a head or body still incomplete (most arrive in one read)."""
+        if self._awaiting_head and self._head_bytes:
             if self._head_timer is None:
                 self._head_timer = self.loop.call_later(
                     self._limits.header_timeout, self._head_timed_out
                 )
+        else:
+            self._cancel_head_timer()
+        if self._in_body:
+            self._body_seen_at = self.loop.time()
+            if self._body_timer is None:
+                self._body_timer = self.loop.call_later(
+                    self._limits.body_timeout, self._body_stalled
+                )
+        else:
+            self._cancel_body_timer()
+
+    def _feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as error:
@@ -136,15 +157,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = None
         self._refuse(408, "The request's headers did not arrive in time.", "request_timeout")
 
-    def _arm_body_timer(self) -> None:
-        self._cancel_body_timer()
-        if self.cycle is not None and self.cycle.more_body:
-            self._body_timer = self.loop.call_later(self._limits.body_timeout, self._body_stalled)
-
     def _body_stalled(self) -> None:
         self._body_timer = None
-        if self.flow.read_paused:  # the gateway is not reading: the client is not to blame
-            self._arm_body_timer()
+        if not self._in_body:
+            return
+        quiet = self.loop.time() - self._body_seen_at
+        # Bytes arrived since the timer was armed, or the gateway is not reading (so the
+        # client is not to blame): look again later.
+        if quiet < self._limits.body_timeout or self.flow.read_paused:
+            wait = max(0.05, self._limits.body_timeout - quiet)
+            self._body_timer = self.loop.call_later(wait, self._body_stalled)
             return
         self._refuse(408, "The request body stopped arriving.", "request_timeout")
 

@@ -94,3 +94,17 @@ def test_a_client_stalling_in_its_body_gets_408(gateway_factory: GatewayFactory)
     # The abandoned request is in the key's books as a client that went away, not served.
     (event,) = recorded_events(gateway)
     assert (event["status"], event["admitted"], event["reason"]) == (499, False, "client_closed")
+
+
+def test_a_large_body_after_a_small_head_passes(gateway: Gateway) -> None:
+    _, key = gateway.create_key()
+    long_prompt = "word " * 40_000  # 200 KB: it arrives with the head, past the head's cap
+    body = {"model": "sim-model", "messages": [{"role": "user", "content": long_prompt}]}
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        json={**body, "max_tokens": 2},
+        headers={"x-api-key": key},
+        timeout=30,
+    )
+    assert response.status_code == 400  # the simulator's context (4096 tokens) is too short
+    assert "context" in response.json()["error"]["message"]

@@ -39,6 +39,7 @@ class RunningServer:
             loop="asyncio",
             http=http,
             timeout_graceful_shutdown=5,
+            proxy_headers=False,  # as `serve` runs it: X-Forwarded-* only from trusted proxies
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, daemon=True)

@@ -119,7 +119,7 @@ def format_duration(seconds: float) -> str:
     return f"{secs}s"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Usage:
     """One subject's counts as the limiter saw them (this request included when admitted)."""
 

@@ -49,7 +49,8 @@ async def relay_whole(
     outcome.first_byte_at = time.perf_counter()
     status = response.status
     if status == 200:
-        payload = _json_object(body)
+        wanted = ctx.route.stores_response or b'"usage"' in body
+        payload = _json_object(body) if wanted else None
         if payload is not None:
             counts = usage_from_body(payload)
             if counts is not None:

@@ -29,9 +29,9 @@ class StreamKind(Enum):
     NONE = "none"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Route:
-    """One forwarded route."""
+    """One forwarded route (each exists once: compared and hashed by identity, which is cheap)."""
 
     name: str  # the path, or a pattern for the routes addressed by id
     methods: frozenset[str]

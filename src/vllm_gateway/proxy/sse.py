@@ -10,10 +10,13 @@ What the accountant learns:
 - the end: the stream's final event (`data: [DONE]`, or `response.completed`,
   `response.incomplete`, `response.failed`, `message_stop`) was relayed, so the answer is
   complete whatever the client does next;
-- for a stream cut before its usage arrived, one counting rule for chat and completions:
-  every relayed data chunk that carries generated text (a non-empty `delta.content` or
-  `text`) counts as one completion token. vLLM sends one chunk per decoding step, so this
-  is exact for it unless a step emits several tokens;
+- for a stream without usage (cut before it arrived, or from a backend that never sends
+  it), one counting rule for chat and completions: every relayed data chunk that carries
+  generated text counts as one completion token. The chunks that carry none are the role
+  chunks (chat's first per choice: they name a `"role"`) and finish chunks with no text
+  (the only ones with a non-null `finish_reason`, parsed to tell). vLLM sends one chunk per
+  decoding step, so this is exact for it unless a step emits several tokens. A text chunk
+  costs two scans and no parsing;
 - an error event's status; a stored response's id.
 """
 
@@ -25,33 +28,25 @@ import orjson
 
 _BOUNDARY = b"\n\n"
 _MAX_PENDING = 1 << 20  # a backend that never ends an event is relayed raw past this
-_DONE = b"data: [DONE]"
+_DONE = b"[DONE]"
 _FINAL_EVENTS = (
     b"event: response.completed",
     b"event: response.incomplete",
     b"event: response.failed",
     b"event: message_stop",
 )
-# Data chunks that carry no generated text: a role chunk, a finish-only chunk, the usage chunk.
-# Each holds `""`, `{}` or `[]`, which a chunk carrying text does not: most feeds skip these.
-_EMPTY_HINTS = (b'""', b"{}", b"[]", b"[DONE]")
-_EMPTY_MARKS = (
-    b'"content":""',
-    b'"content": ""',
-    b'"text":""',
-    b'"text": ""',
-    b'"delta":{}',
-    b'"delta": {}',
-    b'"choices":[]',
-    b'"choices": []',
-)
+# Chat and completions events worth parsing; responses and messages events also name their
+# response (its id; `"usage": null` until the end).
+_CHAT_MARKS = (b'"usage"', b'"error"')
+_EVENT_MARKS = (b'"usage"', b'"error"', b'"response"')
 
 
 class StreamAccountant:
     """Splits a stream into events, finds usage, errors and the end, strips the usage chunk."""
 
     __slots__ = (
-        "_final_marks",
+        "_events",
+        "_marks",
         "_pending",
         "_strip_usage_chunk",
         "completion_tokens",
@@ -66,7 +61,8 @@ class StreamAccountant:
     def __init__(self, strip_usage_chunk: bool, events: bool = False) -> None:
         self._pending = b""
         self._strip_usage_chunk = strip_usage_chunk
-        self._final_marks = _FINAL_EVENTS if events else (_DONE,)
+        self._events = events
+        self._marks = _EVENT_MARKS if events else _CHAT_MARKS
         self.generated_chunks = 0
         self.prompt_tokens = 0
         self.completion_tokens = 0
@@ -96,17 +92,25 @@ class StreamAccountant:
 
     def _complete(self, complete: bytes) -> bytes:
         self._count(complete)
-        if b'"usage"' in complete or b'"error"' in complete or b'"response"' in complete:
-            return self._inspect(complete)
+        for mark in self._marks:
+            if mark in complete:
+                return self._inspect(complete)
         return complete
 
     def _count(self, complete: bytes) -> None:
         data = complete.count(b"\ndata:") + complete.startswith(b"data:")
-        if any(hint in complete for hint in _EMPTY_HINTS):
-            data -= sum(complete.count(mark) for mark in _EMPTY_MARKS) + complete.count(_DONE)
-        self.generated_chunks += max(0, data)
-        if not self.finished and any(mark in complete for mark in self._final_marks):
-            self.finished = True
+        if self._events:
+            self.generated_chunks += data
+            if not self.finished and any(mark in complete for mark in _FINAL_EVENTS):
+                self.finished = True
+            return
+        # `[DONE]` ends the stream: it is in the last few bytes of what carries it.
+        done = _DONE in complete[-24:]
+        self.finished = self.finished or done
+        textless = complete.count(b'"role"')
+        if b'"finish_reason":"' in complete or b'"finish_reason": "' in complete:
+            textless += sum(_finish_without_text(event) for event in complete.split(_BOUNDARY))
+        self.generated_chunks += max(0, data - done - textless)
 
     def _inspect(self, complete: bytes) -> bytes:
         kept: list[bytes] = []
@@ -115,9 +119,7 @@ class StreamAccountant:
             if not event:
                 continue
             # Only the few events that can hold usage, an error or an id are worth parsing.
-            if (
-                b'"usage"' in event or b'"error"' in event or b'"response"' in event
-            ) and self._read_event(event):
+            if any(mark in event for mark in self._marks) and self._read_event(event):
                 dropped = True
             else:
                 kept.append(event)
@@ -148,6 +150,26 @@ class StreamAccountant:
         self.prompt_tokens = prompt if prompt is not None else self.prompt_tokens
         self.completion_tokens = completion if completion is not None else self.completion_tokens
         return self._strip_usage_chunk and payload.get("choices") == []
+
+
+def _finish_without_text(event: bytes) -> bool:
+    """Whether an event is a chunk that finishes a choice without carrying text."""
+    if b'"finish_reason":"' not in event and b'"finish_reason": "' not in event:
+        return False
+    if b'"role"' in event:
+        return False  # counted as a role chunk already
+    payload = _event_json(event)
+    choices = payload.get("choices") if payload is not None else None
+    if not isinstance(choices, list) or not choices:
+        return False
+    for choice in choices:
+        if not isinstance(choice, dict):
+            return False
+        delta = choice.get("delta")
+        text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+        if text:
+            return False
+    return True
 
 
 def _event_json(event: bytes) -> dict[str, Any] | None:
