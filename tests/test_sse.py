@@ -131,15 +131,15 @@ def test_chunks_with_text_are_counted_one_rule_for_chat_and_completions() -> Non
     chat = StreamAccountant(strip_usage_chunk=False)
     spaced = b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\n\n'
     relay(chat, [ROLE, chunk("a"), chunk("b"), chunk("c"), spaced, DONE])
-    assert (chat.generated_chunks, chat.finished, chat.saw_usage) == (3, True, False)
+    assert (chat.generated(), chat.finished, chat.saw_usage) == (3, True, False)
     # The last token may come with the finish: it counts.
     with_text = StreamAccountant(strip_usage_chunk=False)
     relay(with_text, [ROLE + chunk("a") + chunk("b", "length") + DONE])
-    assert with_text.generated_chunks == 2
+    assert with_text.generated() == 2
     # Completions have no role chunk.
     plain = StreamAccountant(strip_usage_chunk=False)
     relay(plain, [completion_chunk(" a"), completion_chunk(" b"), completion_chunk("", "stop")])
-    assert (plain.generated_chunks, plain.finished) == (2, False)  # no [DONE] yet: not finished
+    assert (plain.generated(), plain.finished) == (2, False)  # no [DONE] yet: not finished
 
 
 def test_the_final_event_of_responses_and_messages_streams_ends_them() -> None:

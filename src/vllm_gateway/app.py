@@ -13,7 +13,7 @@ from vllm_gateway import __version__
 from vllm_gateway.clock import Clock, system_clock
 from vllm_gateway.errors import install_error_handlers
 from vllm_gateway.http_guard import ClientLimits
-from vllm_gateway.proxy.entrance import ProxyApp
+from vllm_gateway.proxy.entrance import ProxyApp, TrustedProxies
 from vllm_gateway.proxy.pipeline import Pipeline
 from vllm_gateway.proxy.policies import standard_policies
 from vllm_gateway.services import open_services
@@ -24,7 +24,7 @@ from vllm_gateway.web.security_headers import SecurityHeaders
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp:
+def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp | TrustedProxies:
     """Build the gateway: the /v1 hot path in front, FastAPI for everything else."""
 
     @asynccontextmanager
@@ -57,10 +57,11 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp:
         header_timeout=settings.gateway_client_header_timeout,
         body_timeout=settings.gateway_client_body_timeout,
     )
-    proxy = ProxyApp(SecurityHeaders(api), trusted_proxies=hosts, client_limits=limits)
-    return proxy
+    proxy = ProxyApp(SecurityHeaders(api), client_limits=limits)
+    # Outermost: every part (pages, admin API, hot path) sees the real client and scheme.
+    return TrustedProxies(proxy, hosts) if hosts else proxy
 
 
-def create_app_from_env() -> ProxyApp:
+def create_app_from_env() -> ProxyApp | TrustedProxies:
     """uvicorn factory for worker processes: settings come from the environment."""
     return create_app(Settings())

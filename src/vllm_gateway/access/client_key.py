@@ -20,8 +20,9 @@ class ClientKey:
     subjects: tuple[Subject, ...] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Built once per cached key, not once per request.
-        object.__setattr__(self, "subjects", (Subject("key", self.id, self.limits),))
+        # Built once per cached key, not once per request; only subjects with limits.
+        subject = Subject("key", self.id, self.limits)
+        object.__setattr__(self, "subjects", (subject,) if self.limits.any else ())
 
     @property
     def restricts_models(self) -> bool:

@@ -29,6 +29,7 @@ format ("1s", "6m0s", "20ms").
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -76,7 +77,11 @@ class Limiter(Protocol):
     async def acquire(
         self, subjects: Sequence[Subject], tokens: int, request_id: str
     ) -> Reservation:
-        """Reserve the request on every subject at once, or raise a 429 GatewayError."""
+        """Reserve the request on every subject at once, or raise a 429 GatewayError.
+
+        Callers leave out subjects without limits (ClientKey.subjects does): they would
+        cost a counter lookup for nothing.
+        """
         ...
 
     async def settle(
@@ -100,16 +105,16 @@ class RateLimitExceeded(GatewayError):
         super().__init__(429, message, "rate_limit_exceeded", headers=headers, reason=reason)
 
 
-def limited(subjects: Sequence[Subject]) -> tuple[Subject, ...]:
-    """The subjects that have at least one limit."""
-    return tuple(subject for subject in subjects if subject.limits.any)
-
-
 def format_duration(seconds: float) -> str:
     """A duration the way OpenAI's reset headers write it: "20ms", "1s", "6m0s", "2h3m4s"."""
     if seconds < 1.0:
         return f"{max(0, math.ceil(seconds * 1000))}ms"
-    whole = math.ceil(seconds)
+    return _whole_seconds(math.ceil(seconds))
+
+
+@functools.lru_cache(maxsize=256)
+def _whole_seconds(whole: int) -> str:
+    # Every answer of a key with limits formats a reset time: the same second, many times.
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

@@ -20,7 +20,6 @@ from vllm_gateway.limits.base import (
     Usage,
     first_limit_hit,
     limit_headers,
-    limited,
     rejection,
 )
 
@@ -68,31 +67,34 @@ class InProcessLimiter:
         """Check every limit of every subject, then reserve on all of them."""
         now = self._clock()
         day = self._day(now)
-        chosen = limited(subjects)
+        chosen = tuple(subjects)
         reservation = Reservation(request_id, day, chosen, tokens)
         if not chosen:
             return reservation
         states = [self._state(subject, day) for subject in chosen]
-        for subject, state in zip(chosen, states, strict=True):
-            usage = state.usage(now)
+        usages = [state.usage(now) for state in states]
+        for subject, state, usage in zip(chosen, states, usages, strict=True):
             reason = first_limit_hit(subject.limits, usage, tokens)
             concurrency = subject.limits.max_concurrency
             if reason is None and concurrency is not None and state.in_flight >= concurrency:
                 reason = CONCURRENCY
             if reason is not None:
-                headers = limit_headers(chosen[0].limits, now, states[0].usage(now))
+                headers = limit_headers(chosen[0].limits, now, usages[0])
                 raise rejection(reason, subject, now, usage, tokens, headers)
-        for subject, state in zip(chosen, states, strict=True):
+        for subject, state, usage in zip(chosen, states, usages, strict=True):
             limits = subject.limits
             if limits.daily_requests is not None:
                 state.requests += 1
+                usage.requests_today += 1
             if limits.rpm is not None:
                 state.recent.append((now, request_id))
+                usage.in_window += 1
             if limits.daily_tokens is not None:
                 state.tokens += tokens
+                usage.tokens_today += tokens
             if limits.max_concurrency is not None:
                 state.in_flight += 1
-        reservation.headers = limit_headers(chosen[0].limits, now, states[0].usage(now))
+        reservation.headers = limit_headers(chosen[0].limits, now, usages[0])
         return reservation
 
     async def settle(

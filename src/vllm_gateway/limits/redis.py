@@ -41,7 +41,6 @@ from vllm_gateway.limits.base import (
     Subject,
     Usage,
     limit_headers,
-    limited,
     rejection,
 )
 from vllm_gateway.limits.model import Limits
@@ -121,7 +120,7 @@ class RedisLimiter:
         """One atomic check-and-reserve in Redis, or a 429 naming the limit hit."""
         now = self._clock()
         day = self._day(now)
-        chosen = limited(subjects)
+        chosen = tuple(subjects)
         reservation = Reservation(request_id, day, chosen, tokens)
         if not chosen:
             return reservation

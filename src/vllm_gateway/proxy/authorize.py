@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from vllm_gateway.errors import GatewayError
 from vllm_gateway.proxy.context import RequestContext
+from vllm_gateway.proxy.policy import Policy
 from vllm_gateway.proxy.routes import BodyKind, Route
 
 
-class ModelPolicy:
+class ModelPolicy(Policy):
     """Refuses models outside the key's allowlist, and requests naming none for such keys."""
 
     def applies_to(self, route: Route) -> bool:
@@ -41,6 +42,3 @@ class ModelPolicy:
                 "model_not_allowed",
                 param="model",
             )
-
-    async def on_response(self, ctx: RequestContext) -> None:
-        """Nothing to do after the answer."""

@@ -14,10 +14,11 @@ import hashlib
 import hmac
 
 from vllm_gateway.proxy.context import RequestContext
+from vllm_gateway.proxy.policy import Policy
 from vllm_gateway.proxy.routes import Route
 
 
-class CacheIsolation:
+class CacheIsolation(Policy):
     """Sets each request's cache_salt from its key."""
 
     def __init__(self, secret: bytes) -> None:
@@ -43,6 +44,3 @@ class CacheIsolation:
         if body.payload is not None:
             body.payload["cache_salt"] = self.salt(key.id)
             body.changed = True
-
-    async def on_response(self, ctx: RequestContext) -> None:
-        """Nothing to do after the answer."""

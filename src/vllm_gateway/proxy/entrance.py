@@ -46,27 +46,27 @@ def read_headers(scope: Scope) -> ClientHeaders:
     return ClientHeaders(credential.presented, credential.conflict, content_type, length, forwarded)
 
 
+class TrustedProxies(ProxyHeadersMiddleware):
+    """Behind trusted proxies (GATEWAY_TRUSTED_PROXIES) the client address and scheme come
+    from their X-Forwarded-For / X-Forwarded-Proto, for every route."""
+
+    def __init__(self, app: ProxyApp, hosts: Sequence[str]) -> None:
+        super().__init__(app, list(hosts))  # type: ignore[arg-type]
+        self.proxy = app
+
+    @property
+    def services(self) -> Services | None:
+        """The running worker's services, as ProxyApp has them."""
+        return self.proxy.services
+
+
 class ProxyApp:
-    """Serves the forwarded inference routes; hands every other request to `app`.
+    """Serves the forwarded inference routes; hands every other request to `app`."""
 
-    Behind trusted proxies (GATEWAY_TRUSTED_PROXIES) the client address and scheme come
-    from their X-Forwarded-For / X-Forwarded-Proto, for every route.
-    """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        trusted_proxies: Sequence[str] = (),
-        client_limits: ClientLimits = DEFAULT_LIMITS,
-    ) -> None:
+    def __init__(self, app: ASGIApp, client_limits: ClientLimits = DEFAULT_LIMITS) -> None:
         self.app = app
         self.client_limits = client_limits  # read by http_guard's protocol
         self.pipeline: Pipeline | None = None  # set by the lifespan, with the services
-        self._entry: ASGIApp = (
-            ProxyHeadersMiddleware(self._dispatch, list(trusted_proxies))  # type: ignore[arg-type,assignment]
-            if trusted_proxies
-            else self._dispatch
-        )
 
     @property
     def services(self) -> Services | None:
@@ -74,9 +74,6 @@ class ProxyApp:
         return None if self.pipeline is None else self.pipeline.services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._entry(scope, receive, send)
-
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
             if path == MODELS_PATH:

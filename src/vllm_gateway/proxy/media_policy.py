@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from vllm_gateway.errors import GatewayError
 from vllm_gateway.proxy.context import RequestContext
+from vllm_gateway.proxy.policy import Policy
 from vllm_gateway.proxy.routes import Route
 
 MEDIA_KEYS = frozenset({"image_url", "audio_url", "video_url", "file_url"})
@@ -135,7 +136,7 @@ class HostVerdicts:
         return None
 
 
-class MediaPolicy:
+class MediaPolicy(Policy):
     """Checks the media URLs of chat, responses and messages requests."""
 
     def __init__(self, mode: str, domains: tuple[str, ...] = ()) -> None:
@@ -177,6 +178,3 @@ class MediaPolicy:
         if self.mode == "any":
             return None
         return await self._hosts.why_not(host)
-
-    async def on_response(self, ctx: RequestContext) -> None:
-        """Nothing to do after the answer."""

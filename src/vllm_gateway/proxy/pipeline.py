@@ -75,7 +75,7 @@ class Pipeline:
             if await self._prepare(ctx):
                 ctx.outcome.admitted = True
                 await self._exchange(ctx)
-                for policy in self.policies[ctx.route]:
+                for policy in self.policies.after[ctx.route]:
                     await _after(policy, ctx)
         finally:
             await account(ctx, services)
@@ -87,7 +87,7 @@ class Pipeline:
             if ctx.method not in ctx.route.methods:
                 raise method_not_allowed(ctx)
             await read_request(ctx, services)
-            for policy in self.policies[ctx.route]:
+            for policy in self.policies.before[ctx.route]:
                 await policy.on_request(ctx)
             await admit(ctx, services)
             await choose_backends(ctx, services)

@@ -188,5 +188,5 @@ def _count_stream_tokens(ctx: RequestContext, accountant: StreamAccountant) -> N
     else:
         body = ctx.body
         outcome.prompt_tokens = body.prompt_estimate if body is not None else 0
-        outcome.completion_tokens = accountant.generated_chunks
+        outcome.completion_tokens = accountant.generated()
         outcome.estimated = True

@@ -26,13 +26,15 @@ from vllm_gateway.proxy.routes import BodyKind, Route, StreamKind
 # Scheduler, cluster and server internals a tenant must not set for itself:
 # `request_id` picks vLLM's engine (and stored response) id, `vllm_xargs` smuggles any of
 # the others, `chat_template` runs a client-supplied Jinja template on the server.
-FORBIDDEN_FIELDS = (
-    "priority",
-    "kv_transfer_params",
-    "ec_transfer_params",
-    "vllm_xargs",
-    "request_id",
-    "chat_template",
+FORBIDDEN_FIELDS = frozenset(
+    {
+        "priority",
+        "kv_transfer_params",
+        "ec_transfer_params",
+        "vllm_xargs",
+        "request_id",
+        "chat_template",
+    }
 )
 TOKEN_CAP_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 MAX_TOKEN_CAP = 2**31 - 1
@@ -122,11 +124,8 @@ def check_body(route: Route, body: RequestBody) -> None:
         )
     if required == "messages" and not isinstance(payload["messages"], list):
         raise bad_request("messages must be an array", "messages", "invalid_type")
-    for name in FORBIDDEN_FIELDS:
-        if name in payload:
-            raise bad_request(
-                f"{name} is set by the gateway, not by clients", name, "unsupported_parameter"
-            )
+    if not FORBIDDEN_FIELDS.isdisjoint(payload):
+        _refuse_forbidden(payload)
     stream = payload.get("stream", False)
     if not isinstance(stream, bool):
         raise bad_request("stream must be a boolean", "stream", "invalid_type")
@@ -163,24 +162,34 @@ def _whole_number(payload: dict[str, Any], name: str, low: int, high: int) -> in
 
 
 def _max_tokens(payload: dict[str, Any]) -> int | None:
-    caps = [_whole_number(payload, name, 0, MAX_TOKEN_CAP) for name in TOKEN_CAP_FIELDS]
-    given = [cap for cap in caps if cap is not None]
-    return max(given) if given else None
+    largest = None
+    for name in TOKEN_CAP_FIELDS:
+        if name in payload:
+            cap = _whole_number(payload, name, 0, MAX_TOKEN_CAP)
+            if cap is not None and (largest is None or cap > largest):
+                largest = cap
+    return largest
 
 
 def _choices(payload: dict[str, Any]) -> int:
+    if "n" not in payload and "best_of" not in payload:
+        return 1
     n = _whole_number(payload, "n", 1, MAX_CHOICES) or 1
     best_of = _whole_number(payload, "best_of", 1, MAX_CHOICES) or 1
     return max(n, best_of)
 
 
+def _refuse_forbidden(fields: dict[str, Any]) -> None:
+    name = min(FORBIDDEN_FIELDS.intersection(fields))
+    raise bad_request(
+        f"{name} is set by the gateway, not by clients", name, "unsupported_parameter"
+    )
+
+
 def _parse_multipart(raw: bytes, content_type: str) -> RequestBody:
     fields = multipart_fields(raw, content_type)
-    for name in FORBIDDEN_FIELDS:
-        if name in fields:
-            raise bad_request(
-                f"{name} is set by the gateway, not by clients", name, "unsupported_parameter"
-            )
+    if not FORBIDDEN_FIELDS.isdisjoint(fields):
+        _refuse_forbidden(fields)
     model = fields.get("model") or None
     stream = fields.get("stream", "").strip().lower() == "true"
     text_bytes = sum(len(value) for value in fields.values())

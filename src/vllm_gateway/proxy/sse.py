@@ -38,6 +38,8 @@ _FINAL_EVENTS = (
 # Chat and completions events worth parsing; responses and messages events also name their
 # response (its id; `"usage": null` until the end).
 _CHAT_MARKS = (b'"usage"', b'"error"')
+_FINISH_MARKS = (b'"finish_reason":"', b'"finish_reason": "')  # a non-null finish_reason
+_MAX_FINISHES = 128  # one per choice (n); more cannot be worth remembering
 _EVENT_MARKS = (b'"usage"', b'"error"', b'"response"')
 
 
@@ -46,6 +48,7 @@ class StreamAccountant:
 
     __slots__ = (
         "_events",
+        "_finishes",
         "_marks",
         "_pending",
         "_strip_usage_chunk",
@@ -63,7 +66,8 @@ class StreamAccountant:
         self._strip_usage_chunk = strip_usage_chunk
         self._events = events
         self._marks = _EVENT_MARKS if events else _CHAT_MARKS
-        self.generated_chunks = 0
+        self.generated_chunks = 0  # data chunks less role chunks (see generated())
+        self._finishes: list[bytes] = []
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.saw_usage = False
@@ -107,25 +111,28 @@ class StreamAccountant:
         # `[DONE]` ends the stream: it is in the last few bytes of what carries it.
         done = _DONE in complete[-24:]
         self.finished = self.finished or done
-        textless = complete.count(b'"role"')
         if b'"finish_reason":"' in complete or b'"finish_reason": "' in complete:
-            textless += sum(_finish_without_text(event) for event in complete.split(_BOUNDARY))
-        self.generated_chunks += max(0, data - done - textless)
+            # Parsed only if the stream never reports its usage (see generated()).
+            spans = _events_with(complete, _FINISH_MARKS)
+            self._finishes.extend(complete[start:end] for start, end in spans[:_MAX_FINISHES])
+        self.generated_chunks += max(0, data - done - complete.count(b'"role"'))
+
+    def generated(self) -> int:
+        """Completion tokens relayed, by the counting rule (for a stream without usage)."""
+        textless = sum(_finish_without_text(event) for event in self._finishes)
+        return max(0, self.generated_chunks - textless)
 
     def _inspect(self, complete: bytes) -> bytes:
-        kept: list[bytes] = []
-        dropped = False
-        for event in complete.split(_BOUNDARY):
-            if not event:
-                continue
-            # Only the few events that can hold usage, an error or an id are worth parsing.
-            if any(mark in event for mark in self._marks) and self._read_event(event):
-                dropped = True
-            else:
-                kept.append(event)
-        if not dropped:
+        """Read the few events that can hold usage, an error or an id; drop the usage chunk."""
+        kept, at = [], 0
+        for start, end in _events_with(complete, self._marks):
+            if self._read_event(complete[start:end]):
+                kept.append(complete[at:start])
+                at = end
+        if not at:
             return complete
-        return b"".join(event + _BOUNDARY for event in kept)
+        kept.append(complete[at:])
+        return b"".join(kept)
 
     def _read_event(self, event: bytes) -> bool:
         """Record usage, an error or an id from one event; True when it is to be dropped."""
@@ -152,10 +159,27 @@ class StreamAccountant:
         return self._strip_usage_chunk and payload.get("choices") == []
 
 
+def _events_with(complete: bytes, marks: tuple[bytes, ...]) -> list[tuple[int, int]]:
+    """(start, end) of each event holding one of `marks`, in order, its boundary included.
+
+    Finds the marks rather than splitting every event: a buffer holds many events and
+    seldom more than one worth a look.
+    """
+    spans: set[tuple[int, int]] = set()
+    for mark in marks:
+        found = complete.find(mark)
+        while found >= 0:
+            start = complete.rfind(_BOUNDARY, 0, found)
+            start = 0 if start < 0 else start + len(_BOUNDARY)
+            end = complete.find(_BOUNDARY, found)
+            end = len(complete) if end < 0 else end + len(_BOUNDARY)
+            spans.add((start, end))
+            found = complete.find(mark, end)
+    return sorted(spans)
+
+
 def _finish_without_text(event: bytes) -> bool:
     """Whether an event is a chunk that finishes a choice without carrying text."""
-    if b'"finish_reason":"' not in event and b'"finish_reason": "' not in event:
-        return False
     if b'"role"' in event:
         return False  # counted as a role chunk already
     payload = _event_json(event)
