@@ -72,3 +72,11 @@ def test_sessions_end_when_the_admin_key_changes(
     second = gateway_factory(gateway_admin_key="admin-second-" + "b" * 20)
     after = httpx.get(f"{second.url}/dashboard", cookies=session)
     assert after.status_code == 303 and after.headers["location"].startswith("/login")
+
+
+def test_sessions_end_when_the_admin_key_is_reset(gateway: Gateway) -> None:
+    session = login(gateway).cookies
+    assert httpx.get(f"{gateway.url}/dashboard", cookies=session).status_code == 200
+    gateway.call(gateway.services.admin.reset())  # what `vllm-gateway admin reset-key` does
+    after = httpx.get(f"{gateway.url}/dashboard", cookies=session)
+    assert after.status_code == 303 and after.headers["location"].startswith("/login")

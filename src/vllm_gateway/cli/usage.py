@@ -15,18 +15,8 @@ from vllm_gateway.cli.settings_loader import load_settings
 from vllm_gateway.db import usage as db_usage
 from vllm_gateway.settings import Settings
 
-COLUMNS = (
-    "day",
-    "key_id",
-    "model",
-    "requests",
-    "errors",
-    "rejected",
-    "cancelled",
-    "prompt_tokens",
-    "completion_tokens",
-)
-_TOTALS = ("requests", "errors", "rejected", "cancelled", "prompt_tokens", "completion_tokens")
+COLUMNS = ("day", "key_id", "model", *db_usage.COUNTED)
+_TOTALS = db_usage.COUNTED
 
 
 def _day(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

@@ -47,6 +47,9 @@ class DailyDelta:
     latency_ms_sum: float = 0.0
 
 
+COUNTED = ("requests", "errors", "rejected", "cancelled", "prompt_tokens", "completion_tokens")
+"""The counts usage_daily keeps per (day, key, model), as reports and exports name them."""
+
 EVENT_COLUMNS = (
     "ts",
     "request_id",
@@ -110,15 +113,7 @@ async def add_to_daily(
     ]
     statement = _insert(dialect)(usage_daily).values(rows)
     excluded = statement.excluded
-    counted = (
-        "requests",
-        "errors",
-        "rejected",
-        "cancelled",
-        "prompt_tokens",
-        "completion_tokens",
-        "latency_ms_sum",
-    )
+    counted = (*COUNTED, "latency_ms_sum")
     await connection.execute(
         statement.on_conflict_do_update(
             index_elements=[usage_daily.c.day, usage_daily.c.key_id, usage_daily.c.model],

@@ -98,6 +98,13 @@ class Limiter(Protocol):
         ...
 
 
+def open_reservation(
+    now: float, days: DayNames, subjects: Sequence[Subject], tokens: int, request_id: str
+) -> Reservation:
+    """The reservation an acquire() fills in (empty, and final, when no subject is given)."""
+    return Reservation(request_id, days(now), tuple(subjects), tokens)
+
+
 class RateLimitExceeded(GatewayError):
     """A 429 naming the limit that was hit (`reason`, for metrics and usage)."""
 

@@ -20,6 +20,7 @@ from vllm_gateway.limits.base import (
     Usage,
     first_limit_hit,
     limit_headers,
+    open_reservation,
     rejection,
 )
 
@@ -66,9 +67,8 @@ class InProcessLimiter:
     ) -> Reservation:
         """Check every limit of every subject, then reserve on all of them."""
         now = self._clock()
-        day = self._day(now)
-        chosen = tuple(subjects)
-        reservation = Reservation(request_id, day, chosen, tokens)
+        reservation = open_reservation(now, self._day, subjects, tokens, request_id)
+        chosen, day = reservation.subjects, reservation.day
         if not chosen:
             return reservation
         states = [self._state(subject, day) for subject in chosen]

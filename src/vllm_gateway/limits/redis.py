@@ -41,6 +41,7 @@ from vllm_gateway.limits.base import (
     Subject,
     Usage,
     limit_headers,
+    open_reservation,
     rejection,
 )
 from vllm_gateway.limits.model import Limits
@@ -119,9 +120,8 @@ class RedisLimiter:
     ) -> Reservation:
         """One atomic check-and-reserve in Redis, or a 429 naming the limit hit."""
         now = self._clock()
-        day = self._day(now)
-        chosen = tuple(subjects)
-        reservation = Reservation(request_id, day, chosen, tokens)
+        reservation = open_reservation(now, self._day, subjects, tokens, request_id)
+        chosen, day = reservation.subjects, reservation.day
         if not chosen:
             return reservation
         groups = "|".join(

@@ -8,9 +8,10 @@ RequestContext, read from its headers in one pass, then runs through the pipelin
 
 from __future__ import annotations
 
-import os
+import itertools
+import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -25,6 +26,17 @@ from vllm_gateway.proxy.pipeline import Pipeline
 from vllm_gateway.proxy.routes import MODELS_PATH, Route, match_route
 from vllm_gateway.proxy.upstream import FORWARDED_REQUEST_HEADERS
 from vllm_gateway.services import Services
+
+
+def request_ids() -> Iterator[str]:
+    """Unique request ids: 32 hex digits, a random per-process half and a counter.
+
+    Unique across workers and instances (64 random bits tell processes apart), and about
+    five times cheaper than reading 16 random bytes from the kernel for every request. The
+    ids are names, not secrets: nothing is granted to whoever knows one.
+    """
+    prefix = secrets.token_hex(8)
+    return (f"{prefix}{number:016x}" for number in itertools.count())
 
 
 def read_headers(scope: Scope) -> ClientHeaders:
@@ -67,6 +79,7 @@ class ProxyApp:
         self.app = app
         self.client_limits = client_limits  # read by http_guard's protocol
         self.pipeline: Pipeline | None = None  # set by the lifespan, with the services
+        self._ids = request_ids()
 
     @property
     def services(self) -> Services | None:
@@ -86,7 +99,7 @@ class ProxyApp:
         await self.app(scope, receive, send)
 
     async def _serve(self, route: Route | None, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = os.urandom(16).hex()
+        request_id = next(self._ids)
         headers: RawHeaders = [(b"x-request-id", request_id.encode())]
         pipeline = self.pipeline
         if pipeline is None:
