@@ -100,7 +100,9 @@ GatewayFactory = Callable[..., Gateway]
 
 
 @pytest.fixture
-def gateway_factory(simulator: RunningServer, sqlite_database_url: str) -> Iterator[GatewayFactory]:
+def gateway_factory(
+    simulator: RunningServer, sqlite_database_url: str, tmp_path: Path
+) -> Iterator[GatewayFactory]:
     """Start gateways in front of the simulator; all are stopped after the test."""
     running: list[RunningServer] = []
 
@@ -113,6 +115,8 @@ def gateway_factory(simulator: RunningServer, sqlite_database_url: str) -> Itera
             "gateway_admin_key": admin_key,
             "gateway_default_daily_requests": None,
             "gateway_usage_flush_interval": 0.05,
+            # One journal directory per test, shared by its gateways as by instances on a host.
+            "gateway_journal_dir": str(tmp_path / "journal"),
         }
         values.update(overrides)
         settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]

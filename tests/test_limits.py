@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from vllm_gateway.limits.model import Limits
 from vllm_gateway.settings import Settings
 
 NOON = datetime(2025, 3, 14, 12, 0, tzinfo=UTC).timestamp()
-LEASE = 30.0 + 60.0
+LEASE = 30.0  # GATEWAY_LIMIT_LEASE_SECONDS' default
 
 
 class DrivenClock:
@@ -61,8 +62,8 @@ async def acquire(
     return await limiter.acquire(subjects, tokens, f"req-{next(_request_ids)}")
 
 
-def settings() -> Settings:
-    return Settings(_env_file=None, gateway_upstream_timeout=30.0)  # type: ignore[call-arg]
+def settings(**overrides: Any) -> Settings:
+    return Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
 
 
 @pytest.fixture(params=["in-process", "redis"])
@@ -348,7 +349,7 @@ async def test_a_lease_expires_when_its_worker_never_settles(
 ) -> None:
     clock = DrivenClock()
     crashed = create_limiter(settings(), redis_client, clock)
-    await acquire(crashed, make_key(max_concurrency=1), 0)  # never settled
+    await acquire(crashed, make_key(max_concurrency=1), 0)  # never settled, never renewed
     survivor = create_limiter(settings(), redis_client, clock)
     await rejected(survivor, make_key(max_concurrency=1))
     clock.now += LEASE - 1
@@ -356,6 +357,27 @@ async def test_a_lease_expires_when_its_worker_never_settles(
     clock.now += 1.5
     reservation = await acquire(survivor, make_key(max_concurrency=1), 0)
     await survivor.settle(reservation, 0)
+
+
+async def test_a_running_request_keeps_its_slot_past_the_lease(
+    redis_client: aioredis.Redis,
+) -> None:
+    # Real time, a 3 s lease renewed every second while the request runs.
+    short = settings(gateway_limit_lease_seconds=3)
+    worker, other = (create_limiter(short, redis_client, time.time) for _ in range(2))
+    worker.start()
+    key = make_key(max_concurrency=1)
+    try:
+        held = await acquire(worker, key)
+        for _ in range(5):  # 5 s, longer than the lease: the slot stays held
+            await asyncio.sleep(1.0)
+            await rejected(other, key)
+        await worker.settle(held, 0)
+        await asyncio.sleep(0.05)
+        await other.settle(await acquire(other, key), 0)
+    finally:
+        await worker.close()
+        await other.close()
 
 
 async def test_scripts_are_reloaded_after_redis_forgets_them(

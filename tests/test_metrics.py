@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import BACKEND_KEY, Gateway, GatewayFactory
 from tests.support.clients import client_for
 from tests.support.servers import RunningServer
+from vllm_gateway.accounting.events import UsageEvent
 from vllm_gateway.accounting.metrics import Metrics
-from vllm_gateway.accounting.usage import UsageEvent
 
 CHAT = [{"role": "user", "content": "Count the requests"}]
 METRICS_TOKEN = "metrics-" + "m" * 24
@@ -135,7 +135,7 @@ def test_each_metrics_object_has_its_own_registry() -> None:
 WORKER = """
 import sys
 from vllm_gateway.accounting.metrics import Metrics
-from vllm_gateway.accounting.usage import UsageEvent
+from vllm_gateway.accounting.events import UsageEvent
 metrics = Metrics()
 for _ in range(int(sys.argv[1])):
     metrics.request_started()

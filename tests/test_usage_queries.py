@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.test_usage_recorder import event, make_settings
-from vllm_gateway.accounting.usage import UsageRecorder
+from vllm_gateway.accounting.recorder import UsageRecorder
 from vllm_gateway.db import usage as db_usage
 from vllm_gateway.db.engine import Database, open_database
 

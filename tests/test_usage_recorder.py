@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import sqlite3
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 from sqlalchemy import func, select
 
 from tests.support.databases import POSTGRES_ADMIN_DSN, PostgresDatabase
-from vllm_gateway.accounting.usage import BATCH_SIZE, UsageEvent, UsageRecorder
+from vllm_gateway.accounting.events import UsageEvent
+from vllm_gateway.accounting.recorder import BATCH_SIZE, UsageRecorder
 from vllm_gateway.db.engine import Database, open_database
 from vllm_gateway.db.tables import usage_daily, usage_events
 from vllm_gateway.settings import Settings
@@ -29,7 +35,11 @@ def soon_after() -> float:
 
 
 def make_settings(url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"database_url": url, "gateway_usage_flush_interval": 0.05}
+    values: dict[str, Any] = {
+        "database_url": url,
+        "gateway_usage_flush_interval": 0.05,
+        "gateway_journal_dir": tempfile.mkdtemp(prefix="vgw-journal-test-"),
+    }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
@@ -239,7 +249,7 @@ async def test_an_unreachable_database_delays_writes_but_loses_none(
         assert recorder.pending == 300
 
         async def retried() -> bool:
-            return "writing 300 events failed" in caplog.text
+            return "database (usage writer) unavailable" in caplog.text
 
         await wait_for(retried)
         for index in range(300, 400):
@@ -256,7 +266,7 @@ async def test_an_unreachable_database_delays_writes_but_loses_none(
         await database.close()
 
 
-async def test_close_gives_up_after_its_timeout_and_logs_every_lost_event(
+async def test_what_close_cannot_write_waits_in_the_journal_for_the_next_start(
     postgres: tuple[str, PostgresOutage], caplog: pytest.LogCaptureFixture
 ) -> None:
     url, outage = postgres
@@ -266,14 +276,63 @@ async def test_close_gives_up_after_its_timeout_and_logs_every_lost_event(
     await recorder.start()
     try:
         await outage.begin()
-        recorder.record(event(1, request_id="lost-one"))
-        recorder.record(event(2, request_id="lost-two"))
-        with caplog.at_level(logging.ERROR, logger="vllm_gateway.accounting.usage"):
+        recorder.record(event(1, request_id="kept-one"))
+        recorder.record(event(2, request_id="kept-two"))
+        with caplog.at_level(logging.WARNING):
             await recorder.close()
-        assert recorder.pending == 0
-        assert "2 events could NOT be written" in caplog.text
-        assert '"request_id":"lost-one"' in caplog.text
-        assert '"request_id":"lost-two"' in caplog.text
+        assert "2 events not yet in the database at shutdown" in caplog.text
+        assert "kept-one" not in caplog.text  # no event in the log: it is in the journal
+        await outage.end()
+        successor = UsageRecorder(database, soon_after, settings)
+        await successor.start()
+        await successor.flush()
+        await successor.close()
+        assert await event_totals(database) == (2, 2, 20, 10)
+        assert not os.listdir(settings.gateway_journal_dir)  # written, then removed
+    finally:
+        await database.close()
+
+
+async def test_a_replayed_journal_never_counts_an_event_twice(database: Database) -> None:
+    settings = make_settings("sqlite+aiosqlite:///x")
+    recorder = UsageRecorder(database, soon_after, settings)
+    events = [event(index) for index in range(10)]
+    for one in events:
+        recorder.record(one)
+    await recorder.flush()
+    # As if the process had died between the commit and the removal of its journal segment.
+    journal = Path(settings.gateway_journal_dir)
+    leftover = journal / "usage-999999-1-0.jsonl"
+    lines = [orjson.dumps(one.row()) + b"\n" for one in [*events[5:], event(10)]]
+    leftover.write_bytes(b"".join(lines))  # five written already, and one never written
+    successor = UsageRecorder(database, soon_after, settings)
+    await successor.start()
+    await successor.flush()
+    await successor.close()
+    assert await event_totals(database) == (11, 11, 110, 55)
+    assert await daily(database) == {("2025-03-14", "key-a", "sim-model"): (11, 0, 110, 55)}
+    assert not leftover.exists()
+
+
+async def test_memory_is_bounded_while_the_database_is_away(
+    postgres: tuple[str, PostgresOutage],
+) -> None:
+    url, outage = postgres
+    settings = make_settings(url)
+    database = await open_database(settings)
+    recorder = UsageRecorder(database, soon_after, settings, max_buffered=50)
+    try:
+        await outage.begin()
+        for index in range(400):
+            recorder.record(event(index))
+            if index % 40 == 39:
+                with contextlib.suppress(Exception):
+                    await recorder.flush()  # fails: batches pile up, most only on disk
+        assert recorder.buffered <= 50 + BATCH_SIZE  # the current batch plus the bound
+        assert recorder.pending == 400
+        await outage.end()
+        await recorder.flush()
+        assert await event_totals(database) == (400, 400, 4000, 2000)
     finally:
         await database.close()
 

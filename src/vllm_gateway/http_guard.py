@@ -9,7 +9,10 @@ forever once its first byte arrived. This subclass:
   `max_headers` headers;
 - answers 408 and closes the connection when a head is not complete `header_timeout`
   seconds after its first byte, or when a request body stops arriving for `body_timeout`
-  seconds (while the gateway is waiting for it, not while it is paused reading).
+  seconds (while the gateway is waiting for it, not while it is paused reading);
+- on shutdown, keeps an idle keep-alive connection open for a moment and answers a
+  request that arrives on it with 503 (and closes), instead of resetting a connection a
+  client may have just sent a request on.
 
 The limits come from the app the server runs (`ProxyApp.client_limits`), so every worker
 that builds the app from its settings applies them.
@@ -40,8 +43,16 @@ class ClientLimits:
 DEFAULT_LIMITS = ClientLimits()
 
 
+DRAIN_LINGER = 0.5
+"""Seconds an idle connection stays open at shutdown, to answer a request already sent."""
+
+
 class _TooManyHeaders(Exception):
     """Raised from the parser's header callback to stop parsing the head."""
+
+
+class _Draining(Exception):
+    """Raised from the parser's callback when a request arrives during shutdown."""
 
 
 def _limits_of(app: Any) -> ClientLimits:
@@ -68,6 +79,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_seen_at = 0.0
+        self._draining = False
 
     # --- the parser's callbacks -----------------------------------------------------------
 
@@ -75,6 +87,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # The head is bounded in bytes, so counting its headers once at the end is cheap.
         if len(self.headers) > self._limits.max_headers:
             raise _TooManyHeaders
+        if self._draining:
+            raise _Draining
         self._awaiting_head = False
         self._head_bytes = 0
         self._in_body = True
@@ -136,6 +150,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if isinstance(error.__context__, _TooManyHeaders):
                 self._refuse(431, "The request has too many header fields.", "too_many_headers")
                 return
+            if isinstance(error.__context__, _Draining):
+                self._refuse(503, "The gateway is shutting down; retry.", "gateway_shutdown")
+                return
             raise
         except httptools.HttpParserError:
             self.logger.warning("Invalid HTTP request received.")
@@ -145,6 +162,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
+
+    def shutdown(self) -> None:
+        """The server is stopping: finish the request in flight, refuse the next one."""
+        self._draining = True
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            self.loop.call_later(DRAIN_LINGER, self._close_if_idle)
+        else:
+            cycle.keep_alive = False
+
+    def _close_if_idle(self) -> None:
+        cycle = self.cycle
+        if (cycle is None or cycle.response_complete) and not self.transport.is_closing():
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()

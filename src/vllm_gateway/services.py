@@ -14,7 +14,7 @@ from vllm_gateway.access.keys import KeyStore
 from vllm_gateway.access.login_throttle import LoginThrottle
 from vllm_gateway.access.stored_responses import StoredResponses
 from vllm_gateway.accounting.metrics import Metrics
-from vllm_gateway.accounting.usage import UsageRecorder
+from vllm_gateway.accounting.recorder import UsageRecorder
 from vllm_gateway.clock import Clock
 from vllm_gateway.db import secrets as db_secrets
 from vllm_gateway.db.engine import Database, open_database
@@ -53,15 +53,23 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
         stack.push_async_callback(database.close)
         admin = AdminIdentity(database, settings)
         await admin.start()
-        redis = None
+        redis = subscriber = None
         if settings.redis_url:
-            redis = aioredis.from_url(settings.redis_url)
+            # Commands time out (a stalled Redis must not hold requests); the subscription,
+            # which waits for messages by design, has only a connect timeout.
+            timeout = settings.gateway_redis_timeout
+            redis = aioredis.from_url(
+                settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+            )
             stack.push_async_callback(redis.aclose)
+            subscriber = aioredis.from_url(settings.redis_url, socket_connect_timeout=timeout)
+            stack.push_async_callback(subscriber.aclose)
         metrics = Metrics()
-        keys = KeyStore(database, clock, settings, redis)
+        keys = KeyStore(database, clock, settings, redis, subscriber)
         await keys.start()
         stack.push_async_callback(keys.close)
         limiter = create_limiter(settings, redis, clock)
+        limiter.start()
         stack.push_async_callback(limiter.close)
         usage = UsageRecorder(database, clock, settings)
         await usage.start()

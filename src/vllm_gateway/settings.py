@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     gateway_upstream_timeout: float = Field(
         600.0, gt=0, description="seconds a backend may stay silent before 504"
     )
+    gateway_first_token_timeout: float = Field(
+        300.0, gt=0, description="seconds a stream's first chunk may take (prefill, queueing)"
+    )
+    gateway_stream_idle_timeout: float = Field(
+        60.0, gt=0, description="seconds a stream may go without a chunk before it is cut"
+    )
     gateway_key_cache_ttl: float = Field(
         10.0, ge=0, description="seconds a verified key stays cached in a worker"
     )
@@ -64,10 +70,30 @@ class Settings(BaseSettings):
     gateway_usage_shutdown_timeout: float = Field(
         20.0, gt=0, description="seconds shutdown keeps retrying unwritten usage events"
     )
+    gateway_shutdown_grace: float = Field(
+        30.0, ge=0, description="seconds requests in flight get to finish on shutdown"
+    )
+    gateway_journal_dir: str = Field(
+        "./journal", description="directory of the usage journal (events not yet in the database)"
+    )
+    gateway_journal_max_bytes: int = Field(
+        1 << 30, ge=1 << 20, description="disk the usage journal may use at most"
+    )
     gateway_session_ttl: float = Field(
         8 * 3600.0, gt=0, description="seconds an admin login session lasts"
     )
     gateway_log_level: str = Field("info", description="debug, info, warning or error")
+    gateway_redis_timeout: float = Field(
+        1.0, gt=0, description="seconds a Redis call may take before Redis counts as away"
+    )
+    gateway_limit_lease_seconds: float = Field(
+        30.0, ge=3, description="lease of a concurrency slot, renewed while its request runs"
+    )
+    gateway_limits_on_redis_failure: Literal["closed", "open", "local"] = Field(
+        "closed",
+        description="while Redis is away: closed (503), open (no limits) or local "
+        "(each worker's own counters)",
+    )
     gateway_media_urls: Literal["data-only", "public", "any"] = Field(
         "public",
         description="which URLs chat content parts may make the backend fetch: data-only, "

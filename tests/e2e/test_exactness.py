@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.databases import flushed_redis, fresh_postgres
+from tests.support.processes import Process, cli_env, start
 from tests.support.redis_server import PrivateRedis
 from tests.support.servers import free_port
 
@@ -30,63 +26,6 @@ ADMIN_KEY = "exact-admin-" + "a" * 24
 DAILY_LIMIT = 60
 ATTEMPTS = 200
 CONNECTIONS = 32
-
-
-def cli_env(**extra: str) -> dict[str, str]:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("DATABASE_", "REDIS_", "GATEWAY_", "VLLM_"))
-    }
-    env.update(extra)
-    return env
-
-
-@dataclass
-class Process:
-    """A command-line server this test started (and stops)."""
-
-    popen: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def wait_ready(self, path: str, headers: dict[str, str] | None = None) -> None:
-        deadline = time.monotonic() + 60
-        while True:
-            if self.popen.poll() is not None:
-                raise AssertionError(f"server exited early:\n{self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + path, headers=headers, timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"server not ready:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.1)
-
-    def stop(self) -> int:
-        """Graceful shutdown (SIGTERM), as an operator or systemd would do it."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=10)
-        return self.popen.returncode
-
-
-def start(args: list[str], env: dict[str, str], log: Path, port: int) -> Process:
-    with log.open("wb") as output:
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "vllm_gateway", *args],
-            env=env,
-            cwd=log.parent,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    return Process(popen, f"http://127.0.0.1:{port}", log)
 
 
 @pytest.fixture

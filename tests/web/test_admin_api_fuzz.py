@@ -34,6 +34,7 @@ def gateway_settings(directory: Path) -> Settings:
         "vllm_url": "http://127.0.0.1:9/v1",  # no backend: the admin API needs none
         "database_url": f"sqlite+aiosqlite:///{directory / 'gateway.db'}",
         "gateway_admin_key": ADMIN_KEY,
+        "gateway_journal_dir": str(directory / "journal"),
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 

@@ -7,7 +7,7 @@ import contextlib
 import hmac
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -29,11 +29,17 @@ from vllm_gateway.db import keys as db_keys
 from vllm_gateway.db.engine import Database
 from vllm_gateway.errors import GatewayError
 from vllm_gateway.limits.model import LIMIT_NAMES
+from vllm_gateway.outages import Outage
 from vllm_gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 
 INVALIDATE_CHANNEL: Final = "vgw:keys:invalidate"
+"""Messages are `<key id>:<change>`; a bare `<key id>` (older gateways) means changed."""
+CHANGED: Final = "changed"
+REVOKED: Final = "revoked"
+DELETED: Final = "deleted"
+_LOOKUP_TIMEOUT = 3.0  # seconds; a database that hangs counts as unavailable
 _NEGATIVE_CACHE_SIZE = 4096
 _NEGATIVE_CACHE_TTL = 30.0
 _CONCURRENT_LOOKUPS = 16
@@ -46,6 +52,19 @@ class KeyRefused(GatewayError):
     def __init__(self, key: ClientKey, message: str, code: str) -> None:
         super().__init__(403, message, code)
         self.key = key
+
+
+class _DatabaseDown(Exception):
+    """A key lookup could not reach the database."""
+
+
+def _database_unavailable() -> GatewayError:
+    return GatewayError(
+        503,
+        "The key store is unavailable; retry shortly.",
+        "database_unavailable",
+        headers=[(b"retry-after", b"2")],
+    )
 
 
 def _invalid_key() -> GatewayError:
@@ -69,11 +88,14 @@ class KeyStore:
         clock: Clock,
         settings: Settings,
         redis: aioredis.Redis | None,
+        subscriber: aioredis.Redis | None = None,
     ) -> None:
         self._database = database
         self._clock = clock
         self._settings = settings
         self._redis = redis
+        self._subscriber = subscriber or redis
+        self.outage = Outage("database (key lookups)", log)
         self._ttl = settings.gateway_key_cache_ttl
         self._cache: dict[str, _Verified] = {}
         self._unknown: dict[str, float] = {}
@@ -86,8 +108,8 @@ class KeyStore:
 
     async def start(self) -> None:
         """Subscribe to invalidations from other workers and start recording last use."""
-        if self._redis is not None:
-            self._pubsub = self._redis.pubsub()
+        if self._subscriber is not None:
+            self._pubsub = self._subscriber.pubsub()
             await self._pubsub.subscribe(INVALIDATE_CHANNEL)
             # Wait for the server's confirmation so no invalidation published after
             # start() returns can be missed.
@@ -112,17 +134,30 @@ class KeyStore:
             self._pubsub = None
         await self._flush_used()
 
+    @property
+    def knows_keys(self) -> bool:
+        """Whether some key was verified before (and could be served while the database is away)."""
+        return bool(self._cache)
+
     # --- the hot path -------------------------------------------------------------------
 
     async def authenticate(self, presented: str | None) -> ClientKey:
-        """The key behind `presented`, or a 401/403 GatewayError."""
+        """The key behind `presented`, or a 401/403 (503 for an unseen key, database down).
+
+        A key verified before stays usable from its last known record while the database
+        is unreachable; revocations that arrive through Redis still apply at once.
+        """
         parsed = parse_key(presented)
         if parsed is None:
             raise _invalid_key()
         key_id, secret = parsed
         verified = self._cache.get(key_id)
         if verified is None or verified.valid_until <= time.monotonic():
-            verified = await self._lookup(key_id)
+            try:
+                verified = await self._lookup(key_id)
+            except _DatabaseDown:
+                if verified is None:
+                    raise _database_unavailable() from None
             if verified is None:
                 raise _invalid_key()
         # The secret is checked before the status so a known id alone reveals nothing.
@@ -158,13 +193,17 @@ class KeyStore:
     async def _load(self, key_id: str) -> _Verified | None:
         generation = self._generation
         try:
-            async with self._lookups, self._database.engine.connect() as connection:
+            async with (
+                self._lookups,
+                asyncio.timeout(_LOOKUP_TIMEOUT),
+                self._database.engine.connect() as connection,
+            ):
                 row = await db_keys.fetch_key(connection, key_id)
-        except SQLAlchemyError:
-            log.warning("key lookup failed: database unavailable")
-            raise GatewayError(
-                503, "The key store is unavailable; retry shortly.", "service_unavailable"
-            ) from None
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            # A refused connection surfaces as OSError from asyncpg, a hanging one as a timeout.
+            self.outage.down(exc, "known keys work from their last known record")
+            raise _DatabaseDown from None
+        self.outage.up()
         valid_until = time.monotonic() + self._ttl
         # An invalidation that arrived while we were reading may postdate this row.
         cacheable = generation == self._generation
@@ -185,7 +224,8 @@ class KeyStore:
             revoked=record.revoked_at is not None,
             valid_until=valid_until,
         )
-        if cacheable and self._ttl > 0:
+        if cacheable:
+            # Kept even past its TTL (then only as the last known record, for outages).
             self._cache[key_id] = verified
         return verified
 
@@ -199,24 +239,34 @@ class KeyStore:
 
     # --- invalidation -------------------------------------------------------------------
 
-    def invalidate(self, key_id: str) -> None:
-        """Forget what this worker knows about one key."""
+    def invalidate(self, key_id: str, change: str = CHANGED) -> None:
+        """Drop what this worker knows about one key: it is read again at its next use.
+
+        A revocation or deletion applies at once, even when the database cannot be read;
+        after another change the old record stays, as the last known one, for outages.
+        """
         self._generation += 1
-        self._cache.pop(key_id, None)
         self._unknown.pop(key_id, None)
+        verified = self._cache.get(key_id)
+        if change == DELETED:
+            self._cache.pop(key_id, None)
+            self._remember_unknown(key_id, time.monotonic() + _NEGATIVE_CACHE_TTL)
+        elif verified is not None:
+            revoked = verified.revoked or change == REVOKED
+            self._cache[key_id] = replace(verified, revoked=revoked, valid_until=0.0)
 
     def invalidate_all(self) -> None:
-        """Forget every cached key."""
+        """Read every key again at its next use (the old records stay for outages)."""
         self._generation += 1
-        self._cache.clear()
+        self._cache = {key_id: replace(v, valid_until=0.0) for key_id, v in self._cache.items()}
         self._unknown.clear()
 
-    async def _changed(self, key_id: str) -> None:
-        self.invalidate(key_id)
+    async def _changed(self, key_id: str, change: str = CHANGED) -> None:
+        self.invalidate(key_id, change)
         if self._redis is None:
             return
         try:
-            await self._redis.publish(INVALIDATE_CHANNEL, key_id)
+            await self._redis.publish(INVALIDATE_CHANNEL, f"{key_id}:{change}")
         except (RedisError, OSError):
             log.warning("could not publish a key invalidation; other workers rely on the TTL")
 
@@ -235,7 +285,9 @@ class KeyStore:
                 continue
             if message["type"] == "message":
                 data = message["data"]
-                self.invalidate(data.decode() if isinstance(data, bytes) else str(data))
+                text = data.decode() if isinstance(data, bytes) else str(data)
+                key_id, _, change = text.partition(":")
+                self.invalidate(key_id, change or CHANGED)
             elif message["type"] == "subscribe":
                 self.invalidate_all()
 
@@ -252,10 +304,14 @@ class KeyStore:
         used, self._used = self._used, {}
         stamps = {key_id: datetime.fromtimestamp(ts, UTC) for key_id, ts in used.items()}
         try:
-            async with self._database.engine.begin() as connection:
+            async with (
+                asyncio.timeout(_LOOKUP_TIMEOUT),
+                self._database.engine.begin() as connection,
+            ):
                 await db_keys.touch_keys(connection, stamps)
-        except SQLAlchemyError:
-            log.warning("could not record key last-use times")
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            # Last use is a convenience: dropped, not retried, while the database is away.
+            self.outage.down(exc, "known keys work from their last known record")
 
     # --- administration -----------------------------------------------------------------
 
@@ -360,7 +416,7 @@ class KeyStore:
             row = await db_keys.fetch_key(connection, key_id)
         if row is None:
             raise _not_found(key_id)
-        await self._changed(key_id)
+        await self._changed(key_id, REVOKED)
         log.info("revoked API key %s", key_id)
         return record_from_row(row, self._clock())
 
@@ -374,7 +430,7 @@ class KeyStore:
         async with self._database.engine.begin() as connection:
             if not await db_keys.delete_key(connection, key_id):
                 raise _not_found(key_id)
-        await self._changed(key_id)
+        await self._changed(key_id, DELETED)
         log.info("deleted API key %s and its usage", key_id)
         return record_from_row(row, self._clock())
 

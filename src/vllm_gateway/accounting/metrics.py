@@ -14,10 +14,17 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from vllm_gateway.accounting.usage import UsageEvent
+from vllm_gateway.accounting.events import UsageEvent
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -144,10 +151,18 @@ class Metrics:
         """Record the outcome of a backend health check."""
         self._backend_up.labels(backend).set(1 if up else 0)
 
+    def _forget_dead_workers(self) -> None:
+        """Drop the live gauges of workers that died (a crash leaves their files behind)."""
+        assert self._shared_dir is not None
+        for pid in _pids_with_files(self._shared_dir):
+            if not _alive(pid):
+                multiprocess.mark_process_dead(pid, self._shared_dir)  # type: ignore[no-untyped-call]
+
     def in_flight_everywhere(self) -> int:
         """Requests being forwarded now by every worker (this one alone when not shared)."""
         if self._shared_dir is None:
             return self.in_flight
+        self._forget_dead_workers()
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=self._shared_dir)  # type: ignore[no-untyped-call]
         value = registry.get_sample_value("vgw_requests_in_flight")
@@ -157,9 +172,31 @@ class Metrics:
         """The Prometheus text exposition of every metric (of every worker when shared)."""
         if self._shared_dir is None:
             return bytes(generate_latest(self.registry))
+        self._forget_dead_workers()
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=self._shared_dir)  # type: ignore[no-untyped-call]
         return bytes(generate_latest(registry))
+
+
+def _pids_with_files(directory: str) -> set[int]:
+    """Worker pids that have live-gauge files in the multiprocess directory."""
+    pids = set()
+    for name in os.listdir(directory):
+        # e.g. gauge_livesum_1234.db: the pid is the last part of the name
+        stem = name.rsplit(".", 1)[0]
+        if stem.startswith("gauge_live") and stem.rsplit("_", 1)[-1].isdigit():
+            pids.add(int(stem.rsplit("_", 1)[-1]))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
 
 
 @contextmanager

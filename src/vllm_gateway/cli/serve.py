@@ -62,5 +62,5 @@ def _run() -> None:
             access_log=False,  # every request is recorded as a usage event instead
             server_header=False,
             proxy_headers=False,  # the gateway never uses the client's address
-            timeout_graceful_shutdown=30,
+            timeout_graceful_shutdown=int(settings.gateway_shutdown_grace),
         )

@@ -80,6 +80,7 @@ usage_events = Table(
     Column("reason", String(64), nullable=True),
     Column("estimated", Boolean, nullable=False, server_default=false()),
     Index("ix_usage_events_key_id_ts", "key_id", "ts"),
+    Index("uq_usage_events_request_id", "request_id", unique=True),
 )
 
 usage_daily = Table(

@@ -71,11 +71,26 @@ EVENT_COLUMNS = (
 
 
 def _insert_events_sql(paramstyle: str) -> str:
+    columns = ", ".join(EVENT_COLUMNS)
+    # A request id already in the table (a replayed journal) is skipped, never doubled.
     if paramstyle == "qmark":
         marks = ", ".join("?" for _ in EVENT_COLUMNS)
-    else:  # asyncpg's numeric_dollar
-        marks = ", ".join(f"${number}" for number in range(1, len(EVENT_COLUMNS) + 1))
-    return f"INSERT INTO {usage_events.name} ({', '.join(EVENT_COLUMNS)}) VALUES ({marks})"  # noqa: S608 - constants only
+        return f"INSERT OR IGNORE INTO {usage_events.name} ({columns}) VALUES ({marks})"  # noqa: S608 - constants only
+    marks = ", ".join(f"${number}" for number in range(1, len(EVENT_COLUMNS) + 1))  # asyncpg
+    return (
+        f"INSERT INTO {usage_events.name} ({columns}) VALUES ({marks}) "  # noqa: S608 - constants only
+        "ON CONFLICT (request_id) DO NOTHING"
+    )
+
+
+async def existing_request_ids(connection: AsyncConnection, ids: Sequence[str]) -> set[str]:
+    """The ones among `ids` that usage_events holds already."""
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        statement = select(usage_events.c.request_id).where(usage_events.c.request_id.in_(chunk))
+        found.update((await connection.execute(statement)).scalars().all())
+    return found
 
 
 async def insert_events(connection: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:

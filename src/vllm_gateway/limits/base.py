@@ -74,6 +74,10 @@ class Reservation:
 class Limiter(Protocol):
     """Check-and-reserve before forwarding, settle after the response."""
 
+    def start(self) -> None:
+        """Start background work (lease renewal, repairs), if any; needs the event loop."""
+        ...
+
     async def acquire(
         self, subjects: Sequence[Subject], tokens: int, request_id: str
     ) -> Reservation:

@@ -15,4 +15,11 @@ def create_limiter(settings: Settings, redis: aioredis.Redis | None, clock: Cloc
     """Shared limits through Redis (every worker and instance), else this worker's own."""
     if redis is None:
         return InProcessLimiter(clock)
-    return RedisLimiter(redis, clock, lease_seconds=settings.gateway_upstream_timeout + 60.0)
+    policy = settings.gateway_limits_on_redis_failure
+    return RedisLimiter(
+        redis,
+        clock,
+        lease_seconds=settings.gateway_limit_lease_seconds,
+        on_failure=policy,
+        fallback=InProcessLimiter(clock) if policy == "local" else None,
+    )

@@ -1,14 +1,23 @@
--- Atomic check-and-reserve and settle for every subject of a request (redis.py is its caller).
+-- Atomic, idempotent check-and-reserve, settle and lease renewal (redis.py is its caller).
 --
 -- Each ARGV is one operation, its fields separated by "|":
---   A|day|now|horizon|lease expiry|tokens|day ttl|lease ttl|member|count|<subject>...
+--   A|day|now|horizon|lease expiry|tokens|marker ttl|lease ttl|member|count|<subject>...
 --     subject = prefix|daily requests|daily tokens|rpm|concurrency   (limits: -1 = unlimited)
---   S|day|token delta|refund (0/1)|member|count|<prefix|flags>...
+--   S|day|tokens used|refund (0/1)|member|count|<prefix|flags>...
 --     flags = four 0/1 characters: daily requests, daily tokens, rpm, concurrency set
+--   R|lease expiry|lease ttl|member|count|<prefix>...     (prefixes of subjects with slots)
+--
+-- The member is the request id. An admitted A leaves a marker, vgw:lim:m:{member} = the
+-- tokens it reserved; an A that finds its marker was already admitted (the same request,
+-- sent again after an uncertain call) and takes nothing more. An S applies only while the
+-- marker exists, then deletes it: settling twice, or settling an A that never ran, is a
+-- no-op. So every operation can be sent again safely after Redis stalled or a connection
+-- dropped, which is how the caller reconciles calls whose outcome it could not see.
+--
 -- An A answers {code, failing subject (1-based, 0: none), then per subject: requests,
 -- tokens, in window, oldest admission or ""}; code 0 admitted, else the limit hit by the
 -- failing subject: 1 per day, 2 tokens, 3 per minute, 4 concurrency. Nothing is reserved
--- on any subject unless every subject has room. An S answers 0.
+-- on any subject unless every subject has room. S and R answer 0.
 
 local function split(op)
   local out, start = {}, 1
@@ -23,11 +32,20 @@ local function split(op)
   end
 end
 
+local function marker(member)
+  return 'vgw:lim:m:{' .. member .. '}'
+end
+
 local function settle(f)
-  local day, delta, refund, member = f[2], f[3], f[4] == '1', f[5]
+  local day, used, refund, member = f[2], tonumber(f[3]), f[4] == '1', f[5]
+  local reserved = redis.call('GET', marker(member))
+  if not reserved then
+    return 0
+  end
+  local delta = used - tonumber(reserved)
   for s = 0, tonumber(f[6]) - 1 do
     local prefix, flags = f[7 + 2 * s], f[8 + 2 * s]
-    if string.sub(flags, 2, 2) == '1' and delta ~= '0' then
+    if string.sub(flags, 2, 2) == '1' and delta ~= 0 then
       redis.call('INCRBY', prefix .. 'tok:' .. day, delta)
     end
     if string.sub(flags, 4, 4) == '1' then
@@ -43,13 +61,26 @@ local function settle(f)
       end
     end
   end
+  redis.call('DEL', marker(member))
+  return 0
+end
+
+local function renew(f)
+  local expiry, ttl, member = f[2], f[3], f[4]
+  for s = 0, tonumber(f[5]) - 1 do
+    local conc_key = f[6 + s] .. 'conc'
+    if redis.call('ZADD', conc_key, 'XX', 'CH', expiry, member) == 1 then
+      redis.call('EXPIRE', conc_key, ttl)
+    end
+  end
   return 0
 end
 
 local function acquire(f)
   local day, now, horizon, lease_expiry = f[2], f[3], f[4], f[5]
-  local tokens, day_ttl, lease_ttl, member = tonumber(f[6]), f[7], f[8], f[9]
+  local tokens, marker_ttl, lease_ttl, member = tonumber(f[6]), f[7], f[8], f[9]
   local count = tonumber(f[10])
+  local again = redis.call('EXISTS', marker(member)) == 1
   local subjects, answer = {}, {0, 0}
   for s = 1, count do
     local base = 11 + 5 * (s - 1)
@@ -80,7 +111,8 @@ local function acquire(f)
       in_flight = redis.call('ZCARD', prefix .. 'conc')
     end
     local code = 0
-    if subject.daily_req >= 0 and subject.requests >= subject.daily_req then code = 1
+    if again then code = 0
+    elseif subject.daily_req >= 0 and subject.requests >= subject.daily_req then code = 1
     elseif subject.daily_tok >= 0 and subject.tokens + tokens > subject.daily_tok then code = 2
     elseif subject.rpm >= 0 and subject.recent >= subject.rpm then code = 3
     elseif subject.conc >= 0 and in_flight >= subject.conc then code = 4
@@ -90,17 +122,21 @@ local function acquire(f)
     end
     subjects[s] = subject
   end
+  local reserve = answer[1] == 0 and not again
+  if reserve then
+    redis.call('SET', marker(member), tokens, 'EX', marker_ttl)
+  end
   for s = 1, count do
     local subject = subjects[s]
     local prefix = subject.prefix
-    if answer[1] == 0 then
+    if reserve then
       if subject.daily_req >= 0 then
         subject.requests = redis.call('INCR', prefix .. 'req:' .. day)
-        redis.call('EXPIRE', prefix .. 'req:' .. day, day_ttl)
+        redis.call('EXPIRE', prefix .. 'req:' .. day, marker_ttl)
       end
       if subject.daily_tok >= 0 then
         subject.tokens = redis.call('INCRBY', prefix .. 'tok:' .. day, tokens)
-        redis.call('EXPIRE', prefix .. 'tok:' .. day, day_ttl)
+        redis.call('EXPIRE', prefix .. 'tok:' .. day, marker_ttl)
       end
       if subject.rpm >= 0 then
         redis.call('ZADD', prefix .. 'rpm', now, member)
@@ -127,8 +163,11 @@ end
 local results = {}
 for i = 1, #ARGV do
   local f = split(ARGV[i])
-  if f[1] == 'S' then
+  local kind = f[1]
+  if kind == 'S' then
     results[i] = settle(f)
+  elseif kind == 'R' then
+    results[i] = renew(f)
   else
     results[i] = acquire(f)
   end

@@ -121,5 +121,8 @@ class InProcessLimiter:
                         entry for entry in state.recent if entry[1] != reservation.request_id
                     )
 
+    def start(self) -> None:
+        """Nothing runs in the background."""
+
     async def close(self) -> None:
         """Nothing to release."""

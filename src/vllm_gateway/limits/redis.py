@@ -1,27 +1,43 @@
 """The Redis limiter: the semantics of base.py shared by every worker and gateway instance.
 
-Every acquire() and settle() is one operation of the atomic Lua script in limits.lua.
-Operations that arrive while a script call is in flight are sent together in the next call
-(settles first, so freed capacity counts at once), and a settle waits up to 2 ms to travel
-with the next acquire: about one EVALSHA round trip per request at low load, far fewer
-under load, and never an operation split across two calls. All subjects of one request
-are one operation, so they are checked and reserved together.
-The script builds key names from the prefixes it is given, so this needs a single Redis
-server (with replicas or Sentinel if wanted), not Redis Cluster.
+Every acquire(), settle() and lease renewal is one operation of the atomic Lua script in
+limits.lua. Operations that arrive while a script call is in flight are sent together in
+the next call (settles first, so freed capacity counts at once), and a settle waits up to
+2 ms to travel with the next acquire: about one EVALSHA round trip per request at low load,
+far fewer under load. All subjects of one request are one operation, so they are checked
+and reserved together. The script builds key names from the prefixes it is given, so this
+needs a single Redis server (with replicas or Sentinel if wanted), not Redis Cluster.
+
+Faults (the calls time out after GATEWAY_REDIS_TIMEOUT; see limits.lua for why every
+operation may be sent twice):
+- A call that fails may still run in Redis later (a stalled server runs what was queued
+  when it resumes). Its acquires are uncertain: each is given back with a refunding settle,
+  sent again a few times once Redis answers, so no slot outlives its request by more than a
+  few seconds after Redis is back. Its settles are sent again until they land.
+- Concurrency slots are short leases (GATEWAY_LIMIT_LEASE_SECONDS, 30 s), renewed every
+  third of that while their request runs: a crashed worker's slots come back within a lease.
+- While Redis is away, new requests follow GATEWAY_LIMITS_ON_REDIS_FAILURE: `closed` (503
+  with Retry-After), `open` (admitted without limits) or `local` (this worker's own
+  in-process counters, degraded but available). One warning per outage; a probe every
+  second notices when Redis is back.
 
 Per subject: `<prefix>req:<day>` and `…tok:<day>` (daily counters that expire a day after
 their day ends), `…rpm` (sorted set of admission times) and `…conc` (sorted set of
-concurrency leases scored by their expiry time), each member the request id. A key's
-prefix is `vgw:lim:{<id>}:`, another kind's `vgw:lim:<kind>:{<id>}:`. Times come from the
-gateway's clock, so tests can drive them.
+concurrency leases scored by their expiry time), each member the request id; and per
+admitted request a marker `vgw:lim:m:{<request id>}`. A key's prefix is `vgw:lim:{<id>}:`,
+another kind's `vgw:lim:<kind>:{<id>}:`. Times come from the gateway's clock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import time
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -37,6 +53,7 @@ from vllm_gateway.limits.base import (
     TOKENS_PER_DAY,
     WINDOW,
     DayNames,
+    Limiter,
     Reservation,
     Subject,
     Usage,
@@ -45,6 +62,7 @@ from vllm_gateway.limits.base import (
     rejection,
 )
 from vllm_gateway.limits.model import Limits
+from vllm_gateway.outages import Outage
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +73,13 @@ MAX_BATCH = 256
 """Operations per script call, so one call never blocks Redis for long."""
 SETTLE_DELAY = 0.002
 """Seconds a settle may wait for company; other workers see a freed slot this much later."""
+PROBE_INTERVAL = 1.0
+"""Seconds between attempts to reach Redis again during an outage."""
+RECONCILE_AFTER = (0.0, 2.0, 8.0)
+"""When (seconds after Redis answers again) an uncertain acquire is given back: more than
+once, since a stalled Redis may run the uncertain call after the first give-back."""
+MAX_PENDING_REPAIRS = 100_000
+POLICIES = ("closed", "open", "local")
 
 
 def prefix(subject: Subject) -> str:
@@ -86,6 +111,7 @@ def _unavailable() -> GatewayError:
         "The gateway's limit service is unavailable; try again shortly.",
         "service_unavailable",
         headers=[(b"retry-after", b"1")],
+        reason="limits_unavailable",
     )
 
 
@@ -99,21 +125,66 @@ class _Pending:
         self.reservation = reservation
 
 
+@dataclass(slots=True)
+class _Repair:
+    """An operation to send again once Redis answers (settles are idempotent)."""
+
+    op: str
+    delay: float  # seconds after Redis answers again (or after now, when it is up)
+    not_before: float | None = None  # time.monotonic(); None: Redis has not answered yet
+
+
+def _settle_op(reservation: Reservation, tokens_used: int, refund: bool) -> str:
+    groups = "|".join(
+        f"{prefix(subject)}|{_flags(subject.limits)}" for subject in reservation.subjects
+    )
+    return (
+        f"S|{reservation.day}|{tokens_used}|{int(refund)}|{reservation.request_id}"
+        f"|{len(reservation.subjects)}|{groups}"
+    )
+
+
 class RedisLimiter:
     """Limits shared through Redis by every worker and gateway instance."""
 
-    def __init__(self, redis: aioredis.Redis, clock: Clock, *, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        clock: Clock,
+        *,
+        lease_seconds: float = 30.0,
+        on_failure: str = "closed",
+        fallback: Limiter | None = None,
+    ) -> None:
+        if on_failure not in POLICIES:
+            raise ValueError(f"on_failure must be one of {', '.join(POLICIES)}")
         self._redis = redis
         self._clock = clock
         self._day = DayNames()
         self._lease = lease_seconds
         self._lease_ttl = int(lease_seconds) + 1
+        self._on_failure = on_failure
+        self._fallback = fallback
         self._sha = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
         self._settles: list[str] = []
         self._acquires: list[str] = []
         self._waiting: list[_Pending] = []
+        self._repairs: deque[_Repair] = deque()
+        self._held: dict[str, Reservation] = {}  # in flight with a slot: renewed
+        self._local: set[str] = set()  # request ids admitted by the fallback
         self._sender: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.outage = Outage("Redis (limits)", log)
+
+    def start(self) -> None:
+        """Start renewing leases and repairing uncertain calls (needs the event loop)."""
+        self._tasks = [
+            asyncio.create_task(self._renew_loop(), name="limits-renew"),
+            asyncio.create_task(self._repair_loop(), name="limits-repair"),
+        ]
+
+    # --- admission ------------------------------------------------------------------------
 
     async def acquire(
         self, subjects: Sequence[Subject], tokens: int, request_id: str
@@ -124,23 +195,28 @@ class RedisLimiter:
         chosen, day = reservation.subjects, reservation.day
         if not chosen:
             return reservation
+        if self.outage.active:
+            return await self._degraded(reservation)
         groups = "|".join(
             f"{prefix(subject)}|{_limit(subject.limits.daily_requests)}"
             f"|{_limit(subject.limits.daily_tokens)}|{_limit(subject.limits.rpm)}"
             f"|{_limit(subject.limits.max_concurrency)}"
             for subject in chosen
         )
-        day_ttl = int(seconds_to_utc_midnight(now)) + _DAY_SECONDS
+        marker_ttl = int(seconds_to_utc_midnight(now)) + _DAY_SECONDS
         op = (
-            f"A|{day}|{now!r}|{now - WINDOW!r}|{now + self._lease!r}|{tokens}|{day_ttl}"
+            f"A|{day}|{now!r}|{now - WINDOW!r}|{now + self._lease!r}|{tokens}|{marker_ttl}"
             f"|{self._lease_ttl}|{request_id}|{len(chosen)}|{groups}"
         )
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._acquires.append(op)
         self._waiting.append(_Pending(future, reservation))
         self._wake()
-        # A cancelled request cancels this future; _send() then gives back what Redis took.
-        result = await future
+        try:
+            # A cancelled request cancels this future; _send() then gives back what Redis took.
+            result = await future
+        except _RedisDown:
+            return await self._degraded(reservation)
         code, failing = int(result[0]), int(result[1])
         usages = [_usage(result, index, now) for index in range(len(chosen))]
         headers = limit_headers(chosen[0].limits, now, usages[0])
@@ -148,7 +224,21 @@ class RedisLimiter:
             index = failing - 1
             raise rejection(_REASONS[code], chosen[index], now, usages[index], tokens, headers)
         reservation.headers = headers
+        if any(subject.limits.max_concurrency is not None for subject in chosen):
+            self._held[request_id] = reservation
         return reservation
+
+    async def _degraded(self, reservation: Reservation) -> Reservation:
+        """Redis is away: GATEWAY_LIMITS_ON_REDIS_FAILURE decides."""
+        if self._on_failure == "open":
+            return Reservation(reservation.request_id, reservation.day, (), 0)
+        if self._on_failure == "local" and self._fallback is not None:
+            local = await self._fallback.acquire(
+                reservation.subjects, reservation.tokens, reservation.request_id
+            )
+            self._local.add(local.request_id)
+            return local
+        raise _unavailable()
 
     async def settle(
         self, reservation: Reservation, tokens_used: int, *, refund: bool = False
@@ -156,22 +246,27 @@ class RedisLimiter:
         """Queue the release, token correction and refund; returns at once, never raises."""
         if reservation.settled:
             return
+        if reservation.request_id in self._local:
+            self._local.discard(reservation.request_id)
+            if self._fallback is not None:
+                await self._fallback.settle(reservation, tokens_used, refund=refund)
+            return
         reservation.settled = True
+        self._held.pop(reservation.request_id, None)
         if reservation.subjects:
-            self._queue_settle(reservation, tokens_used - reservation.tokens, refund)
+            self._queue_settle(_settle_op(reservation, tokens_used, refund))
 
-    def _queue_settle(self, reservation: Reservation, delta: int, refund: bool) -> None:
-        groups = "|".join(
-            f"{prefix(subject)}|{_flags(subject.limits)}" for subject in reservation.subjects
-        )
-        self._settles.append(
-            f"S|{reservation.day}|{delta}|{int(refund)}|{reservation.request_id}"
-            f"|{len(reservation.subjects)}|{groups}"
-        )
+    def _queue_settle(self, op: str) -> None:
+        if self.outage.active:
+            self._repair(op)
+            return
+        self._settles.append(op)
         if self._sender is None and self._timer is None:
             # A settle waits a moment for the next acquire to ride along with (saving a
             # round trip per request); that acquire, sent after it, always sees it.
             self._timer = asyncio.get_running_loop().call_later(SETTLE_DELAY, self._wake)
+
+    # --- sending --------------------------------------------------------------------------
 
     def _wake(self) -> None:
         if self._timer is not None:
@@ -195,13 +290,13 @@ class RedisLimiter:
                 except Exception as exc:
                     self._failed(exc, settles, waiting)
                     continue
+                self.outage.up()
                 for pending, result in zip(waiting, results[len(settles) :], strict=True):
                     if not pending.future.done():
                         pending.future.set_result(result)
                     elif int(result[0]) == 0:
                         # Its request was cancelled while Redis admitted it: give it back.
-                        reservation = pending.reservation
-                        self._queue_settle(reservation, -reservation.tokens, True)
+                        self._queue_settle(_settle_op(pending.reservation, 0, True))
         finally:
             self._sender = None
 
@@ -216,25 +311,107 @@ class RedisLimiter:
         return results
 
     def _failed(self, error: Exception, settles: list[str], waiting: list[_Pending]) -> None:
-        log.error(
-            "Redis limit call failed (%s: %s): %d requests refused, %d settles lost "
-            "(leases expire on their own)",
-            type(error).__name__,
-            error,
-            len(waiting),
-            len(settles),
-        )
+        """A call failed: it may still run, so its acquires are given back and settles resent."""
+        self.outage.down(error, f"new requests now follow the '{self._on_failure}' policy")
+        for op in settles:
+            self._repair(op)
         for pending in waiting:
+            for delay in RECONCILE_AFTER:
+                self._repair(_settle_op(pending.reservation, 0, True), delay)
             if not pending.future.done():
-                pending.future.set_exception(_unavailable())
+                pending.future.set_exception(_RedisDown())
+        # Acquires queued meanwhile would meet the same fate: degrade them now.
+        while self._waiting:
+            pending = self._waiting.pop()
+            self._acquires.pop()
+            if not pending.future.done():
+                pending.future.set_exception(_RedisDown())
+
+    def _repair(self, op: str, delay: float = 0.0) -> None:
+        if len(self._repairs) >= MAX_PENDING_REPAIRS:
+            self._repairs.popleft()  # the oldest: its lease or day has run out by now anyway
+        repair = _Repair(op, delay)
+        if not self.outage.active:
+            repair.not_before = time.monotonic() + delay
+        self._repairs.append(repair)
+
+    # --- background: repairs and renewals -------------------------------------------------
+
+    async def _repair_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL)
+            if not self._repairs and not self.outage.active:
+                continue
+            await self._repair_once()
+
+    async def _repair_once(self) -> None:
+        """Send due repairs (or a probe) once; during an outage this is what notices its end."""
+        now = time.monotonic()
+        due = [
+            repair
+            for repair in self._repairs
+            if repair.not_before is not None and repair.not_before <= now
+        ][:MAX_BATCH]
+        try:
+            if due:
+                await self._call([repair.op for repair in due])
+            else:
+                await self._redis.ping()
+        except Exception:
+            return  # still away: try again at the next probe
+        self.outage.up()
+        for repair in self._repairs:
+            if repair.not_before is None:  # Redis answers again: the delays count from now
+                repair.not_before = now + repair.delay
+        sent = {id(repair) for repair in due}
+        self._repairs = deque(repair for repair in self._repairs if id(repair) not in sent)
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            if self._held and not self.outage.active:
+                await self._renew()
+
+    async def _renew(self) -> None:
+        """Extend the lease of every slot this worker holds for a request still running."""
+        expiry = self._clock() + self._lease
+        ops = []
+        for reservation in self._held.values():
+            slotted = [
+                prefix(subject)
+                for subject in reservation.subjects
+                if subject.limits.max_concurrency is not None
+            ]
+            ops.append(
+                f"R|{expiry!r}|{self._lease_ttl}|{reservation.request_id}|{len(slotted)}|"
+                + "|".join(slotted)
+            )
+        for start in range(0, len(ops), MAX_BATCH):
+            try:
+                await self._call(ops[start : start + MAX_BATCH])
+            except Exception as exc:
+                self.outage.down(exc, f"new requests now follow the '{self._on_failure}' policy")
+                return
 
     async def close(self) -> None:
-        """Let queued operations reach Redis before the client closes."""
+        """Stop the background tasks; let queued operations reach Redis (bounded)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self._settles:
             self._wake()
         sender = self._sender
         if sender is not None:
             await asyncio.wait({sender}, timeout=5)
+        if self._repairs:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._repair_once(), timeout=2)
+
+
+class _RedisDown(Exception):
+    """An acquire could not reach Redis: the failure policy decides instead."""
 
 
 def _usage(result: list[Any], index: int, now: float) -> Usage:

@@ -1,10 +1,13 @@
-"""The account step: settle the reservation, record the usage event, count the metrics.
+"""The account step: record the usage event, settle the reservation, count the metrics.
 
-Runs on every path of a request by a known key, refused or served: the books hold every
-one of them. A request the gateway refused is refunded (it counts against no
-request limit); one whose client left before the answer ended is recorded with
-`reason: client_closed` and what the gateway knows of it (the prompt estimate when the
-backend had not reported its counts), never as 0/0 in silence.
+seal() records (journals) the request's usage event; it runs right before the last bytes
+of the answer are sent (exchange.py, and the pipeline for refusals), so an answer that
+reached its client is in the books even if the process dies the next moment. account()
+runs after, on every path of a request by a known key, refused or served: it seals what
+was not sealed yet, settles the reservation and counts the metrics. A request the gateway
+refused is refunded (it counts against no request limit); one whose client left before
+the answer ended is recorded with `reason: client_closed` and what the gateway knows of it
+(the prompt estimate when the backend had not reported its counts), never as 0/0.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import time
 
 from vllm_gateway.access.stored_responses import Owner
-from vllm_gateway.accounting.usage import UsageEvent
+from vllm_gateway.accounting.events import UsageEvent
 from vllm_gateway.errors import GatewayError
 from vllm_gateway.proxy.context import CLIENT_CLOSED_REQUEST, RequestContext
 from vllm_gateway.services import Services
@@ -32,17 +35,15 @@ def close_outcome(ctx: RequestContext) -> None:
         outcome.estimated = True
 
 
-async def account(ctx: RequestContext, services: Services) -> None:
-    """Settle limits, record usage and metrics; never raises."""
+def seal(ctx: RequestContext, services: Services) -> None:
+    """Record the request's usage event as the outcome stands now (once)."""
+    if ctx.event is not None:
+        return
     key, outcome = ctx.key, ctx.outcome
     assert key is not None
-    close_outcome(ctx)
-    tokens = outcome.prompt_tokens + outcome.completion_tokens
-    if ctx.reservation is not None:
-        await services.limiter.settle(ctx.reservation, tokens, refund=not outcome.admitted)
     first_byte = outcome.first_byte_at
     backend = ctx.backend.name if ctx.backend is not None else ""
-    event = UsageEvent(
+    ctx.event = event = UsageEvent(
         ts=ctx.arrived,
         request_id=ctx.request_id,
         key_id=key.id,
@@ -60,9 +61,24 @@ async def account(ctx: RequestContext, services: Services) -> None:
         estimated=outcome.estimated,
     )
     services.usage.record(event)
+
+
+async def account(ctx: RequestContext, services: Services) -> None:
+    """Seal if not yet, settle limits, count metrics, remember stored responses."""
+    key, outcome = ctx.key, ctx.outcome
+    assert key is not None
+    close_outcome(ctx)
+    seal(ctx, services)
+    event = ctx.event
+    assert event is not None
+    tokens = event.prompt_tokens + event.completion_tokens
+    if ctx.reservation is not None:
+        await services.limiter.settle(ctx.reservation, tokens, refund=not outcome.admitted)
     services.metrics.request_finished(event)
-    if outcome.response_id is not None and outcome.status == 200 and backend:
-        await services.responses.remember(outcome.response_id, Owner(key.id, backend), ctx.arrived)
+    if outcome.response_id is not None and event.status == 200 and event.backend:
+        await services.responses.remember(
+            outcome.response_id, Owner(key.id, event.backend), ctx.arrived
+        )
 
 
 def record_refusal(

@@ -16,6 +16,7 @@ from vllm_gateway.proxy.routes import Route
 
 if TYPE_CHECKING:
     from vllm_gateway.access.client_key import ClientKey
+    from vllm_gateway.accounting.events import UsageEvent
     from vllm_gateway.limits.base import Reservation
     from vllm_gateway.proxy.request_body import RequestBody
     from vllm_gateway.routing.pool import Backend
@@ -50,6 +51,7 @@ class Outcome:
     response_started: bool = False
     completed: bool = False  # the whole answer (a stream's final event) reached the client
     client_gone: bool = False
+    stalled: bool = False  # the backend stopped feeding the stream (see watchdog.py)
     response_id: str | None = None  # a stored /v1/responses answer's id
 
 
@@ -74,6 +76,7 @@ class RequestContext:
     candidates: list[Backend] = field(default_factory=list)
     headers: RawHeaders = field(default_factory=list)  # sent with every answer
     outcome: Outcome = field(default_factory=Outcome)
+    event: UsageEvent | None = None  # the request's usage event, once journaled (sealed)
 
     @property
     def method(self) -> str:

@@ -13,10 +13,11 @@ cancelled or served, and settles whatever admission reserved.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from vllm_gateway.errors import GatewayError
-from vllm_gateway.proxy.account import CLIENT_CLOSED, account
+from vllm_gateway.proxy.account import CLIENT_CLOSED, account, seal
 from vllm_gateway.proxy.admit import admit
 from vllm_gateway.proxy.asgi import ClientGone, send_error
 from vllm_gateway.proxy.authenticate import authenticate
@@ -27,6 +28,7 @@ from vllm_gateway.proxy.policy import Policy, PolicyTable
 from vllm_gateway.proxy.read_request import read_request
 from vllm_gateway.proxy.route import choose_backends
 from vllm_gateway.proxy.routes import RESPONSE_CANCEL, RESPONSE_GET, ROUTES
+from vllm_gateway.proxy.watchdog import StreamWatchdog
 from vllm_gateway.services import Services
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,15 @@ def internal_error(exc: BaseException) -> GatewayError:
     """A 500 for a bug: logged with its traceback, shown to the client without one."""
     log.exception("unexpected error on the proxy path", exc_info=exc)
     return GatewayError(500, "internal gateway error", "internal_error")
+
+
+def _shutting_down() -> GatewayError:
+    return GatewayError(
+        503,
+        "The gateway is shutting down; retry shortly.",
+        "gateway_shutdown",
+        headers=[(b"retry-after", b"1"), (b"connection", b"close")],
+    )
 
 
 def method_not_allowed(ctx: RequestContext) -> GatewayError:
@@ -56,6 +67,10 @@ class Pipeline:
         self.services = services
         routes = [*ROUTES.values(), RESPONSE_GET, RESPONSE_CANCEL]
         self.policies = PolicyTable(policies, routes)
+        settings = services.settings
+        self.watchdog = StreamWatchdog(
+            settings.gateway_first_token_timeout, settings.gateway_stream_idle_timeout
+        )
 
     async def run(self, ctx: RequestContext) -> None:
         """Serve one request to the end; never raises."""
@@ -77,6 +92,8 @@ class Pipeline:
                 await self._exchange(ctx)
                 for policy in self.policies.after[ctx.route]:
                     await _after(policy, ctx)
+        except asyncio.CancelledError:
+            await self._shut_down(ctx)
         finally:
             await account(ctx, services)
 
@@ -103,9 +120,26 @@ class Pipeline:
             return False
         return True
 
+    async def _shut_down(self, ctx: RequestContext) -> None:
+        """The server cancelled the request (its shutdown grace is over): answer, no traceback."""
+        task = asyncio.current_task()
+        assert task is not None
+        task.uncancel()
+        outcome = ctx.outcome
+        outcome.reason = outcome.reason or "gateway_shutdown"
+        if outcome.response_started:
+            outcome.status = outcome.status or 503
+            return  # a stream's relay has already told its client
+        outcome.status = 503
+        with contextlib.suppress(Exception):
+            await send_error(ctx.send, _shutting_down(), ctx.headers)
+            outcome.response_started = outcome.completed = True
+
     async def _refuse(self, ctx: RequestContext, error: GatewayError) -> None:
         outcome = ctx.outcome
         outcome.status, outcome.reason = error.status, error.reason
+        if ctx.key is not None:
+            seal(ctx, self.services)
         await send_error(ctx.send, error, ctx.headers)
         outcome.response_started = outcome.completed = True
 
@@ -117,15 +151,16 @@ class Pipeline:
         watcher = DisconnectWatcher(ctx.receive, task, outcome)
         metrics.request_started()
         try:
-            await exchange(ctx, self.services)
+            await exchange(ctx, self.services, self.watchdog)
         except asyncio.CancelledError:
             if not outcome.client_gone:
-                raise
+                raise  # the server is shutting down: run() answers
             task.uncancel()
         except Exception as exc:
             failure = exc if isinstance(exc, GatewayError) else internal_error(exc)
             outcome.status, outcome.reason = failure.status, failure.reason
             if not outcome.response_started:
+                seal(ctx, self.services)
                 await send_error(ctx.send, failure, ctx.headers)
                 outcome.response_started = outcome.completed = True
         finally:

@@ -1,4 +1,7 @@
-"""Relay a backend's answer to the client: whole or streamed, learning its usage and its end.
+"""Read a backend's answer for the client: whole or streamed, learning its usage and its end.
+
+The exchange step sends the last bytes itself (see exchange.py): the usage event is
+journaled first, so an answer that reached its client is always in the books.
 
 Whole answers: a 200 is relayed byte for byte. A backend's error is relayed in OpenAI's
 shape: a 4xx keeps its message, completed with `type`, `param` and `code` where the backend
@@ -24,21 +27,28 @@ import orjson
 from starlette.types import Send
 
 from vllm_gateway.errors import GatewayError, error_body, error_type
-from vllm_gateway.proxy.asgi import JSON_CONTENT_TYPE, send_response
+from vllm_gateway.proxy.asgi import JSON_CONTENT_TYPE
 from vllm_gateway.proxy.context import Outcome, RawHeaders, RequestContext
 from vllm_gateway.proxy.routes import StreamKind
 from vllm_gateway.proxy.sse import StreamAccountant, usage_from_body
+from vllm_gateway.proxy.watchdog import Watched
 
 log = logging.getLogger(__name__)
 
 _STREAM_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+_STREAM_ERRORS = {
+    "backend_stream_truncated": "the backend ended the stream before it was complete",
+    "backend_timeout": "the backend stopped answering",
+    "backend_stalled": "the backend stopped sending the stream",
+    "gateway_shutdown": "the gateway is shutting down; the stream was cut",
+}
 _LOGGED_BODY = 500  # characters of a backend's error body worth a log line
 
 
-async def relay_whole(
+async def read_whole(
     ctx: RequestContext, response: aiohttp.ClientResponse, headers: RawHeaders
-) -> None:
-    """Relay a whole (non-streamed) answer, learning its usage."""
+) -> tuple[int, bytes, RawHeaders]:
+    """A whole (non-streamed) answer, as the client is to get it: (status, body, headers)."""
     outcome = ctx.outcome
     try:
         body = await response.read()
@@ -63,9 +73,7 @@ async def relay_whole(
         if status != response.status:
             headers = [h for h in headers if h[0] != b"retry-after"]
     outcome.status = status
-    outcome.response_started = True
-    await send_response(ctx.send, status, body, headers)
-    outcome.completed = True
+    return status, body, headers
 
 
 def _client_error(ctx: RequestContext, status: int, body: bytes) -> tuple[int, bytes]:
@@ -109,9 +117,13 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
 
 
 async def relay_stream(
-    ctx: RequestContext, response: aiohttp.ClientResponse, headers: RawHeaders
-) -> None:
-    """Relay a stream event by event as it arrives, learning its usage."""
+    ctx: RequestContext, response: aiohttp.ClientResponse, headers: RawHeaders, watched: Watched
+) -> bytes:
+    """Relay a stream event by event as it arrives, learning its usage; returns its tail.
+
+    A backend that stops feeding the stream (the watchdog cancels this task) or breaks it
+    off gets an error event and, for chat-style streams, `[DONE]` in the tail.
+    """
     outcome, send = ctx.outcome, ctx.send
     body = ctx.body
     strip = body is not None and not body.client_wants_usage
@@ -122,9 +134,19 @@ async def relay_stream(
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     outcome.response_started = True
     try:
-        tail = await _pump(send, response, accountant, outcome)
+        tail = await _pump(send, response, accountant, outcome, watched)
         if not accountant.finished:
             tail += _gateway_error_event(ctx, accountant, 502, "backend_stream_truncated")
+    except asyncio.CancelledError:
+        if outcome.client_gone:
+            raise  # nobody to tell
+        current = asyncio.current_task()
+        assert current is not None
+        current.uncancel()
+        # The backend stopped feeding the stream (the watchdog), or the gateway is shutting
+        # down and the grace is over: either way the client is told how the stream ended.
+        status, code = (504, "backend_stalled") if outcome.stalled else (503, "gateway_shutdown")
+        tail = accountant.finish() + _gateway_error_event(ctx, accountant, status, code)
     except (TimeoutError, aiohttp.ClientError) as exc:
         timed_out = isinstance(exc, asyncio.TimeoutError)
         code = "backend_timeout" if timed_out else "backend_error"
@@ -133,8 +155,7 @@ async def relay_stream(
         )
     finally:
         _count_stream_tokens(ctx, accountant)
-    await send({"type": "http.response.body", "body": tail, "more_body": False})
-    outcome.completed = True
+    return tail
 
 
 def _gateway_error_event(
@@ -143,13 +164,7 @@ def _gateway_error_event(
     """An error event and, for chat-style streams, `[DONE]`: the end the backend did not send."""
     ctx.outcome.status, ctx.outcome.reason = status, code
     accountant.error_status = None  # the gateway's own status stands
-    message = (
-        "the backend ended the stream before it was complete"
-        if code == "backend_stream_truncated"
-        else "the backend stopped answering"
-        if code == "backend_timeout"
-        else "the backend failed"
-    )
+    message = _STREAM_ERRORS.get(code, "the backend failed")
     event = b"data: " + error_body(status, message, code) + b"\n\n"
     if ctx.route.stream is StreamKind.CHAT:
         event += b"data: [DONE]\n\n"
@@ -161,9 +176,12 @@ async def _pump(
     response: aiohttp.ClientResponse,
     accountant: StreamAccountant,
     outcome: Outcome,
+    watched: Watched,
 ) -> bytes:
     """Relay events as they arrive; return the stream's unsent tail."""
+    loop = asyncio.get_running_loop()
     async for data in response.content.iter_any():
+        watched.deadline = loop.time() + watched.idle
         if outcome.first_byte_at is None:
             outcome.first_byte_at = time.perf_counter()
         out = accountant.feed(data)
@@ -180,6 +198,9 @@ def _count_stream_tokens(ctx: RequestContext, accountant: StreamAccountant) -> N
     if accountant.error_status is not None:
         outcome.status = accountant.error_status
         outcome.reason = outcome.reason or "backend_error"
+    elif accountant.malformed and outcome.status < 400:
+        # Relayed as it came (the relay stays faithful), but the books say what it was.
+        outcome.status, outcome.reason = 502, "backend_malformed_chunk"
     if accountant.response_id is not None and ctx.route.stores_response:
         outcome.response_id = accountant.response_id
     if accountant.saw_usage:

@@ -26,7 +26,8 @@ from typing import Any
 
 import orjson
 
-_BOUNDARY = b"\n\n"
+_LF = b"\n\n"
+_CRLF = b"\r\n\r\n"  # SSE allows either; a stream keeps the one its first line uses
 _MAX_PENDING = 1 << 20  # a backend that never ends an event is relayed raw past this
 _DONE = b"[DONE]"
 _FINAL_EVENTS = (
@@ -47,6 +48,8 @@ class StreamAccountant:
     """Splits a stream into events, finds usage, errors and the end, strips the usage chunk."""
 
     __slots__ = (
+        "_boundary",
+        "_ends",
         "_events",
         "_finishes",
         "_marks",
@@ -56,6 +59,7 @@ class StreamAccountant:
         "error_status",
         "finished",
         "generated_chunks",
+        "malformed",
         "prompt_tokens",
         "response_id",
         "saw_usage",
@@ -63,6 +67,8 @@ class StreamAccountant:
 
     def __init__(self, strip_usage_chunk: bool, events: bool = False) -> None:
         self._pending = b""
+        self._boundary: bytes | None = None  # the blank line between events, once known
+        self._ends = b"}" + _LF  # how a data event with its JSON object ends
         self._strip_usage_chunk = strip_usage_chunk
         self._events = events
         self._marks = _EVENT_MARKS if events else _CHAT_MARKS
@@ -72,20 +78,32 @@ class StreamAccountant:
         self.completion_tokens = 0
         self.saw_usage = False
         self.finished = False
+        self.malformed = False
         self.error_status: int | None = None
         self.response_id: str | None = None
 
     def feed(self, data: bytes) -> bytes:
         """Take bytes from the backend; return the complete events to send on now."""
         buffer = self._pending + data if self._pending else data
-        end = buffer.rfind(_BOUNDARY)
+        if self._boundary is None:
+            line = buffer.find(b"\n")
+            if line < 0:
+                if len(buffer) > _MAX_PENDING:
+                    self._pending = b""
+                    return buffer
+                self._pending = buffer
+                return b""
+            self._boundary = _CRLF if buffer[line - 1 : line] == b"\r" else _LF
+            self._ends = b"}" + self._boundary
+        boundary = self._boundary
+        end = buffer.rfind(boundary)
         if end < 0:
             if len(buffer) > _MAX_PENDING:
                 self._pending = b""
                 return buffer
             self._pending = buffer
             return b""
-        end += len(_BOUNDARY)
+        end += len(boundary)
         complete, self._pending = buffer[:end], buffer[end:]
         return self._complete(complete)
 
@@ -105,6 +123,9 @@ class StreamAccountant:
         data = complete.count(b"\ndata:") + complete.startswith(b"data:")
         if self._events:
             self.generated_chunks += data
+            done = complete.count(_DONE)
+            if data - done > complete.count(self._ends):
+                self.malformed = True
             if not self.finished and any(mark in complete for mark in _FINAL_EVENTS):
                 self.finished = True
             return
@@ -113,9 +134,13 @@ class StreamAccountant:
         self.finished = self.finished or done
         if b'"finish_reason":"' in complete or b'"finish_reason": "' in complete:
             # Parsed only if the stream never reports its usage (see generated()).
-            spans = _events_with(complete, _FINISH_MARKS)
+            spans = _events_with(complete, _FINISH_MARKS, self._boundary or _LF)
             self._finishes.extend(complete[start:end] for start, end in spans[:_MAX_FINISHES])
         self.generated_chunks += max(0, data - done - complete.count(b'"role"'))
+        # Every data event holds a JSON object, so it ends in `}`; one that does not is
+        # broken (cut, or not JSON): relayed as it came, but noted.
+        if data - done > complete.count(self._ends):
+            self.malformed = True
 
     def generated(self) -> int:
         """Completion tokens relayed, by the counting rule (for a stream without usage)."""
@@ -125,7 +150,7 @@ class StreamAccountant:
     def _inspect(self, complete: bytes) -> bytes:
         """Read the few events that can hold usage, an error or an id; drop the usage chunk."""
         kept, at = [], 0
-        for start, end in _events_with(complete, self._marks):
+        for start, end in _events_with(complete, self._marks, self._boundary or _LF):
             if self._read_event(complete[start:end]):
                 kept.append(complete[at:start])
                 at = end
@@ -159,7 +184,9 @@ class StreamAccountant:
         return self._strip_usage_chunk and payload.get("choices") == []
 
 
-def _events_with(complete: bytes, marks: tuple[bytes, ...]) -> list[tuple[int, int]]:
+def _events_with(
+    complete: bytes, marks: tuple[bytes, ...], boundary: bytes
+) -> list[tuple[int, int]]:
     """(start, end) of each event holding one of `marks`, in order, its boundary included.
 
     Finds the marks rather than splitting every event: a buffer holds many events and
@@ -169,10 +196,10 @@ def _events_with(complete: bytes, marks: tuple[bytes, ...]) -> list[tuple[int, i
     for mark in marks:
         found = complete.find(mark)
         while found >= 0:
-            start = complete.rfind(_BOUNDARY, 0, found)
-            start = 0 if start < 0 else start + len(_BOUNDARY)
-            end = complete.find(_BOUNDARY, found)
-            end = len(complete) if end < 0 else end + len(_BOUNDARY)
+            start = complete.rfind(boundary, 0, found)
+            start = 0 if start < 0 else start + len(boundary)
+            end = complete.find(boundary, found)
+            end = len(complete) if end < 0 else end + len(boundary)
             spans.add((start, end))
             found = complete.find(mark, end)
     return sorted(spans)

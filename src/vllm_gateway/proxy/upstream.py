@@ -56,6 +56,8 @@ async def open_upstream(
                     timeout=pool.request_timeout,
                     allow_redirects=False,
                 )
+                if response.status < 500 and not backend.healthy:
+                    backend.healthy = True  # it answers: back at once, not a probe later
                 return backend, response
             except aiohttp.ClientConnectorError:
                 pool.metrics.backend_error(backend.name, "connect")

@@ -1,0 +1,78 @@
+"""Gateways and simulators as real command-line processes, to stop, kill -9 and restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """This environment without any gateway setting, plus `extra`."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("DATABASE_", "REDIS_", "GATEWAY_", "VLLM_"))
+    }
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Process:
+    """A command-line server a test started (and stops)."""
+
+    popen: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def wait_ready(self, path: str, headers: dict[str, str] | None = None) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            if self.popen.poll() is not None:
+                raise AssertionError(f"server exited early:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + path, headers=headers, timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server not ready:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.1)
+
+    def stop(self) -> int:
+        """Graceful shutdown (SIGTERM), as an operator or systemd would do it."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=10)
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        """kill -9: no shutdown, no flush, nothing but what already reached the disk."""
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(timeout=10)
+
+
+def start(args: list[str], env: dict[str, str], log: Path, port: int) -> Process:
+    """Run `python -m vllm_gateway ARGS` with its output in `log`."""
+    with log.open("ab") as output:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "vllm_gateway", *args],
+            env=env,
+            cwd=log.parent,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    return Process(popen, f"http://127.0.0.1:{port}", log)
