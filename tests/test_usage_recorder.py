@@ -262,6 +262,8 @@ async def test_an_unreachable_database_delays_writes_but_loses_none(
         await wait_for(drained, seconds=30)
         await recorder.close()
         assert await event_totals(database) == (400, 400, 4000, 2000)
+        assert caplog.text.count("database (usage writer) unavailable") == 1  # per outage
+        assert "Traceback" not in caplog.text
     finally:
         await database.close()
 

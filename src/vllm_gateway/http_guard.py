@@ -12,7 +12,8 @@ forever once its first byte arrived. This subclass:
   seconds (while the gateway is waiting for it, not while it is paused reading);
 - on shutdown, keeps an idle keep-alive connection open for a moment and answers a
   request that arrives on it with 503 (and closes), instead of resetting a connection a
-  client may have just sent a request on.
+  client may have just sent a request on; while the server drains (draining.py), every
+  new request is answered so.
 
 The limits come from the app the server runs (`ProxyApp.client_limits`), so every worker
 that builds the app from its settings applies them.
@@ -87,7 +88,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # The head is bounded in bytes, so counting its headers once at the end is cheap.
         if len(self.headers) > self._limits.max_headers:
             raise _TooManyHeaders
-        if self._draining:
+        if self._draining or getattr(self.server_state, "draining", False):
             raise _Draining
         self._awaiting_head = False
         self._head_bytes = 0
@@ -216,7 +217,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         cycle = self.cycle
-        if cycle is None or not cycle.response_started:
+        if cycle is None or cycle.response_complete or not cycle.response_started:
             body = error_body(status, message, code)
             self.transport.write(
                 b"".join(

@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.conftest import Gateway, GatewayFactory
 from tests.support.clients import assert_error, post_json
-from tests.support.databases import fresh_postgres
-from tests.support.tcp_proxy import TcpProxy, tcp_proxy
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.usage import recorded_events
 
 BODY = {"model": "sim-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-
-
-@pytest.fixture
-def postgres_behind_proxy() -> Iterator[tuple[str, str, TcpProxy]]:
-    """(URL through the proxy, direct URL, the proxy) of a fresh PostgreSQL database."""
-    with fresh_postgres() as direct, tcp_proxy("127.0.0.1", 5432) as proxy:
-        yield direct.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"), direct, proxy
 
 
 def chat(gateway: Gateway, key: str) -> httpx.Response:

@@ -12,10 +12,9 @@ import pytest
 
 from tests.conftest import BACKEND_KEY, Gateway, GatewayFactory
 from tests.support.clients import assert_error, post_json
-from tests.support.processes import cli_env
-from tests.support.processes import start as start_process
+from tests.support.processes import start_gateway
 from tests.support.redis_server import PrivateRedis
-from tests.support.servers import RunningServer, free_port
+from tests.support.servers import RunningServer
 from tests.support.usage import recorded_events
 
 CHAT = [{"role": "user", "content": "hello"}]
@@ -110,19 +109,17 @@ def test_a_killed_workers_slots_come_back_within_a_lease(
 ) -> None:
     survivor = start(gateway_factory, own_redis, gateway_limit_lease_seconds=3)
     _, key = survivor.create_key(max_concurrency=1)
-    port = free_port()
-    env = cli_env(
-        VLLM_URL=f"{simulator.url}/v1",
-        VLLM_API_KEY=BACKEND_KEY,
-        DATABASE_URL=sqlite_database_url,
-        REDIS_URL=own_redis.url(),
-        GATEWAY_ADMIN_KEY=survivor.admin_key,
-        GATEWAY_LIMIT_LEASE_SECONDS="3",
-        GATEWAY_HOST="127.0.0.1",
+    doomed = start_gateway(
+        tmp_path,
+        "doomed",
+        backend_url=f"{simulator.url}/v1",
+        backend_key=BACKEND_KEY,
+        database_url=sqlite_database_url,
+        admin_key=survivor.admin_key,
+        redis_url=own_redis.url(),
+        limit_lease_seconds="3",
     )
-    doomed = start_process(["serve", "--port", str(port)], env, tmp_path / "doomed.log", port)
     try:
-        doomed.wait_ready("/readyz")
         simulator.app.state.simulator.inject_failure(200, delay=30.0)
         with ThreadPoolExecutor(1) as pool:
             held = pool.submit(

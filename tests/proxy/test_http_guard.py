@@ -65,6 +65,16 @@ def test_too_many_headers_are_431(gateway: Gateway) -> None:
     assert (status, error["code"]) == (431, "too_many_headers")
 
 
+def test_a_bad_head_on_a_kept_alive_connection_is_answered_too(gateway: Gateway) -> None:
+    first = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"
+    second = b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + b"x-h: v\r\n" * 1000 + b"\r\n"
+    answer = raw_exchange(gateway, first, pause=0.5, rest=second)
+    answered, refused = answer.split(b"HTTP/1.1 ")[1:]
+    assert answered.startswith(b"200 ")
+    status, error = status_and_error(b"HTTP/1.1 " + refused)
+    assert (status, error["code"]) == (431, "too_many_headers")
+
+
 def test_ordinary_large_headers_pass(gateway: Gateway) -> None:
     _, key = gateway.create_key()
     cookie = "c=" + "x" * 20_000  # browsers send cookies this size

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.servers import free_port
+
 
 def cli_env(**extra: str) -> dict[str, str]:
     """This environment without any gateway setting, plus `extra`."""
@@ -76,3 +78,36 @@ def start(args: list[str], env: dict[str, str], log: Path, port: int) -> Process
             stdin=subprocess.DEVNULL,
         )
     return Process(popen, f"http://127.0.0.1:{port}", log)
+
+
+def start_gateway(
+    directory: Path,
+    name: str,
+    *,
+    backend_url: str,
+    backend_key: str,
+    database_url: str,
+    admin_key: str,
+    redis_url: str | None = None,
+    args: tuple[str, ...] = (),
+    **settings: str,
+) -> Process:
+    """`vllm-gateway serve` on a free port, ready; `settings` are GATEWAY_* names, lower case.
+
+    Its log is `directory/NAME.log` and, unless given, its usage journal `directory/NAME-journal`.
+    """
+    port = free_port()
+    env = cli_env(
+        VLLM_URL=backend_url,
+        VLLM_API_KEY=backend_key,
+        DATABASE_URL=database_url,
+        GATEWAY_ADMIN_KEY=admin_key,
+        GATEWAY_HOST="127.0.0.1",
+    )
+    env["GATEWAY_JOURNAL_DIR"] = str(directory / f"{name}-journal")
+    env.update({f"GATEWAY_{setting.upper()}": value for setting, value in settings.items()})
+    if redis_url is not None:
+        env["REDIS_URL"] = redis_url
+    gateway = start(["serve", "--port", str(port), *args], env, directory / f"{name}.log", port)
+    gateway.wait_ready("/readyz")
+    return gateway

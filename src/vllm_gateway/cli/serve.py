@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import secrets
+import sys
 
 import click
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 from vllm_gateway.accounting.metrics import shared_across_workers
 from vllm_gateway.cli.demo_backend import demo_backend
 from vllm_gateway.cli.settings_loader import load_settings
+from vllm_gateway.draining import serve as serve_draining
 from vllm_gateway.http_guard import GuardedHttpToolsProtocol
 
 
@@ -49,18 +54,20 @@ def _run() -> None:
         f"({settings.gateway_workers} worker{'s' if settings.gateway_workers > 1 else ''})",
         err=True,
     )
-    with shared_across_workers(settings.gateway_workers):
-        uvicorn.run(
-            "vllm_gateway.app:create_app_from_env",
-            factory=True,
-            host=settings.gateway_host,
-            port=settings.gateway_port,
-            workers=settings.gateway_workers,
-            loop="uvloop",
-            http=GuardedHttpToolsProtocol,
-            log_level=settings.gateway_log_level,
-            access_log=False,  # every request is recorded as a usage event instead
-            server_header=False,
-            proxy_headers=False,  # the gateway never uses the client's address
-            timeout_graceful_shutdown=int(settings.gateway_shutdown_grace),
-        )
+    config = uvicorn.Config(
+        "vllm_gateway.app:create_app_from_env",
+        factory=True,
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        workers=settings.gateway_workers,
+        loop="uvloop",
+        http=GuardedHttpToolsProtocol,
+        log_level=settings.gateway_log_level,
+        access_log=False,  # every request is recorded as a usage event instead
+        server_header=False,
+        proxy_headers=False,  # the gateway never uses the client's address
+        timeout_graceful_shutdown=math.ceil(settings.gateway_shutdown_grace),
+    )
+    with shared_across_workers(settings.gateway_workers), contextlib.suppress(KeyboardInterrupt):
+        if not serve_draining(config):
+            sys.exit(STARTUP_FAILURE)
