@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check bench bench-quick bench-ab css clean install
+.PHONY: run test check faults bench bench-quick bench-ab css clean install
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,15 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 check: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench soak
+	$(BIN)/ruff format --check src tests bench soak
 	$(BIN)/mypy
+
+# A bounded fault soak (about three minutes) against real processes; prints what each fault
+# cost: statuses, events lost, slots leaked, recovery time. See soak/run.py.
+faults: $(STAMP)
+	bash scripts/test-prerequisites.sh
+	$(BIN)/python soak/run.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

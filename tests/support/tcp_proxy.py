@@ -48,7 +48,10 @@ class TcpProxy:
             writer.close()
             return
         self._writers.add(target_writer)
-        await asyncio.gather(self._pipe(reader, target_writer), self._pipe(target_reader, writer))
+        with contextlib.suppress(asyncio.CancelledError):  # close() ends even hung connections
+            await asyncio.gather(
+                self._pipe(reader, target_writer), self._pipe(target_reader, writer)
+            )
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
@@ -86,9 +89,16 @@ class TcpProxy:
         if self._server is None:
             self._run(self._listen())
 
+    async def _cancel_tasks(self) -> None:
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def close(self) -> None:
         self._run(self._stop_listening())
         self._run(self._cut())
+        self._run(self._cancel_tasks())  # hung connections too: nothing left pending
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 

@@ -88,24 +88,24 @@ class StreamAccountant:
         if self._boundary is None:
             line = buffer.find(b"\n")
             if line < 0:
-                if len(buffer) > _MAX_PENDING:
-                    self._pending = b""
-                    return buffer
-                self._pending = buffer
-                return b""
+                return self._hold(buffer)
             self._boundary = _CRLF if buffer[line - 1 : line] == b"\r" else _LF
             self._ends = b"}" + self._boundary
         boundary = self._boundary
         end = buffer.rfind(boundary)
         if end < 0:
-            if len(buffer) > _MAX_PENDING:
-                self._pending = b""
-                return buffer
-            self._pending = buffer
-            return b""
+            return self._hold(buffer)
         end += len(boundary)
         complete, self._pending = buffer[:end], buffer[end:]
         return self._complete(complete)
+
+    def _hold(self, buffer: bytes) -> bytes:
+        """Keep an incomplete event for the next bytes (send on one grown past the cap)."""
+        if len(buffer) > _MAX_PENDING:
+            self._pending = b""
+            return buffer
+        self._pending = buffer
+        return b""
 
     def finish(self) -> bytes:
         """What is left when the backend ends the stream."""
