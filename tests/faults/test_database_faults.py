@@ -64,7 +64,9 @@ def test_a_hanging_database_is_a_503_for_unseen_keys_not_a_hang(
     gateway_factory: GatewayFactory, postgres_behind_proxy: tuple[str, str, TcpProxy]
 ) -> None:
     through_proxy, _, proxy = postgres_behind_proxy
-    gateway = gateway_factory(database_url=through_proxy, gateway_key_cache_ttl=0.2)
+    gateway = gateway_factory(
+        database_url=through_proxy, gateway_key_cache_ttl=0.2, gateway_usage_shutdown_timeout=1
+    )
     _, known = gateway.create_key("known")
     _, unseen = gateway.create_key("unseen")
     assert chat(gateway, known).status_code == 200
