@@ -15,6 +15,7 @@ from tests.support.clients import assert_error, post_json
 from tests.support.processes import start_gateway
 from tests.support.redis_server import PrivateRedis
 from tests.support.servers import RunningServer
+from tests.support.tcp_proxy import tcp_proxy
 from tests.support.usage import recorded_events
 
 CHAT = [{"role": "user", "content": "hello"}]
@@ -82,6 +83,29 @@ def test_a_killed_redis_is_survived_and_its_restart_noticed(
         assert time.monotonic() < deadline, "the gateway never noticed Redis was back"
         time.sleep(0.2)
     assert full_concurrency_admitted(gateway, key, 2, simulator)
+
+
+def test_a_release_lost_with_its_connection_is_sent_again(
+    gateway_factory: GatewayFactory, own_redis: PrivateRedis, simulator: RunningServer
+) -> None:
+    with tcp_proxy("127.0.0.1", own_redis.port) as proxy:
+        gateway = gateway_factory(
+            redis_url=f"redis://127.0.0.1:{proxy.port}/0", gateway_redis_timeout=0.5
+        )
+        _, key = gateway.create_key(max_concurrency=1)
+        simulator.app.state.simulator.inject_failure(200, delay=1.0)
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(chat, gateway, key)
+            time.sleep(0.5)
+            proxy.refuse()  # the held request's release goes nowhere
+            assert held.result().status_code == 200
+        time.sleep(0.5)
+        proxy.restore()
+        restored = time.monotonic()
+        while chat(gateway, key).status_code != 200:
+            # Far sooner than the 30 s lease: the release itself was sent again.
+            assert time.monotonic() - restored < 5, "the lost release was never sent again"
+            time.sleep(0.2)
 
 
 @pytest.mark.parametrize("policy", ["open", "local"])
