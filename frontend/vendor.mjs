@@ -41,4 +41,9 @@ for (const font of fonts) {
     );
   }
 }
+// axe-core is for the browser tests only (tests/e2e/test_accessibility.py): not served.
+const testVendor = join(here, "..", "tests", "e2e", "vendor");
+mkdirSync(testVendor, { recursive: true });
+cpSync(join(modules, "axe-core/axe.min.js"), join(testVendor, "axe.min.js"));
+cpSync(join(modules, "axe-core/LICENSE"), join(testVendor, "axe-core-LICENSE"));
 console.log(`vendored ${Object.keys(files).length} files and ${fonts.length * 2} fonts into ${vendor}`);

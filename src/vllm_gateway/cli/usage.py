@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import sys
 from datetime import date
 from typing import Any
 
 import click
 
+from vllm_gateway.accounting.usage_csv import usage_csv
 from vllm_gateway.cli._keystore import open_database_for_cli, run
 from vllm_gateway.cli.settings_loader import load_settings
 from vllm_gateway.db import usage as db_usage
@@ -78,12 +77,7 @@ def usage(
         }
         click.echo(json.dumps(document, indent=2))
     elif as_csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=[*COLUMNS, "total_tokens"])
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(
-                {**row, "total_tokens": row["prompt_tokens"] + row["completion_tokens"]}
-            )
+        click.echo(usage_csv(rows), nl=False)
     else:
         _print_table(rows, totals)
 

@@ -113,6 +113,17 @@ async def keys_page(request: Request) -> Response:
     )
 
 
+@router.get("/reports", include_in_schema=False)
+async def reports_page(request: Request) -> Response:
+    """Usage reports over a range of days, by key and model, with CSV export (admin)."""
+    session = await current_session(request)
+    if session is None:
+        return _login_redirect(request)
+    return renderer(request).render(
+        request, "reports.html", csrf_token=session.csrf_token, active="reports"
+    )
+
+
 @router.get("/chat", include_in_schema=False)
 async def chat_page(request: Request) -> Response:
     """The streaming chat; it talks to /v1 with the visitor's own client key."""

@@ -219,6 +219,21 @@ export const clientKey = {
   },
 };
 
+/**
+ * Gives every cell of `tbody` its column's name (data-label), so a .responsive-table can show
+ * each row as a card on a small screen, every value named.
+ */
+export function labelRows(tbody) {
+  const heads = [...(tbody.closest("table")?.querySelectorAll("thead th") ?? [])].map((th) =>
+    th.textContent.trim(),
+  );
+  for (const row of tbody.rows) {
+    [...row.cells].forEach((cell, index) => {
+      if (heads[index] && !cell.hasAttribute("colspan")) cell.dataset.label = heads[index];
+    });
+  }
+}
+
 /** Whether dark mode is on right now. */
 export function isDark() {
   return document.documentElement.classList.contains("dark");
