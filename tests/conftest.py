@@ -104,9 +104,11 @@ def start_gateway(
     database_url: str,
     journal_dir: Path,
     clock: Clock = system_clock,
-    **overrides: Any,
+    overrides: dict[str, Any] | None = None,
 ) -> Gateway:
-    """Start a gateway in front of a simulator on a free port (the caller stops its server)."""
+    """Start a gateway in front of a simulator on a free port (the caller stops its server);
+    `overrides` are Settings fields."""
+    overrides = overrides or {}
     admin_key = str(overrides.get("gateway_admin_key") or "admin-" + secrets.token_hex(16))
     values: dict[str, Any] = {
         "vllm_url": f"{simulator_url}/v1",
@@ -136,7 +138,7 @@ def gateway_factory(
 
     def start(clock: Clock = system_clock, **overrides: Any) -> Gateway:
         gateway = start_gateway(
-            simulator.url, sqlite_database_url, tmp_path / "journal", clock, **overrides
+            simulator.url, sqlite_database_url, tmp_path / "journal", clock, overrides
         )
         running.append(gateway.server)
         return gateway

@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     )
 
     gateway_default_daily_requests: int | None = Field(
-        1000, ge=1, description="daily request limit given to new keys (unset: unlimited)"
+        1000, ge=1, description="daily request limit given to new keys (empty: unlimited)"
     )
     gateway_max_body_bytes: int = Field(
         25 * 1024 * 1024, ge=1024, description="largest request body accepted"
@@ -122,6 +122,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"backend URL must start with http:// or https://: {url!r}")
         if not backend_urls(value):
             raise ValueError("VLLM_URL names no backend")
+        return value
+
+    @field_validator("gateway_default_daily_requests", mode="before")
+    @classmethod
+    def _empty_default_is_unlimited(cls, value: object) -> object:
+        # `GATEWAY_DEFAULT_DAILY_REQUESTS=` (empty) or `=unlimited` gives new keys no limit.
+        if isinstance(value, str) and value.strip().lower() in ("", "unlimited", "none"):
+            return None
         return value
 
     @field_validator("gateway_log_level")

@@ -93,7 +93,9 @@ def test_dashboard_keeps_admitted_refused_failed_and_cancelled_apart(
     expect(recent).to_contain_text("429 refused · per-minute limit")
     expect(recent).to_contain_text("403 refused · model not allowed")
     # A cancel is neither a refusal nor an error.
-    expect(recent.locator("tr", has_text="cancelled by client").locator(".badge-red")).to_have_count(0)
+    expect(
+        recent.locator("tr", has_text="cancelled by client").locator(".badge-red")
+    ).to_have_count(0)
     screenshot(page, "dashboard-books")
 
 

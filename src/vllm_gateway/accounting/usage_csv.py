@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from vllm_gateway.db.usage import COUNTED
@@ -12,15 +12,20 @@ from vllm_gateway.db.usage import COUNTED
 COLUMNS = ("day", "key_id", "model", *COUNTED, "total_tokens")
 
 
-def csv_row(row: Mapping[str, Any]) -> dict[str, Any]:
+def csv_row(row: Any) -> dict[str, Any]:
     """A usage_daily row with its counts as ints and its total tokens."""
     counts = {name: int(row[name] or 0) for name in COUNTED}
     total = counts["prompt_tokens"] + counts["completion_tokens"]
-    return {"day": row["day"], "key_id": row["key_id"], "model": row["model"], **counts,
-            "total_tokens": total}
+    return {
+        "day": row["day"],
+        "key_id": row["key_id"],
+        "model": row["model"],
+        **counts,
+        "total_tokens": total,
+    }
 
 
-def usage_csv(rows: Iterable[Mapping[str, Any]]) -> str:
+def usage_csv(rows: Iterable[Any]) -> str:
     """The rows as CSV text with a header line."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")

@@ -13,7 +13,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from vllm_gateway.access.keys import KeyStore
 from vllm_gateway.clock import system_clock
-from vllm_gateway.db.engine import Database, open_database
+from vllm_gateway.db.engine import (
+    Database,
+    SchemaNotReady,
+    open_database,
+    open_database_read_only,
+)
 from vllm_gateway.errors import GatewayError
 from vllm_gateway.settings import Settings
 
@@ -21,9 +26,20 @@ T = TypeVar("T")
 
 
 @asynccontextmanager
-async def open_database_for_cli(settings: Settings) -> AsyncIterator[Database]:
-    """The configured database, schema upgraded, closed afterwards."""
-    database = await open_database(settings)
+async def open_database_for_cli(
+    settings: Settings, *, read_only: bool = False
+) -> AsyncIterator[Database]:
+    """The configured database, closed afterwards: upgraded to head, or (`read_only`) left
+    exactly as it is, refused with a clear message when its schema is missing or old."""
+    if read_only:
+        try:
+            database = await open_database_read_only(settings)
+        except SchemaNotReady as exc:
+            raise click.ClickException(
+                f"{exc}: `vllm-gateway db upgrade` (or `serve`) creates the tables"
+            ) from None
+    else:
+        database = await open_database(settings)
     try:
         yield database
     finally:
@@ -31,10 +47,13 @@ async def open_database_for_cli(settings: Settings) -> AsyncIterator[Database]:
 
 
 @asynccontextmanager
-async def open_key_store(settings: Settings) -> AsyncIterator[KeyStore]:
-    """A KeyStore that publishes invalidations on Redis when REDIS_URL is set."""
-    async with open_database_for_cli(settings) as database:
-        redis = aioredis.from_url(settings.redis_url) if settings.redis_url else None
+async def open_key_store(settings: Settings, *, read_only: bool = False) -> AsyncIterator[KeyStore]:
+    """A KeyStore that publishes invalidations on Redis when REDIS_URL is set (`read_only`:
+    for reading keys, with no schema change and no Redis)."""
+    async with open_database_for_cli(settings, read_only=read_only) as database:
+        redis = (
+            aioredis.from_url(settings.redis_url) if settings.redis_url and not read_only else None
+        )
         try:
             yield KeyStore(database, system_clock, settings, redis)
         finally:

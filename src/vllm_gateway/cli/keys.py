@@ -185,7 +185,7 @@ def list_keys(status: str | None, query: str | None, as_json: bool) -> None:
     settings = load_settings()
 
     async def work() -> list[KeyRecord]:
-        async with open_key_store(settings) as store:
+        async with open_key_store(settings, read_only=True) as store:
             return await store.list_keys(status=status, query=query)
 
     records = run(work)
@@ -224,7 +224,7 @@ def show(key_id: str, as_json: bool) -> None:
     settings = load_settings()
 
     async def work() -> KeyRecord:
-        async with open_key_store(settings) as store:
+        async with open_key_store(settings, read_only=True) as store:
             return await store.get(key_id)
 
     record = run(work)
