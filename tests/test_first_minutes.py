@@ -66,21 +66,32 @@ def test_serve_names_an_unreachable_database_and_redis_in_one_line(tmp_path: Pat
 
 def test_read_only_commands_create_nothing_and_name_unknown_keys(tmp_path: Path) -> None:
     with fresh_postgres() as url:
-        for command in (["keys", "list"], ["usage"], ["keys", "show", "abc"]):
-            result = _run(*command, cwd=tmp_path, DATABASE_URL=url)
-            assert result.returncode == 1, command
-            assert "the database has no gateway tables yet" in result.stderr, result.stderr
-            assert "Traceback" not in result.stderr
+        listed = _run("keys", "list", "--json", cwd=tmp_path, DATABASE_URL=url)
+        assert listed.returncode == 0, listed.stderr
+        assert json.loads(listed.stdout) == []
+        assert "the database has no gateway tables yet" in listed.stderr
+        usage = _run("usage", cwd=tmp_path, DATABASE_URL=url)
+        assert (usage.returncode, usage.stdout.strip()) == (
+            0,
+            "No usage recorded for this selection.",
+        )
+        for command in (["keys", "show", "nosuchkey123"], ["usage", "--key", "nosuchkey123"]):
+            unknown = _run(*command, cwd=tmp_path, DATABASE_URL=url)
+            assert unknown.returncode == 1, command
+            assert "No API key with id 'nosuchkey123'." in unknown.stderr, unknown.stderr
+            assert "Traceback" not in unknown.stderr
         assert _tables(url) == []
         assert _run("db", "upgrade", cwd=tmp_path, DATABASE_URL=url).returncode == 0
         tables = sorted(_tables(url))
         unknown = _run("usage", "--key", "nosuchkey123", cwd=tmp_path, DATABASE_URL=url)
-        assert unknown.returncode == 1
-        assert unknown.stderr.strip() == "Error: no key with id 'nosuchkey123'"
+        assert (unknown.returncode, unknown.stderr) == (
+            1,
+            "Error: No API key with id 'nosuchkey123'.\n",
+        )
         assert sorted(_tables(url)) == tables
     # SQLite: not even the file appears.
     result = _run("keys", "list", cwd=tmp_path, DATABASE_PATH=str(tmp_path / "none.db"))
-    assert result.returncode == 1
+    assert result.returncode == 0
     assert "no database at" in result.stderr
     assert not (tmp_path / "none.db").exists()
 

@@ -26,20 +26,9 @@ T = TypeVar("T")
 
 
 @asynccontextmanager
-async def open_database_for_cli(
-    settings: Settings, *, read_only: bool = False
-) -> AsyncIterator[Database]:
-    """The configured database, closed afterwards: upgraded to head, or (`read_only`) left
-    exactly as it is, refused with a clear message when its schema is missing or old."""
-    if read_only:
-        try:
-            database = await open_database_read_only(settings)
-        except SchemaNotReady as exc:
-            raise click.ClickException(
-                f"{exc}: `vllm-gateway db upgrade` (or `serve`) creates the tables"
-            ) from None
-    else:
-        database = await open_database(settings)
+async def open_database_for_cli(settings: Settings) -> AsyncIterator[Database]:
+    """The configured database, schema upgraded, closed afterwards."""
+    database = await open_database(settings)
     try:
         yield database
     finally:
@@ -47,18 +36,41 @@ async def open_database_for_cli(
 
 
 @asynccontextmanager
-async def open_key_store(settings: Settings, *, read_only: bool = False) -> AsyncIterator[KeyStore]:
-    """A KeyStore that publishes invalidations on Redis when REDIS_URL is set (`read_only`:
-    for reading keys, with no schema change and no Redis)."""
-    async with open_database_for_cli(settings, read_only=read_only) as database:
-        redis = (
-            aioredis.from_url(settings.redis_url) if settings.redis_url and not read_only else None
-        )
+async def read_database_for_cli(settings: Settings) -> AsyncIterator[Database | None]:
+    """The configured database left exactly as it is, for commands that only read; None when
+    it has no gateway tables yet (nothing to read: said on stderr). An older schema is an error.
+    """
+    try:
+        database = await open_database_read_only(settings)
+    except SchemaNotReady as exc:
+        if not exc.empty:
+            raise click.ClickException(f"{exc}: run `vllm-gateway db upgrade`") from None
+        click.echo(f"note: {exc} (`vllm-gateway serve` or `db upgrade` creates them)", err=True)
+        yield None
+        return
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+@asynccontextmanager
+async def open_key_store(settings: Settings) -> AsyncIterator[KeyStore]:
+    """A KeyStore that publishes invalidations on Redis when REDIS_URL is set."""
+    async with open_database_for_cli(settings) as database:
+        redis = aioredis.from_url(settings.redis_url) if settings.redis_url else None
         try:
             yield KeyStore(database, system_clock, settings, redis)
         finally:
             if redis is not None:
                 await redis.aclose()
+
+
+@asynccontextmanager
+async def read_key_store(settings: Settings) -> AsyncIterator[KeyStore | None]:
+    """A KeyStore for reading keys (no schema change, no Redis); None: no tables yet."""
+    async with read_database_for_cli(settings) as database:
+        yield None if database is None else KeyStore(database, system_clock, settings, None)
 
 
 def run(work: Callable[[], Awaitable[T]]) -> T:

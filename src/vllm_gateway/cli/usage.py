@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
 import click
 
 from vllm_gateway.accounting.usage_csv import usage_csv
-from vllm_gateway.cli._keystore import open_database_for_cli, run
+from vllm_gateway.cli._keystore import read_database_for_cli, run
 from vllm_gateway.cli.settings_loader import load_settings
 from vllm_gateway.db import keys as db_keys
 from vllm_gateway.db import usage as db_usage
@@ -32,16 +33,21 @@ def _day(ctx: click.Context, param: click.Parameter, value: str | None) -> str |
 async def _rows(
     settings: Settings, where: db_usage.UsageFilter
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    async with (
-        open_database_for_cli(settings, read_only=True) as database,
-        database.engine.connect() as connection,
-    ):
-        rows = await db_usage.daily_rows(connection, where)
-        reasons = await db_usage.rejections_by_reason(connection, where)
-        # A deleted key keeps its books; an id that never had a key nor usage is a mistake.
-        unknown = where.key_id is not None and not rows and not reasons
-        if unknown and await db_keys.fetch_key(connection, str(where.key_id)) is None:
-            raise click.ClickException(f"no key with id {where.key_id!r}")
+    async with read_database_for_cli(settings) as database:
+        if database is None:
+            rows: Sequence[Any] = []
+            reasons: dict[str, int] = {}
+            known = False
+        else:
+            async with database.engine.connect() as connection:
+                rows = await db_usage.daily_rows(connection, where)
+                reasons = await db_usage.rejections_by_reason(connection, where)
+                # A deleted key keeps its books; an id with neither a key nor usage is a mistake.
+                known = bool(rows or reasons) or where.key_id is None
+                if not known:
+                    known = await db_keys.fetch_key(connection, str(where.key_id)) is not None
+    if where.key_id is not None and not known:
+        raise click.ClickException(f"No API key with id {where.key_id!r}.")
     return [{column: row[column] for column in COLUMNS} for row in rows], reasons
 
 

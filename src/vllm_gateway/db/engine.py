@@ -135,6 +135,11 @@ def _exists(file: str) -> bool:
 class SchemaNotReady(Exception):
     """A read-only open found no gateway schema at head (nothing was created or changed)."""
 
+    def __init__(self, message: str, *, empty: bool) -> None:
+        super().__init__(message)
+        self.empty = empty
+        """True: no gateway tables at all (nothing to read), not an older schema."""
+
 
 def _current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
@@ -145,7 +150,7 @@ async def open_database_read_only(settings: Settings) -> Database:
     parsed = make_url(settings.sqlalchemy_url)
     file = parsed.database if parsed.get_backend_name() == "sqlite" else None
     if file and file != ":memory:" and not await asyncio.to_thread(_exists, file):
-        raise SchemaNotReady(f"no database at {file} yet")
+        raise SchemaNotReady(f"no database at {file} yet", empty=True)
     engine = create_engine(settings.sqlalchemy_url)
     try:
         async with engine.connect() as connection:
@@ -157,8 +162,10 @@ async def open_database_read_only(settings: Settings) -> Database:
     if current != head:
         await engine.dispose()
         if current is None:
-            raise SchemaNotReady("the database has no gateway tables yet")
-        raise SchemaNotReady(f"the database is at schema {current}, the gateway needs {head}")
+            raise SchemaNotReady("the database has no gateway tables yet", empty=True)
+        raise SchemaNotReady(
+            f"the database is at schema {current}, the gateway needs {head}", empty=False
+        )
     return Database(engine)
 
 
