@@ -19,10 +19,6 @@ const files = {
   "dompurify/LICENSE": "dompurify/LICENSE",
   "highlightjs/highlight.min.js": "@highlightjs/cdn-assets/highlight.min.js",
   "highlightjs/LICENSE": "@highlightjs/cdn-assets/LICENSE",
-  "swagger-ui/swagger-ui-bundle.js": "swagger-ui-dist/swagger-ui-bundle.js",
-  "swagger-ui/swagger-ui.css": "swagger-ui-dist/swagger-ui.css",
-  "swagger-ui/LICENSE": "swagger-ui-dist/LICENSE",
-  "swagger-ui/NOTICE": "swagger-ui-dist/NOTICE",
 };
 const fonts = ["fa-brands-400", "fa-regular-400", "fa-solid-900", "fa-v4compatibility"];
 

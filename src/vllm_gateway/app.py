@@ -19,6 +19,7 @@ from vllm_gateway.proxy.policies import standard_policies
 from vllm_gateway.services import open_services
 from vllm_gateway.settings import Settings
 from vllm_gateway.web import admin_auth, keys_api, metrics_api, ops, pages, usage_api
+from vllm_gateway.web.client_openapi import install_client_api_docs
 from vllm_gateway.web.security_headers import SecurityHeaders
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp |
             yield
 
     api = FastAPI(
-        title="vLLM Gateway admin API",
+        title="vLLM Gateway API",
         version=__version__,
         lifespan=lifespan,
         docs_url=None,  # web/pages.py serves /docs from the vendored Swagger UI (no CDN)
@@ -47,6 +48,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp |
     )
     api.state.settings = settings
     install_error_handlers(api)
+    install_client_api_docs(api)
     for module in (ops, admin_auth, keys_api, usage_api, metrics_api, pages):
         api.include_router(module.router)
     pages.mount_static(api)

@@ -58,6 +58,11 @@ api_keys = Table(
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("models", Text, nullable=False, default="[]"),
     *limit_columns(),
+    # The keys page sorts by these, a page at a time, over any number of keys.
+    Index("ix_api_keys_created_at", "created_at", "id"),
+    Index("ix_api_keys_name", "name", "id"),
+    Index("ix_api_keys_last_used_at", "last_used_at", "id"),
+    Index("ix_api_keys_expires_at", "expires_at", "id"),
 )
 
 usage_events = Table(

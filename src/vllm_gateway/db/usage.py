@@ -298,6 +298,20 @@ async def top_models(
     return (await connection.execute(statement)).mappings().all()
 
 
+async def sums_of_keys(
+    connection: AsyncConnection, day: str, key_ids: Sequence[str]
+) -> dict[str, RowMapping]:
+    """Each key's sums of one day (keys without usage are left out)."""
+    if not key_ids:
+        return {}
+    statement = (
+        select(usage_daily.c.key_id, *_sums())
+        .where(usage_daily.c.day == day, usage_daily.c.key_id.in_(list(key_ids)))
+        .group_by(usage_daily.c.key_id)
+    )
+    return {row["key_id"]: row for row in (await connection.execute(statement)).mappings()}
+
+
 async def count_active_keys(connection: AsyncConnection, day: str) -> int:
     """How many keys made at least one request on `day`."""
     statement = select(func.count(func.distinct(usage_daily.c.key_id))).where(

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, create_
 
 from vllm_gateway.access.key_records import KeyRecord
 from vllm_gateway.access.keys import KeyStore
+from vllm_gateway.clock import utc_day
+from vllm_gateway.db import usage as db_usage
 from vllm_gateway.errors import error_responses
 from vllm_gateway.limits.model import LIMIT_FIELDS
 from vllm_gateway.services import Services
@@ -77,6 +79,21 @@ class KeyOut(LimitValues):
     models: list[str]
 
 
+class KeyUsageToday(BaseModel):
+    """A key's use of the current UTC day."""
+
+    requests: int = Field(description="Admitted")
+    rejected: int = Field(description="Refused by the gateway")
+    errors: int = Field(description="Admitted and failed")
+    total_tokens: int
+
+
+class KeyListed(KeyOut):
+    """A key in a list, with its use of today."""
+
+    usage_today: KeyUsageToday
+
+
 class KeyCreated(KeyOut):
     """A new key; `key` is returned this once and never again."""
 
@@ -84,10 +101,14 @@ class KeyCreated(KeyOut):
 
 
 class KeyList(BaseModel):
-    """A page of keys, newest first."""
+    """A page of keys (newest first unless sorted otherwise)."""
 
     object: Literal["list"] = "list"
-    data: list[KeyOut]
+    data: list[KeyListed]
+    total: int = Field(description="How many keys match the filters, on every page")
+    limit: int
+    offset: int
+    has_more: bool = Field(description="True: there are keys after this page")
 
 
 class KeyDeleted(BaseModel):
@@ -107,17 +128,53 @@ def _out(record: KeyRecord) -> dict[str, Any]:
     return record.to_json()
 
 
+def _usage_today(row: Any) -> dict[str, int]:
+    if row is None:
+        return {"requests": 0, "rejected": 0, "errors": 0, "total_tokens": 0}
+    return {
+        "requests": int(row["requests"]),
+        "rejected": int(row["rejected"]),
+        "errors": int(row["errors"]),
+        "total_tokens": int(row["prompt_tokens"]) + int(row["completion_tokens"]),
+    }
+
+
 @router.get("", response_model=KeyList, summary="List keys")
 async def list_keys(
     request: Request,
     status: Annotated[Literal["active", "revoked", "expired"] | None, Query()] = None,
     q: Annotated[str | None, Query(max_length=200, description="Search id, name, email")] = None,
+    sort: Annotated[
+        Literal["created_at", "name", "last_used_at", "expires_at", "usage_today"],
+        Query(description="Sort by; keys never used or never expiring come last"),
+    ] = "created_at",
+    order: Annotated[Literal["asc", "desc"], Query()] = "desc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
-    """Keys, newest first, optionally filtered by status and a search string."""
-    records = await _store(request).list_keys(status=status, query=q, limit=limit, offset=offset)
-    return {"object": "list", "data": [_out(record) for record in records]}
+    """A page of keys filtered by status and a search string, sorted, with today's usage."""
+    services: Services = request.app.state.services
+    store = services.keys
+    records = await store.list_keys(
+        status=status, query=q, limit=limit, offset=offset, sort=sort, descending=order == "desc"
+    )
+    more = len(records) == limit
+    total = await store.count_keys(status=status, query=q) if more or offset else len(records)
+    async with services.database.engine.connect() as connection:
+        today = await db_usage.sums_of_keys(
+            connection, utc_day(services.clock()), [record.id for record in records]
+        )
+    data = [
+        {**_out(record), "usage_today": _usage_today(today.get(record.id))} for record in records
+    ]
+    return {
+        "object": "list",
+        "data": data,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "has_more": offset + len(records) < total,
+    }
 
 
 @router.post("", response_model=KeyCreated, status_code=201, summary="Create a key")

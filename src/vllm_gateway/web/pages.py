@@ -144,14 +144,17 @@ async def usage_page(request: Request) -> Response:
 
 @router.get("/docs", include_in_schema=False)
 async def docs_page(request: Request) -> Response:
-    """Swagger UI for the admin API, from the vendored copy (works offline, strict CSP)."""
+    """The client and admin API, rendered from the OpenAPI document (offline, strict CSP)."""
     session = await current_session(request)
     return renderer(request).render(
         request,
         "docs.html",
         csrf_token=session.csrf_token if session else None,
         active="docs",
-        context={"openapi_url": request.app.openapi_url or "/openapi.json"},
+        context={
+            "openapi_url": request.app.openapi_url or "/openapi.json",
+            "base_url": str(request.base_url).rstrip("/"),
+        },
     )
 
 

@@ -171,7 +171,7 @@ function renderMarkdown(target, text, final) {
         "aria-label": "Copy code",
         onclick: () => copyText(block.textContent).then(() => toast("Code copied.", "success")),
       },
-      icon("fa-regular fa-copy"),
+      icon("fa-solid fa-copy"),
     );
     const pre = block.parentElement;
     pre.classList.add("relative", "group");
@@ -197,7 +197,7 @@ function messageActions(message, index) {
         "data-action": "copy",
         onclick: () => copyText(message.content).then(() => toast("Answer copied.", "success")),
       },
-      icon("fa-regular fa-copy"),
+      icon("fa-solid fa-copy"),
       "Copy",
     ),
     isLast
