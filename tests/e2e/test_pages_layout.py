@@ -52,7 +52,7 @@ def _contexts(
             context.close()
 
 
-def _check_page(page: Page, console: Console, gateway: Gateway, path: str, name: str) -> list[str]:
+def _check_page(page: Page, gateway: Gateway, path: str, name: str) -> list[str]:
     page.goto(gateway.url + path)
     if path in READY:
         page.wait_for_selector(READY[path])
