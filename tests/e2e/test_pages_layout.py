@@ -7,12 +7,14 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from openai import OpenAI
-from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import Browser, BrowserContext, Page, Response
 
 from tests.conftest import Gateway
 from tests.e2e.conftest import SCREENSHOTS, Console, login, open_page
+from vllm_gateway.web.static_assets import LONG_CACHE
 
 AXE_SOURCE = (Path(__file__).parent / "vendor" / "axe.min.js").read_text(encoding="utf-8")
 PUBLIC = ["/", "/login", "/chat", "/usage", "/docs"]
@@ -117,3 +119,38 @@ def test_every_page_fits_a_phone_and_passes_axe(
     assert problems == [], "\n".join(problems)
     assert console.unexpected() == [], console.unexpected()
     json.dumps(problems)
+
+
+COLD_LOAD_BUDGET = 200 * 1024
+
+
+def test_cold_page_loads_stay_small_and_assets_are_cached_for_good(
+    browser: Browser, console: Console, seeded: Gateway
+) -> None:
+    with httpx.Client(base_url=seeded.url) as client:
+        client.post("/login", data={"admin_key": seeded.admin_key, "next": "/dashboard"})
+        cookies = [
+            {"name": name, "value": value, "url": seeded.url}
+            for name, value in client.cookies.items()
+        ]
+    weights = {}
+    for path in ["/", "/login", "/chat", "/usage", "/dashboard", "/api/keys", "/reports"]:
+        context, page = open_page(browser, console)  # a new context: an empty cache
+        if path not in ("/", "/login", "/chat", "/usage"):
+            context.add_cookies(cookies)  # type: ignore[arg-type]
+        loaded: list[Response] = []
+        page.on("response", lambda response, seen=loaded: seen.append(response))
+        page.goto(seeded.url + path, wait_until="networkidle")
+        weight = 0
+        for response in loaded:
+            sizes = response.request.sizes()
+            weight += sizes["responseBodySize"] + sizes["responseHeadersSize"]
+            if "/static/" in response.url:
+                assert response.headers["cache-control"] == LONG_CACHE, response.url
+                small = sizes["responseBodySize"] < 512  # not worth compressing
+                if response.url.endswith((".js", ".css")) and not small:
+                    assert response.headers.get("content-encoding") == "gzip", response.url
+        weights[path] = weight
+        context.close()
+    print("cold page loads (bytes on the wire):", weights)
+    assert all(weight < COLD_LOAD_BUDGET for weight in weights.values()), weights

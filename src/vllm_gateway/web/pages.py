@@ -8,33 +8,24 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import RedirectResponse
 from starlette.responses import Response
-from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
 
 from vllm_gateway.errors import error_responses
 from vllm_gateway.services import Services
 from vllm_gateway.web.admin_auth import current_session, require_admin, safe_next
-from vllm_gateway.web.templating import STATIC_DIR, PageRenderer, renderer
+from vllm_gateway.web.templating import PageRenderer, renderer
 
 router = APIRouter()
 
 
-class _StaticFiles(StaticFiles):
-    """Static files; URLs carrying a content hash (?v=) may be cached for good."""
-
-    async def get_response(self, path: str, scope: Scope) -> Response:
-        response = await super().get_response(path, scope)
-        versioned = b"v=" in scope.get("query_string", b"")
-        response.headers["Cache-Control"] = (
-            "public, max-age=31536000, immutable" if versioned else "no-cache"
-        )
-        return response
-
-
 def mount_static(app: FastAPI) -> None:
-    """Serve static/ at /static and give the app its page renderer."""
+    """Give the app its page renderer, which also serves static/ at /static."""
     app.state.pages = PageRenderer()
-    app.mount("/static", _StaticFiles(directory=STATIC_DIR), name="static")
+
+
+@router.api_route("/static/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
+async def static_file(request: Request, path: str) -> Response:
+    """A static file: content-hashed names cached for a year, gzip when accepted."""
+    return renderer(request).static.response(request, path)
 
 
 def backend_status(request: Request) -> list[dict[str, Any]]:
