@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from openai import OpenAI
-from playwright.sync_api import Browser, BrowserContext, Page, Response
+from playwright.sync_api import Browser, BrowserContext, Page, Response, expect
 
 from tests.conftest import Gateway
 from tests.e2e.conftest import SCREENSHOTS, Console, login, open_page
@@ -154,3 +154,81 @@ def test_cold_page_loads_stay_small_and_assets_are_cached_for_good(
         context.close()
     print("cold page loads (bytes on the wire):", weights)
     assert all(weight < COLD_LOAD_BUDGET for weight in weights.values()), weights
+
+
+LONG_WORD = "Supercalifragilisticexpialidocious" * 4
+
+
+def _fits(page: Page, selector: str) -> None:
+    box = page.locator(selector).bounding_box()
+    assert box is not None, selector
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    assert box["x"] >= 0 and box["x"] + box["width"] <= width, (selector, box)
+    scroll = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll <= width, (selector, scroll)
+
+
+def test_dialogs_long_words_and_keyboard_on_a_phone(
+    browser: Browser, console: Console, seeded: Gateway
+) -> None:
+    for dark in (False, True):
+        context, page = open_page(browser, console, width=390, height=844, dark=dark)
+        login(page, seeded, "/api/keys")
+        page.wait_for_selector("#keys-body tr[data-key-id]")
+        page.get_by_role("button", name="New key").click()
+        _fits(page, "#key-form-dialog")
+        page.evaluate(AXE_SOURCE)
+        assert page.evaluate(_RUN_AXE) == []
+        page.locator("#key-form-dialog").get_by_role("button", name="Cancel").click()
+        page.get_by_test_id("key-name").first.click()
+        _fits(page, "#key-detail-dialog")
+        page.keyboard.press("Escape")
+
+        conversation = {
+            "id": "long",
+            "title": LONG_WORD,
+            "created": 1,
+            "updated": 1,
+            "model": "sim-model",
+            "messages": [
+                {"role": "user", "content": LONG_WORD},
+                {"role": "assistant", "content": f"{LONG_WORD}\n\n```\n{LONG_WORD}\n```"},
+            ],
+        }
+        page.goto(seeded.url + "/chat")
+        page.evaluate(
+            "c => { localStorage.setItem('vgw.chat.conversations', JSON.stringify([c]));"
+            " localStorage.setItem('vgw.chat.current', c.id); }",
+            conversation,
+        )
+        page.reload()
+        page.wait_for_selector("[data-role=assistant]")
+        _fits(page, "[data-role=user] > div:last-child")
+        _fits(page, "[data-role=assistant]")
+        # One menu button: the drawer holds conversations and the pages.
+        menus = page.locator("header button:visible, main button:visible").filter(
+            has=page.locator(".fa-bars")
+        )
+        expect(menus).to_have_count(1)
+        menus.click()
+        expect(
+            page.get_by_test_id("drawer-nav").get_by_role("link", name="Dashboard")
+        ).to_be_visible()
+        page.evaluate(AXE_SOURCE)
+        assert page.evaluate(_RUN_AXE) == []
+        SCREENSHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=SCREENSHOTS / f"chat-drawer-phone-{'dark' if dark else 'light'}.png")
+        page.keyboard.press("Escape")
+        expect(page.get_by_test_id("drawer-nav")).to_be_hidden()
+        context.close()
+
+    # The keyboard: the skip link comes first and lands in the page's main content.
+    context, page = open_page(browser, console)
+    page.goto(seeded.url + "/")
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to content")
+    expect(skip).to_be_focused()
+    _fits(page, "a.skip-link")
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    context.close()
