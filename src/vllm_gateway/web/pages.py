@@ -77,42 +77,39 @@ async def login_page(
     return renderer(request).render(request, "login.html", active="login", context=context)
 
 
-@router.get("/dashboard", include_in_schema=False)
-async def dashboard(request: Request) -> Response:
-    """Live figures, charts, backend health and recent activity (admin)."""
+async def admin_page(
+    request: Request, template: str, active: str, context: dict[str, Any] | None = None
+) -> Response:
+    """An admin page for a logged-in admin, else a redirect to the login (and back)."""
     session = await current_session(request)
     if session is None:
         return _login_redirect(request)
     return renderer(request).render(
-        request, "dashboard.html", csrf_token=session.csrf_token, active="dashboard"
+        request, template, csrf_token=session.csrf_token, active=active, context=context
     )
+
+
+@router.get("/dashboard", include_in_schema=False)
+async def dashboard(request: Request) -> Response:
+    """Live figures, charts, backend health and recent activity (admin)."""
+    return await admin_page(request, "dashboard.html", "dashboard")
 
 
 @router.get("/api/keys", include_in_schema=False)
 async def keys_page(request: Request) -> Response:
     """Key management: list, search, create, edit, revoke, delete (admin)."""
-    session = await current_session(request)
-    if session is None:
-        return _login_redirect(request)
     settings = request.app.state.settings
     context = {
         "models": sorted({m for b in backend_status(request) for m in b.get("models", [])}),
         "default_daily_requests": settings.gateway_default_daily_requests,
     }
-    return renderer(request).render(
-        request, "keys.html", csrf_token=session.csrf_token, active="keys", context=context
-    )
+    return await admin_page(request, "keys.html", "keys", context)
 
 
 @router.get("/reports", include_in_schema=False)
 async def reports_page(request: Request) -> Response:
     """Usage reports over a range of days, by key and model, with CSV export (admin)."""
-    session = await current_session(request)
-    if session is None:
-        return _login_redirect(request)
-    return renderer(request).render(
-        request, "reports.html", csrf_token=session.csrf_token, active="reports"
-    )
+    return await admin_page(request, "reports.html", "reports")
 
 
 @router.get("/chat", include_in_schema=False)

@@ -1,5 +1,5 @@
 // How the pages name the books: why a request was refused, and one line per key or model.
-import { fmt } from "./common.js";
+import { el, fmt } from "./common.js";
 
 const REASON_LABELS = {
   invalid_api_key: "bad key",
@@ -35,4 +35,23 @@ export function booksLine(item) {
   if (item.errors) parts.push(`${fmt.number(item.errors)} failed`);
   parts.push(`${fmt.compact(item.total_tokens)} tok`);
   return parts.join(" · ");
+}
+
+/** Fills `list` with one line per refusal reason (most frequent first), or `none`. */
+export function renderRefusals(list, reasons, none) {
+  const entries = Object.entries(reasons || {});
+  if (!entries.length) {
+    list.replaceChildren(el("li", { class: "text-slate-600 dark:text-slate-400" }, none));
+    return;
+  }
+  list.replaceChildren(
+    ...entries.map(([reason, count]) =>
+      el(
+        "li",
+        { class: "flex items-baseline justify-between gap-3", dataset: { reason } },
+        el("span", { class: "min-w-0 truncate", title: reason }, reasonLabel(reason)),
+        el("span", { class: "shrink-0 font-medium tabular-nums" }, fmt.number(count)),
+      ),
+    ),
+  );
 }

@@ -1,7 +1,7 @@
 // The dashboard: live figures from /api/v1/stats and backend health from
 // /api/v1/backends, refreshed every few seconds without reloading the page.
 import { makeChart } from "./charts.js";
-import { booksLine, reasonLabel, reasonsNote } from "./books.js";
+import { booksLine, reasonLabel, reasonsNote, renderRefusals } from "./books.js";
 import { adminApi, el, fmt, labelRows } from "./common.js";
 
 const REFRESH_MS = 5000;
@@ -85,25 +85,6 @@ function renderFigures(stats) {
   else requestsChart = makeChart(document.getElementById("requests-chart"), requestsSpec);
   if (tokensChart) tokensChart.update(tokensSpec);
   else tokensChart = makeChart(document.getElementById("tokens-chart"), tokensSpec);
-}
-
-function renderRefusals(reasons) {
-  const list = document.getElementById("refusals");
-  const entries = Object.entries(reasons || {});
-  if (!entries.length) {
-    list.replaceChildren(el("li", { class: "text-slate-600 dark:text-slate-400" }, "Nothing refused today."));
-    return;
-  }
-  list.replaceChildren(
-    ...entries.map(([reason, count]) =>
-      el(
-        "li",
-        { class: "flex items-baseline justify-between gap-3", dataset: { reason } },
-        el("span", { class: "min-w-0 truncate", title: reason }, reasonLabel(reason)),
-        el("span", { class: "shrink-0 tabular-nums font-medium" }, fmt.number(count)),
-      ),
-    ),
-  );
 }
 
 function rankList(target, items, labelOf, isMono) {
@@ -210,7 +191,7 @@ async function refresh() {
       adminApi("/api/v1/backends"),
     ]);
     renderFigures(stats);
-    renderRefusals(stats.rejected_by_reason);
+    renderRefusals(document.getElementById("refusals"), stats.rejected_by_reason, "Nothing refused today.");
     rankList("top-keys", stats.top_keys, (item) => item.name ?? `deleted key ${item.key_id}`, false);
     rankList("top-models", stats.top_models, (item) => item.model, true);
     renderRecent(stats.recent);

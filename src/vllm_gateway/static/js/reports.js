@@ -1,6 +1,6 @@
 // Usage reports (admin): the books over a range of days from /api/v1/usage, as charts and
 // tables, filtered by key and model; the same selection exports as CSV.
-import { booksLine, reasonLabel } from "./books.js";
+import { booksLine, renderRefusals } from "./books.js";
 import { makeChart } from "./charts.js";
 import { adminApi, el, fmt, labelRows } from "./common.js";
 
@@ -107,25 +107,6 @@ function renderCharts(report) {
   else tokensChart = makeChart(document.getElementById("daily-tokens-chart"), tokensSpec);
 }
 
-function renderRefusals(reasons) {
-  const list = document.getElementById("report-refusals");
-  const entries = Object.entries(reasons);
-  if (!entries.length) {
-    list.replaceChildren(el("li", { class: "text-slate-600 dark:text-slate-400" }, "Nothing refused in this range."));
-    return;
-  }
-  list.replaceChildren(
-    ...entries.map(([reason, count]) =>
-      el(
-        "li",
-        { class: "flex items-baseline justify-between gap-3", dataset: { reason } },
-        el("span", { class: "min-w-0 truncate", title: reason }, reasonLabel(reason)),
-        el("span", { class: "shrink-0 font-medium tabular-nums" }, fmt.number(count)),
-      ),
-    ),
-  );
-}
-
 function keyLabel(item) {
   return item.name ?? `deleted key ${item.key_id}`;
 }
@@ -204,7 +185,7 @@ async function load(selection) {
     fillSelect(modelSelect, [...knownModels].sort().map((model) => [model, model]), selection.model);
     renderTotals(report);
     renderCharts(report);
-    renderRefusals(report.rejected_by_reason);
+    renderRefusals(document.getElementById("report-refusals"), report.rejected_by_reason, "Nothing refused in this range.");
     renderKeys(report.by_key);
     renderModels(report.by_model);
     renderDays(report.daily);
