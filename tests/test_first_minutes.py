@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,16 @@ def test_an_empty_default_daily_limit_means_unlimited(tmp_path: Path) -> None:
     )
     assert created.returncode == 0, created.stderr
     assert json.loads(created.stdout)["daily_requests"] is None
+
+
+def test_the_demo_port_option_is_checked(tmp_path: Path) -> None:
+    alone = _run("serve", "--demo-port", "9000", cwd=tmp_path)
+    assert alone.returncode == 2 and "--demo-port needs --demo" in alone.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        busy = _run("serve", "--demo", "--demo-port", str(port), cwd=tmp_path)
+    assert busy.returncode == 1
+    assert busy.stderr.strip().splitlines()[-1] == (
+        f"Error: --demo-port {port}: ports {port} are not free"
+    )
