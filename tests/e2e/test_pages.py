@@ -138,5 +138,12 @@ def test_api_docs_work_offline(page: Page, gateway: Gateway) -> None:
     page.on("request", lambda request: requested.append(request.url))
     page.goto(gateway.url + "/docs")
     expect(page.get_by_text("List keys").first).to_be_visible()
+    # The client API too: open the chat operation, by keyboard.
+    chat = page.locator("#client-post-v1-chat-completions")
+    chat.locator("summary").focus()
+    page.keyboard.press("Enter")
+    expect(chat).to_have_attribute("open", "")
+    for text in ("messages", "top_p", "text/event-stream", "retry-after", "rate_limit_exceeded"):
+        expect(chat).to_contain_text(text)
     assert all(url.startswith(gateway.url) for url in requested), requested
     screenshot(page, "docs")
