@@ -58,7 +58,7 @@ def _check_page(page: Page, gateway: Gateway, path: str, name: str) -> list[str]
     page.goto(gateway.url + path)
     if path in READY:
         page.wait_for_selector(READY[path])
-    page.wait_for_timeout(150)
+    page.wait_for_timeout(50)  # the last chart frame
     problems = []
     overflow = page.evaluate(
         "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
