@@ -278,7 +278,7 @@ async def top_keys(
         .where(*where.clauses())
         .group_by(usage_daily.c.key_id, api_keys.c.name)
         # Refusals count too: a key refused fifty times is busy even if it got nothing.
-        .order_by(desc(_asked()), desc(literal_column("requests")), usage_daily.c.key_id)
+        .order_by(desc(_asked()), usage_daily.c.key_id)
         .limit(limit)
     )
     return (await connection.execute(statement)).mappings().all()
@@ -292,7 +292,7 @@ async def top_models(
         select(usage_daily.c.model, *_sums())
         .where(*where.clauses())
         .group_by(usage_daily.c.model)
-        .order_by(desc(_asked()), desc(literal_column("requests")), usage_daily.c.model)
+        .order_by(desc(_asked()), usage_daily.c.model)
         .limit(limit)
     )
     return (await connection.execute(statement)).mappings().all()
