@@ -93,10 +93,15 @@ def test_a_release_lost_with_its_connection_is_sent_again(
             redis_url=f"redis://127.0.0.1:{proxy.port}/0", gateway_redis_timeout=0.5
         )
         _, key = gateway.create_key(max_concurrency=1)
-        simulator.app.state.simulator.inject_failure(200, delay=1.0)
+        engine = simulator.app.state.simulator
+        engine.inject_failure(200, delay=1.0)
+        before = len(engine.requests)
         with ThreadPoolExecutor(1) as pool:
             held = pool.submit(chat, gateway, key)
-            time.sleep(0.5)
+            deadline = time.monotonic() + 10
+            while not any(r.path == "/v1/chat/completions" for r in engine.requests[before:]):
+                assert time.monotonic() < deadline, "the held request never reached the backend"
+                time.sleep(0.02)  # admitted: its slot is taken in Redis
             proxy.refuse()  # the held request's release goes nowhere
             assert held.result().status_code == 200
         time.sleep(0.5)
