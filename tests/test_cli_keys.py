@@ -12,7 +12,8 @@ import openai
 import pytest
 
 from tests.conftest import GatewayFactory
-from tests.support.cli import Cli, clean_environment, run_entry_point
+from tests.support.cli import Cli, run_entry_point
+from tests.support.processes import cli_env
 from vllm_gateway.access.admin_identity import AdminIdentity
 from vllm_gateway.db.engine import open_database
 from vllm_gateway.settings import Settings
@@ -54,7 +55,7 @@ def test_a_key_created_with_the_cli_works_through_the_gateway(
 
 def test_plain_create_prints_just_the_key(cli: Cli, database_url: str, tmp_path: Path) -> None:
     # The console entry point, as a real process: the key alone on stdout, the warning on stderr.
-    env = clean_environment(DATABASE_URL=database_url)
+    env = cli_env(DATABASE_URL=database_url)
     result = run_entry_point("keys", "create", "--name", "plain", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith("vgw-") and len(result.stdout.strip().split()) == 1

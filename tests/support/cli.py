@@ -36,13 +36,6 @@ class CliResult:
     stderr: str
 
 
-def clean_environment(**settings: str) -> dict[str, str]:
-    """This process's environment without the gateway's settings, plus `settings`."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith(OWN_PREFIXES)}
-    env.update(settings)
-    return env
-
-
 class Cli:
     """Runs commands with DATABASE_URL (and any other settings given) set, in `workdir`."""
 
