@@ -14,12 +14,14 @@ from vllm_gateway.access.keys import KeyStore
 from vllm_gateway.access.login_throttle import LoginThrottle
 from vllm_gateway.access.stored_responses import StoredResponses
 from vllm_gateway.accounting.metrics import Metrics
+from vllm_gateway.accounting.part_gauges import reporting_parts
 from vllm_gateway.accounting.recorder import UsageRecorder
 from vllm_gateway.clock import Clock
 from vllm_gateway.db import secrets as db_secrets
 from vllm_gateway.db.engine import Database, open_database
 from vllm_gateway.limits.base import Limiter
 from vllm_gateway.limits.factory import create_limiter
+from vllm_gateway.limits.redis import RedisLimiter
 from vllm_gateway.routing.pool import BackendPool
 from vllm_gateway.settings import Settings
 
@@ -77,6 +79,10 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
         backends = BackendPool(settings, metrics)
         await backends.start()
         stack.push_async_callback(backends.close)
+        parts = {"database_keys": keys.outage, "database_usage": usage.outage}
+        if isinstance(limiter, RedisLimiter):
+            parts["redis_limits"] = limiter.outage
+        await stack.enter_async_context(reporting_parts(metrics, parts, lambda: usage.pending))
         yield Services(
             settings=settings,
             clock=clock,
