@@ -22,6 +22,7 @@ from vllm_gateway.db.engine import Database, open_database
 from vllm_gateway.limits.base import Limiter
 from vllm_gateway.limits.factory import create_limiter
 from vllm_gateway.limits.redis import RedisLimiter
+from vllm_gateway.redis_connect import open_redis
 from vllm_gateway.routing.pool import BackendPool
 from vllm_gateway.settings import Settings
 
@@ -56,15 +57,14 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
         admin = AdminIdentity(database, settings)
         await admin.start()
         redis = subscriber = None
-        if settings.redis_url:
+        if settings.uses_redis:
             # Commands time out (a stalled Redis must not hold requests); the subscription,
             # which waits for messages by design, has only a connect timeout.
             timeout = settings.gateway_redis_timeout
-            redis = aioredis.from_url(
-                settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
-            )
+            redis = open_redis(settings, timeout=timeout)
+            subscriber = open_redis(settings, timeout=timeout, commands_time_out=False)
+            assert redis is not None and subscriber is not None
             stack.push_async_callback(redis.aclose)
-            subscriber = aioredis.from_url(settings.redis_url, socket_connect_timeout=timeout)
             stack.push_async_callback(subscriber.aclose)
         metrics = Metrics()
         keys = KeyStore(database, clock, settings, redis, subscriber)

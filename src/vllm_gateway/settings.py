@@ -21,6 +21,12 @@ class Settings(BaseSettings):
     database_path: str = Field("./gateway.db", description="SQLite file (the default store)")
     database_url: str | None = Field(None, description="SQLAlchemy URL; overrides DATABASE_PATH")
     redis_url: str | None = Field(None, description="Redis for shared limits and cache events")
+    redis_sentinels: str | None = Field(
+        None, description="Redis Sentinel addresses host:port,...; the primary is asked of them"
+    )
+    redis_sentinel_master: str = Field(
+        "mymaster", description="the name the sentinels monitor the primary under"
+    )
 
     gateway_host: str = "0.0.0.0"  # noqa: S104 - a gateway is meant to be reached
     gateway_port: int = Field(8001, ge=1, le=65535)
@@ -143,14 +149,34 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_URL must be sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
 
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_are_addresses(cls, value: str | None) -> str | None:
+        if not value or not value.strip():
+            return None
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        for part in parts:
+            _host_and_port(part)  # raises ValueError naming the bad one
+        return ",".join(parts)
+
     @model_validator(mode="after")
     def _several_workers_need_redis(self) -> Settings:
-        if self.gateway_workers > 1 and not self.redis_url:
+        if self.gateway_workers > 1 and not self.uses_redis:
             raise ValueError(
-                "GATEWAY_WORKERS > 1 needs REDIS_URL: without it every worker would keep "
-                "its own limits and a key could use its quota once per worker"
+                "GATEWAY_WORKERS > 1 needs REDIS_URL (or REDIS_SENTINELS): without it every "
+                "worker would keep its own limits and a key could use its quota once per worker"
             )
         return self
+
+    @property
+    def uses_redis(self) -> bool:
+        """Whether limits and key-cache events go through Redis (a URL or sentinels)."""
+        return bool(self.redis_url or self.sentinel_addresses)
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """REDIS_SENTINELS as (host, port) pairs."""
+        return [_host_and_port(part) for part in (self.redis_sentinels or "").split(",") if part]
 
     @property
     def media_domains(self) -> tuple[str, ...]:
@@ -172,3 +198,13 @@ class Settings(BaseSettings):
 def backend_urls(value: str) -> list[str]:
     """Split a comma-separated VLLM_URL into clean base URLs."""
     return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+
+
+def _host_and_port(address: str) -> tuple[str, int]:
+    """ "host:port" (port 26379, Sentinel's, when left out) as a pair; ValueError if malformed."""
+    host, colon, port = address.strip().rpartition(":")
+    if not colon:
+        host, port = address.strip(), "26379"
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"REDIS_SENTINELS: {address!r} is not host:port")
+    return host, int(port)

@@ -65,10 +65,12 @@ def test_events_waiting_for_a_refused_database_are_counted(
         assert post_json(gateway, key, "/v1/chat/completions", BODY).status_code == 200
     eventually(
         lambda: (
-            samples(gateway)[("vgw_part_up", "database_usage")],
-            samples(gateway)[("vgw_usage_events_pending", "")],
+            (
+                samples(gateway)[("vgw_part_up", "database_usage")],
+                samples(gateway)[("vgw_usage_events_pending", "")],
+            )
+            == (0, 4)
         )
-        == (0, 4)
     )
     proxy.restore()
     eventually(lambda: samples(gateway)[("vgw_usage_events_pending", "")] == 0, seconds=15)

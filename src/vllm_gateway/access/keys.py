@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from vllm_gateway.access.client_key import ClientKey
+from vllm_gateway.access.invalidations import Invalidations
 from vllm_gateway.access.key_format import display_prefix, hash_secret, new_key, parse_key
 from vllm_gateway.access.key_records import (
     EDITABLE_FIELDS,
@@ -94,6 +95,7 @@ class KeyStore:
         self._clock = clock
         self._settings = settings
         self._redis = redis
+        self._invalidations = None if redis is None else Invalidations(redis, INVALIDATE_CHANNEL)
         self._subscriber = subscriber or redis
         self.outage = Outage("database (key lookups)", log)
         self._ttl = settings.gateway_key_cache_ttl
@@ -128,6 +130,8 @@ class KeyStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self._invalidations is not None:
+            await self._invalidations.close()
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.aclose()
@@ -263,12 +267,8 @@ class KeyStore:
 
     async def _changed(self, key_id: str, change: str = CHANGED) -> None:
         self.invalidate(key_id, change)
-        if self._redis is None:
-            return
-        try:
-            await self._redis.publish(INVALIDATE_CHANNEL, f"{key_id}:{change}")
-        except (RedisError, OSError):
-            log.warning("could not publish a key invalidation; other workers rely on the TTL")
+        if self._invalidations is not None:
+            await self._invalidations.publish(f"{key_id}:{change}")
 
     async def _listen(self) -> None:
         assert self._pubsub is not None
