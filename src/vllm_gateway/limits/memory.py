@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from vllm_gateway.clock import Clock
-from vllm_gateway.limits.periods import MonthNames
 from vllm_gateway.limits.base import (
     CONCURRENCY,
     WINDOW,
@@ -24,6 +23,7 @@ from vllm_gateway.limits.base import (
     open_reservation,
     rejection,
 )
+from vllm_gateway.limits.periods import MonthNames
 
 
 @dataclass(slots=True)

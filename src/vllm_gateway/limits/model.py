@@ -20,9 +20,7 @@ MAX_BUDGET_USD = 1e9
 MICROS_PER_USD = 1_000_000
 
 
-def _spec(
-    description: str, low: float, high: float, flag: str, kind: type = int
-) -> dict[str, Any]:
+def _spec(description: str, low: float, high: float, flag: str, kind: type = int) -> dict[str, Any]:
     return {"description": description, "low": low, "high": high, "flag": flag, "kind": kind}
 
 

@@ -22,7 +22,8 @@ operation may be sent twice):
   second notices when Redis is back.
 
 Per subject: `<prefix>req:<day>` and `…tok:<day>` (daily counters that expire a day after
-their day ends), `…usd:<day>` and `…usd:<YYYY-MM>` (micro-USD spent, for budgets), `…rpm` (sorted set of admission times) and `…conc` (sorted set of
+their day ends), `…usd:<day>` and `…usd:<YYYY-MM>` (micro-USD spent, for budgets), `…rpm`
+(sorted set of admission times) and `…conc` (sorted set of
 concurrency leases scored by their expiry time), each member the request id; and per
 admitted request a marker `vgw:lim:m:{<request id>}`. A key's prefix is `vgw:lim:{<id>}:`,
 another kind's `vgw:lim:<kind>:{<id>}:`. Times come from the gateway's clock.
@@ -150,9 +151,7 @@ class _Repair:
     not_before: float | None = None  # time.monotonic(); None: Redis has not answered yet
 
 
-def _settle_op(
-    reservation: Reservation, tokens_used: int, refund: bool, cost_used: int = 0
-) -> str:
+def _settle_op(reservation: Reservation, tokens_used: int, refund: bool, cost_used: int = 0) -> str:
     groups = "|".join(
         f"{prefix(subject)}|{_flags(subject.limits)}" for subject in reservation.subjects
     )
@@ -453,6 +452,4 @@ def _usage(result: list[Any], index: int, now: float) -> Usage:
     base = 2 + 6 * index
     requests, tokens, recent, oldest, spent_day, spent_month = result[base : base + 6]
     reset = float(oldest) + WINDOW - now if oldest else WINDOW
-    return Usage(
-        int(requests), int(recent), reset, int(tokens), int(spent_day), int(spent_month)
-    )
+    return Usage(int(requests), int(recent), reset, int(tokens), int(spent_day), int(spent_month))

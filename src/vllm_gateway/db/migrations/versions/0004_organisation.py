@@ -7,6 +7,8 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -16,7 +18,7 @@ branch_labels = None
 depends_on = None
 
 _BUDGETS = ("daily_budget_usd", "monthly_budget_usd")
-_LIMITS = (
+_LIMITS: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
     ("daily_requests", sa.Integer()),
     ("rpm", sa.Integer()),
     ("daily_tokens", sa.BigInteger()),
