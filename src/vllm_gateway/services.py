@@ -13,7 +13,10 @@ from vllm_gateway.access.admin_identity import AdminIdentity
 from vllm_gateway.access.keys import KeyStore
 from vllm_gateway.access.login_throttle import LoginThrottle
 from vllm_gateway.access.stored_responses import StoredResponses
+from vllm_gateway.access.teams import TeamStore
+from vllm_gateway.accounting.alerts import BudgetAlerts
 from vllm_gateway.accounting.metrics import Metrics
+from vllm_gateway.accounting.prices import PriceBook
 from vllm_gateway.accounting.recorder import UsageRecorder
 from vllm_gateway.clock import Clock
 from vllm_gateway.db import secrets as db_secrets
@@ -24,6 +27,7 @@ from vllm_gateway.routing.pool import BackendPool
 from vllm_gateway.settings import Settings
 
 CACHE_SALT_SECRET = "cache_salt"  # noqa: S105 - the name of a secret, not one
+ALERT_SECRET = "alert_hmac"  # noqa: S105 - the name of a secret, not one
 
 
 @dataclass(slots=True)
@@ -43,6 +47,9 @@ class Services:
     responses: StoredResponses
     login_throttle: LoginThrottle
     cache_salt_secret: bytes | None  # set when GATEWAY_CACHE_ISOLATION is on
+    teams: TeamStore
+    prices: PriceBook
+    alerts: BudgetAlerts
 
 
 @asynccontextmanager
@@ -74,6 +81,14 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
         usage = UsageRecorder(database, clock, settings)
         await usage.start()
         stack.push_async_callback(usage.close)
+        prices = PriceBook(database, clock)
+        await prices.start()
+        stack.push_async_callback(prices.close)
+        alerts = BudgetAlerts(
+            database, clock, settings.gateway_alert_webhook, await _alert_secret(settings, database)
+        )
+        alerts.start()
+        stack.push_async_callback(alerts.close)
         backends = BackendPool(settings, metrics)
         await backends.start()
         stack.push_async_callback(backends.close)
@@ -91,6 +106,9 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
             responses=StoredResponses(database),
             login_throttle=LoginThrottle(),
             cache_salt_secret=await _cache_salt_secret(settings, database),
+            teams=TeamStore(database, clock, keys),
+            prices=prices,
+            alerts=alerts,
         )
 
 
@@ -101,5 +119,16 @@ async def _cache_salt_secret(settings: Settings, database: Database) -> bytes | 
     async with database.engine.begin() as connection:
         secret = await db_secrets.fetch_or_insert_secret(
             connection, CACHE_SALT_SECRET, secrets.token_hex(32)
+        )
+    return secret.encode()
+
+
+async def _alert_secret(settings: Settings, database: Database) -> bytes:
+    """The key budget alerts are signed with: configured, or shared through the database."""
+    if settings.gateway_alert_secret is not None:
+        return settings.gateway_alert_secret.get_secret_value().encode()
+    async with database.engine.begin() as connection:
+        secret = await db_secrets.fetch_or_insert_secret(
+            connection, ALERT_SECRET, secrets.token_hex(32)
         )
     return secret.encode()

@@ -113,6 +113,25 @@ class Settings(BaseSettings):
         description="addresses or CIDR ranges (comma-separated) of proxies whose "
         "X-Forwarded-For and X-Forwarded-Proto headers are believed",
     )
+    # --- organisation: budget alerts and single sign-on ---
+    gateway_alert_webhook: str | None = Field(
+        None, description="URL that budget alerts (80% and 100%) are POSTed to"
+    )
+    gateway_alert_secret: SecretStr | None = Field(
+        None,
+        description="HMAC-SHA256 key of the alerts' X-Gateway-Signature header "
+        "(default: one generated and stored in the database)",
+    )
+    gateway_oidc_issuer: str | None = Field(
+        None, description="OpenID Connect issuer URL for admin single sign-on"
+    )
+    gateway_oidc_client_id: str | None = Field(None, description="OIDC client id")
+    gateway_oidc_client_secret: SecretStr | None = Field(None, description="OIDC client secret")
+    gateway_oidc_roles: str | None = Field(
+        None,
+        description="who gets which role: comma-separated group:NAME=ROLE or "
+        "domain:example.com=ROLE rules, the first match wins (none: no access)",
+    )
 
     @field_validator("vllm_url")
     @classmethod

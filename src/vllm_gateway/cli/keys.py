@@ -223,9 +223,7 @@ def list_keys(status: str | None, query: str | None, as_json: bool) -> None:
     if not records:
         click.echo("no keys", err=True)
         return
-    rows = [
-        ("ID", "NAME", "STATUS", "TEAM", "DAILY REQ", "RPM", "MODELS", "CREATED", "LAST USED")
-    ]
+    rows = [("ID", "NAME", "STATUS", "TEAM", "DAILY REQ", "RPM", "MODELS", "CREATED", "LAST USED")]
     rows += [
         (
             r.id,

@@ -10,7 +10,7 @@ import click
 from vllm_gateway.access.teams import TeamRecord
 from vllm_gateway.audit.actor import cli_actor
 from vllm_gateway.cli._keystore import open_team_store, run
-from vllm_gateway.cli.keys import model_list, given_limits, limit_options
+from vllm_gateway.cli.keys import given_limits, limit_options, model_list
 from vllm_gateway.cli.settings_loader import load_settings
 
 _CACHE_NOTE = (
