@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from vllm_gateway.access.admin_identity import AdminIdentity
+from vllm_gateway.access.admin_users import AdminUserStore
 from vllm_gateway.access.keys import KeyStore
 from vllm_gateway.access.login_throttle import LoginThrottle
 from vllm_gateway.access.stored_responses import StoredResponses
@@ -50,6 +51,7 @@ class Services:
     teams: TeamStore
     prices: PriceBook
     alerts: BudgetAlerts
+    users: AdminUserStore
 
 
 @asynccontextmanager
@@ -109,6 +111,7 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
             teams=TeamStore(database, clock, keys),
             prices=prices,
             alerts=alerts,
+            users=AdminUserStore(database, clock),
         )
 
 

@@ -48,14 +48,14 @@ class KeyRecord:
             "email": self.email,
             "prefix": self.prefix,
             "status": self.status,
-            "created_at": _iso(self.created_at),
-            "last_used_at": _iso(self.last_used_at),
-            "revoked_at": _iso(self.revoked_at),
-            "expires_at": _iso(self.expires_at),
+            "created_at": iso_time(self.created_at),
+            "last_used_at": iso_time(self.last_used_at),
+            "revoked_at": iso_time(self.revoked_at),
+            "expires_at": iso_time(self.expires_at),
             "models": list(self.models),
             **self.limits.to_json(),
             "team_id": self.team_id,
-            "previous_secret_valid_until": _iso(self.previous_valid_until),
+            "previous_secret_valid_until": iso_time(self.previous_valid_until),
         }
 
 
@@ -68,7 +68,7 @@ class CreatedKey:
     record: KeyRecord
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso_time(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 

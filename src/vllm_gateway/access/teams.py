@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from vllm_gateway.access.key_records import _iso, as_utc, validate_fields
+from vllm_gateway.access.key_records import as_utc, iso_time, validate_fields
 from vllm_gateway.access.keys import KeyStore
 from vllm_gateway.audit import log as audit
 from vllm_gateway.audit.actor import SYSTEM, Actor
@@ -53,8 +53,8 @@ class TeamRecord:
             "models": list(self.models),
             **self.limits.to_json(),
             "key_count": self.key_count,
-            "created_at": _iso(self.created_at),
-            "updated_at": _iso(self.updated_at),
+            "created_at": iso_time(self.created_at),
+            "updated_at": iso_time(self.updated_at),
         }
 
 
