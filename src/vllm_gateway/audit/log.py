@@ -73,7 +73,7 @@ class AuditRecord:
     after: dict[str, Any] | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> AuditRecord:
+    def from_row(cls, row: Mapping[Any, Any]) -> AuditRecord:
         """From an audit_log row."""
         return cls(
             id=int(row["id"]),
