@@ -23,6 +23,7 @@ from vllm_gateway.web import (
     audit_api,
     keys_api,
     metrics_api,
+    oidc_login,
     ops,
     pages,
     prices_api,
@@ -58,7 +59,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp |
     )
     api.state.settings = settings
     install_error_handlers(api)
-    organisation = (teams_api, prices_api, users_api, audit_api)
+    organisation = (teams_api, prices_api, users_api, audit_api, oidc_login)
     for module in (ops, admin_auth, keys_api, *organisation, usage_api, metrics_api, pages):
         api.include_router(module.router)
     pages.mount_static(api)

@@ -13,6 +13,7 @@ from vllm_gateway.access.admin_identity import AdminIdentity
 from vllm_gateway.access.admin_users import AdminUserStore
 from vllm_gateway.access.keys import KeyStore
 from vllm_gateway.access.login_throttle import LoginThrottle
+from vllm_gateway.access.oidc import OidcClient, RoleRule, parse_rules
 from vllm_gateway.access.stored_responses import StoredResponses
 from vllm_gateway.access.teams import TeamStore
 from vllm_gateway.accounting.alerts import BudgetAlerts
@@ -29,6 +30,7 @@ from vllm_gateway.settings import Settings
 
 CACHE_SALT_SECRET = "cache_salt"  # noqa: S105 - the name of a secret, not one
 ALERT_SECRET = "alert_hmac"  # noqa: S105 - the name of a secret, not one
+OIDC_SECRET = "oidc_cookie"  # noqa: S105 - the name of a secret, not one
 
 
 @dataclass(slots=True)
@@ -52,6 +54,9 @@ class Services:
     prices: PriceBook
     alerts: BudgetAlerts
     users: AdminUserStore
+    oidc: OidcClient | None  # set when GATEWAY_OIDC_ISSUER is
+    oidc_rules: list[RoleRule]
+    oidc_cookie_secret: bytes
 
 
 @asynccontextmanager
@@ -112,6 +117,9 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
             prices=prices,
             alerts=alerts,
             users=AdminUserStore(database, clock),
+            oidc=_oidc_client(settings),
+            oidc_rules=parse_rules(settings.gateway_oidc_roles),
+            oidc_cookie_secret=await _shared_secret(database, OIDC_SECRET),
         )
 
 
@@ -130,8 +138,22 @@ async def _alert_secret(settings: Settings, database: Database) -> bytes:
     """The key budget alerts are signed with: configured, or shared through the database."""
     if settings.gateway_alert_secret is not None:
         return settings.gateway_alert_secret.get_secret_value().encode()
+    return await _shared_secret(database, ALERT_SECRET)
+
+
+async def _shared_secret(database: Database, name: str) -> bytes:
+    """A random secret every instance sharing the database agrees on."""
     async with database.engine.begin() as connection:
-        secret = await db_secrets.fetch_or_insert_secret(
-            connection, ALERT_SECRET, secrets.token_hex(32)
-        )
+        secret = await db_secrets.fetch_or_insert_secret(connection, name, secrets.token_hex(32))
     return secret.encode()
+
+
+def _oidc_client(settings: Settings) -> OidcClient | None:
+    if not settings.gateway_oidc_issuer or not settings.gateway_oidc_client_id:
+        return None
+    secret = settings.gateway_oidc_client_secret
+    return OidcClient(
+        settings.gateway_oidc_issuer,
+        settings.gateway_oidc_client_id,
+        None if secret is None else secret.get_secret_value(),
+    )
