@@ -6,6 +6,7 @@ with the break-glass admin key) and calls every route with its session cookie an
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ PASSWORD = "a long enough password"
 ALL = frozenset({"owner", "admin", "viewer", "team_manager"})
 STAFF = frozenset({"owner", "admin"})
 READERS = frozenset({"owner", "admin", "viewer"})
+_names = itertools.count()
 
 
 @dataclass
@@ -46,10 +48,22 @@ class Case:
 CASES = [
     Case("GET", lambda w: "/api/v1/keys", ALL),
     Case("POST", lambda w: "/api/v1/keys", STAFF, lambda w: {"name": "n"}),
-    Case("POST", lambda w: "/api/v1/keys", ALL - {"viewer"}, lambda w: {"name": "n", "team_id": w.mine}),
+    Case(
+        "POST",
+        lambda w: "/api/v1/keys",
+        ALL - {"viewer"},
+        lambda w: {"name": "n", "team_id": w.mine},
+    ),
     Case("GET", lambda w: f"/api/v1/keys/{w.key(w.mine)}", ALL),
-    Case("GET", lambda w: f"/api/v1/keys/{w.key(w.other)}", ALL - {"team_manager"}, hidden_from_manager=True),
-    Case("PATCH", lambda w: f"/api/v1/keys/{w.key(w.mine)}", ALL - {"viewer"}, lambda w: {"rpm": 5}),
+    Case(
+        "GET",
+        lambda w: f"/api/v1/keys/{w.key(w.other)}",
+        ALL - {"team_manager"},
+        hidden_from_manager=True,
+    ),
+    Case(
+        "PATCH", lambda w: f"/api/v1/keys/{w.key(w.mine)}", ALL - {"viewer"}, lambda w: {"rpm": 5}
+    ),
     Case("PATCH", lambda w: f"/api/v1/keys/{w.key(None)}", STAFF, lambda w: {"rpm": 5}, True),
     Case("POST", lambda w: f"/api/v1/keys/{w.key(w.mine)}/revoke", ALL - {"viewer"}),
     Case("POST", lambda w: f"/api/v1/keys/{w.key(w.mine)}/rotate", ALL - {"viewer"}),
@@ -59,18 +73,33 @@ CASES = [
     Case("GET", lambda w: "/api/v1/stats", READERS),
     Case("GET", lambda w: "/api/v1/alerts", READERS),
     Case("GET", lambda w: "/api/v1/teams", ALL),
-    Case("POST", lambda w: "/api/v1/teams", STAFF, lambda w: {"name": f"t{id(w)}{len(w.mine)}"}),
+    Case("POST", lambda w: "/api/v1/teams", STAFF, lambda w: {"name": f"t{next(_names)}"}),
     Case("GET", lambda w: f"/api/v1/teams/{w.mine}", ALL),
-    Case("GET", lambda w: f"/api/v1/teams/{w.other}", ALL - {"team_manager"}, hidden_from_manager=True),
+    Case(
+        "GET",
+        lambda w: f"/api/v1/teams/{w.other}",
+        ALL - {"team_manager"},
+        hidden_from_manager=True,
+    ),
     Case("PATCH", lambda w: f"/api/v1/teams/{w.mine}", STAFF, lambda w: {"rpm": 9}),
     Case("GET", lambda w: f"/api/v1/teams/{w.mine}/usage", ALL),
     Case("GET", lambda w: f"/api/v1/teams/{w.other}/usage", READERS, hidden_from_manager=True),
     Case("GET", lambda w: "/api/v1/prices", READERS),
-    Case("PUT", lambda w: "/api/v1/prices/m1", STAFF, lambda w: {"input_per_million": 1, "output_per_million": 2}),
+    Case(
+        "PUT",
+        lambda w: "/api/v1/prices/m1",
+        STAFF,
+        lambda w: {"input_per_million": 1, "output_per_million": 2},
+    ),
     Case("GET", lambda w: "/api/v1/users", frozenset({"owner"})),
-    Case("POST", lambda w: "/api/v1/users", frozenset({"owner"}), lambda w: {"username": f"u{id(w)}", "role": "viewer", "password": PASSWORD}),
+    Case(
+        "POST",
+        lambda w: "/api/v1/users",
+        frozenset({"owner"}),
+        lambda w: {"username": f"u{next(_names)}", "role": "viewer", "password": PASSWORD},
+    ),
     Case("GET", lambda w: "/api/v1/audit", STAFF),
-]  # fmt: skip
+]
 
 
 def login(gateway: Gateway, **form: str) -> httpx.Client:
