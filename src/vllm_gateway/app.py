@@ -25,6 +25,7 @@ from vllm_gateway.web import (
     metrics_api,
     oidc_login,
     ops,
+    org_pages,
     pages,
     prices_api,
     teams_api,
@@ -59,7 +60,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp |
     )
     api.state.settings = settings
     install_error_handlers(api)
-    organisation = (teams_api, prices_api, users_api, audit_api, oidc_login)
+    organisation = (teams_api, prices_api, users_api, audit_api, oidc_login, org_pages)
     for module in (ops, admin_auth, keys_api, *organisation, usage_api, metrics_api, pages):
         api.include_router(module.router)
     pages.mount_static(api)
