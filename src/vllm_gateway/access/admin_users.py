@@ -45,7 +45,7 @@ class AdminUser:
     username: str
     role: str
     team_ids: tuple[str, ...]
-    sso: bool  # signs in through the OIDC provider
+    sso: bool  # signs in through the OIDC provider (linked, or without a password)
     has_password: bool
     created_at: datetime
     disabled_at: datetime | None
@@ -79,7 +79,7 @@ def user_from_row(row: Mapping[Any, Any]) -> AdminUser:
         username=row["username"],
         role=row["role"],
         team_ids=tuple(json.loads(row["team_ids"] or "[]")),
-        sso=row["oidc_subject"] is not None,
+        sso=row["oidc_subject"] is not None or row["password_hash"] is None,
         has_password=row["password_hash"] is not None,
         created_at=created_at,
         disabled_at=as_utc(row["disabled_at"]),
@@ -247,6 +247,12 @@ class AdminUserStore:
                 after=after.to_json(),
             )
         return after
+
+    async def link_subject(
+        self, username: str, subject: str, *, actor: Actor = SYSTEM
+    ) -> AdminUser:
+        """Tie a password-less account to its single sign-on subject (at its first login)."""
+        return await self._change(username, "user.link_sso", {"oidc_subject": subject}, actor)
 
     async def set_role(
         self, username: str, role: Any, *, team_ids: Any = None, actor: Actor = SYSTEM

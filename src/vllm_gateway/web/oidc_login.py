@@ -69,11 +69,17 @@ async def _account(services: Services, claims: dict[str, Any], role: str, teams:
     user = await users.by_subject(subject)
     if user is None:
         name = str(claims.get("email") or subject)[:180]
-        if any(existing.username == name for existing in await users.list_users()):
-            name = f"{name}~{subject[:16]}"
-        return await users.create(
-            name, role, team_ids=list(teams), oidc_subject=subject, actor=system
-        )
+        existing = {account.username: account for account in await users.list_users()}
+        prepared = existing.get(name)
+        if prepared is not None and prepared.sso and not prepared.has_password:
+            # Made beforehand (`admin users create NAME --sso`): linked at its first login.
+            user = await users.link_subject(name, subject, actor=system)
+        else:
+            if prepared is not None:
+                name = f"{name}~{subject[:16]}"
+            return await users.create(
+                name, role, team_ids=list(teams), oidc_subject=subject, actor=system
+            )
     if user.role != role or tuple(user.team_ids) != tuple(sorted(set(teams))):
         user = await users.set_role(user.username, role, team_ids=list(teams), actor=system)
     return user
