@@ -8,6 +8,7 @@ Every change is audited (never the password or its hash).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -32,9 +33,13 @@ from vllm_gateway.errors import GatewayError
 _USERNAME = re.compile(r"^[A-Za-z0-9._@+-]{1,200}$")
 _MIN_PASSWORD = 12
 _MAX_PASSWORD = 1024
-# A fixed hash verified when the username is unknown, so timing does not tell which exist.
 _HASHER = PasswordHasher()
-_DUMMY_HASH = _HASHER.hash("not a password of anyone")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when the username is unknown, so timing does not tell which accounts exist."""
+    return _HASHER.hash("not a password of anyone")
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +220,7 @@ class AdminUserStore:
         async with self._database.engine.connect() as connection:
             row = await db_users.fetch_user(connection, username=username[:200])
         stored = None if row is None else row["password_hash"]
-        ok = await self._verify(stored or _DUMMY_HASH, password[:_MAX_PASSWORD])
+        ok = await self._verify(stored or _dummy_hash(), password[:_MAX_PASSWORD])
         if row is None or stored is None or not ok:
             return None
         user = user_from_row(row)
