@@ -10,17 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import Gateway, GatewayFactory
+from tests.test_limits import DrivenClock
 from vllm_gateway.cli import cli
 
 CHAT = {"model": "sim-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-
-
-class DrivenClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def chat(gateway: Gateway, key: str) -> int:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 import redis.asyncio as aioredis
 
+from tests.test_limits import DrivenClock
 from vllm_gateway.access.client_key import ClientKey, allowed_models
 from vllm_gateway.limits.base import BUDGET_PER_DAY, BUDGET_PER_MONTH, Limiter, RateLimitExceeded
 from vllm_gateway.limits.factory import create_limiter
@@ -21,14 +22,6 @@ from vllm_gateway.settings import Settings
 
 MONTH_END = datetime(2026, 1, 31, 23, 0, tzinfo=UTC).timestamp()
 _ids = itertools.count()
-
-
-class DrivenClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass

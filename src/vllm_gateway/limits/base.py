@@ -42,7 +42,7 @@ from typing import Protocol
 from vllm_gateway.clock import seconds_to_utc_midnight, utc_day
 from vllm_gateway.errors import GatewayError
 from vllm_gateway.limits.model import MICROS_PER_USD, Limits
-from vllm_gateway.limits.periods import MonthNames, seconds_to_next_month
+from vllm_gateway.limits.periods import MonthNames, PerDay, seconds_to_next_month
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -290,17 +290,10 @@ def _tokens_message(who: str, limits: Limits, usage: Usage, tokens: int, to_midn
     )
 
 
-class DayNames:
+class DayNames(PerDay):
     """utc_day() remembered for the current day: formatting a date costs more than a limit."""
 
-    __slots__ = ("_name", "_number")
+    __slots__ = ()
 
     def __init__(self) -> None:
-        self._number = -1
-        self._name = ""
-
-    def __call__(self, now: float) -> str:
-        number = int(now // 86400)
-        if number != self._number:
-            self._number, self._name = number, utc_day(now)
-        return self._name
+        super().__init__(utc_day)

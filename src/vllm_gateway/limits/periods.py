@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 
@@ -22,17 +23,27 @@ def seconds_to_next_month(epoch: float) -> float:
     return next_month_start(epoch) - epoch
 
 
-class MonthNames:
-    """utc_month() remembered for the current day (a month changes only at a day's start)."""
+class PerDay:
+    """name(now) remembered for the current UTC day (the hot path asks it every request)."""
 
-    __slots__ = ("_name", "_number")
+    __slots__ = ("_name", "_namer", "_number")
 
-    def __init__(self) -> None:
+    def __init__(self, namer: Callable[[float], str]) -> None:
+        self._namer = namer
         self._number = -1
         self._name = ""
 
     def __call__(self, now: float) -> str:
         number = int(now // 86400)
         if number != self._number:
-            self._number, self._name = number, utc_month(now)
+            self._number, self._name = number, self._namer(now)
         return self._name
+
+
+class MonthNames(PerDay):
+    """utc_month() remembered for the current day (a month changes only at a day's start)."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(utc_month)
