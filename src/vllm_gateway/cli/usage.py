@@ -16,6 +16,7 @@ from vllm_gateway.db import usage as db_usage
 from vllm_gateway.settings import Settings
 
 COLUMNS = ("day", "key_id", "model", *db_usage.COUNTED, "cost_usd")
+_CSV_COLUMNS = ("day", "key_id", "model", *db_usage.COUNTED, "total_tokens", "cost_usd")
 _TOTALS = db_usage.COUNTED
 
 
@@ -100,7 +101,7 @@ def usage(
         }
         click.echo(json.dumps(document, indent=2))
     elif as_csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=[*COLUMNS, "total_tokens"])
+        writer = csv.DictWriter(sys.stdout, fieldnames=_CSV_COLUMNS)
         writer.writeheader()
         for row in rows:
             writer.writerow(
