@@ -13,7 +13,8 @@ from vllm_gateway.access.admin_identity import AdminIdentity
 from vllm_gateway.access.admin_users import AdminUserStore
 from vllm_gateway.access.keys import KeyStore
 from vllm_gateway.access.login_throttle import LoginThrottle
-from vllm_gateway.access.oidc import OidcClient, RoleRule, parse_rules
+from vllm_gateway.access.oidc import OidcClient
+from vllm_gateway.access.role_rules import RoleRule, parse_rules
 from vllm_gateway.access.stored_responses import StoredResponses
 from vllm_gateway.access.teams import TeamStore
 from vllm_gateway.accounting.alerts import BudgetAlerts

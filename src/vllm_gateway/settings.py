@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vllm_gateway.access.role_rules import parse_rules
+
 
 class Settings(BaseSettings):
     """Every setting has an environment variable of the same name in upper case."""
@@ -141,6 +143,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"backend URL must start with http:// or https://: {url!r}")
         if not backend_urls(value):
             raise ValueError("VLLM_URL names no backend")
+        return value
+
+    @field_validator("gateway_oidc_roles")
+    @classmethod
+    def _readable_role_rules(cls, value: str | None) -> str | None:
+        parse_rules(value)  # a ValueError names the rule it cannot read
         return value
 
     @field_validator("gateway_log_level")

@@ -9,7 +9,7 @@ verifier and the client secret) at the provider's token endpoint and verifies th
 token (signature against the provider's JWKS, issuer, audience, expiry, nonce) with
 joserfc.
 
-Roles come from GATEWAY_OIDC_ROLES, rules tried in order, the first match winning:
+Roles come from GATEWAY_OIDC_ROLES (access/role_rules.py), the first matching rule winning:
 `group:NAME=ROLE` (a value of the ID token's `groups` claim) or `domain:example.com=ROLE`
 (the verified email's domain); ROLE `team_manager:TEAM[+TEAM...]` names the teams. No
 match: no access. The role is taken again at every login, so the provider stays in charge.
@@ -23,7 +23,6 @@ import hmac
 import json
 import secrets
 import time
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,57 +32,12 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from vllm_gateway.access.roles import ROLES
 from vllm_gateway.errors import GatewayError
 
 COOKIE = "vgw_oidc"
 COOKIE_TTL = 600  # seconds a login may take at the provider
 _METADATA_TTL = 300.0
 _TIMEOUT = aiohttp.ClientTimeout(total=10)
-
-
-@dataclass(frozen=True, slots=True)
-class RoleRule:
-    """One `group:NAME=ROLE` or `domain:DOMAIN=ROLE` rule."""
-
-    kind: str  # "group" or "domain"
-    value: str
-    role: str
-    team_ids: tuple[str, ...] = ()
-
-
-def parse_rules(text: str | None) -> list[RoleRule]:
-    """GATEWAY_OIDC_ROLES as rules (ValueError for a malformed one)."""
-    rules = []
-    for part in (text or "").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        match, _, role = part.partition("=")
-        kind, _, value = match.partition(":")
-        role, _, teams = role.strip().partition(":")
-        if kind not in ("group", "domain") or not value or role not in ROLES:
-            raise ValueError(f"GATEWAY_OIDC_ROLES: cannot read {part!r}")
-        team_ids = tuple(team for team in teams.split("+") if team)
-        if role == "team_manager" and not team_ids:
-            raise ValueError(f"GATEWAY_OIDC_ROLES: {part!r} names no team")
-        rules.append(RoleRule(kind, value.strip().lower(), role, team_ids))
-    return rules
-
-
-def role_for(rules: list[RoleRule], claims: dict[str, Any]) -> RoleRule | None:
-    """The first rule the ID token's claims match, or None."""
-    groups = claims.get("groups") or []
-    groups = {str(group).lower() for group in (groups if isinstance(groups, list) else [groups])}
-    email = str(claims.get("email") or "").lower()
-    verified = claims.get("email_verified", True) is not False
-    domain = email.rpartition("@")[2] if "@" in email and verified else ""
-    for rule in rules:
-        if (rule.kind == "group" and rule.value in groups) or (
-            rule.kind == "domain" and rule.value == domain
-        ):
-            return rule
-    return None
 
 
 def _b64(data: bytes) -> str:

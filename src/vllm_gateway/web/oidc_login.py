@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from vllm_gateway.access.admin_users import AdminUser
-from vllm_gateway.access.oidc import COOKIE, COOKIE_TTL, role_for, seal, unseal
+from vllm_gateway.access.oidc import COOKIE, COOKIE_TTL, seal, unseal
+from vllm_gateway.access.role_rules import role_for
 from vllm_gateway.audit import log as audit
 from vllm_gateway.audit.actor import Actor
 from vllm_gateway.errors import GatewayError
