@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import Gateway, GatewayFactory
 from tests.support.servers import free_port
+from vllm_gateway.access.role_rules import parse_rules, role_for
 
 USERS = [
     {"sub": "alice", "email": "alice@corp.example", "groups": ["gw-admins"]},
@@ -123,3 +124,19 @@ def test_oidc_login_maps_groups_and_domains_to_roles(
     ]
     for client in (alice, bob, eve):
         client.close()
+
+
+def test_role_rules_first_match_wins_and_unverified_emails_do_not_count() -> None:
+    rules = parse_rules("group:ops=admin, domain:corp.example=team_manager:team-a+team-b")
+    manager = role_for(rules, {"email": "x@corp.example", "groups": ["dev"]})
+    assert manager is not None and (manager.role, manager.team_ids) == (
+        "team_manager",
+        ("team-a", "team-b"),
+    )
+    both = role_for(rules, {"email": "x@corp.example", "groups": ["OPS"]})
+    assert both is not None and both.role == "admin"  # the first rule matches first
+    assert role_for(rules, {"email": "x@corp.example", "email_verified": False}) is None
+    assert role_for(rules, {"sub": "nobody"}) is None
+    for bad in ("group:x=boss", "domain:=admin", "team:x=admin", "group:x=team_manager"):
+        with pytest.raises(ValueError, match="GATEWAY_OIDC_ROLES"):
+            parse_rules(bad)
