@@ -53,6 +53,10 @@ def test_an_owner_manages_teams_prices_users_and_reads_the_audit(
     prices.get_by_role("button", name="Set price").click()
     expect(page.locator("#prices-body tr", has_text="sim-model")).to_contain_text("$0.6")
 
+    page.goto(f"{gateway.url}/dashboard")
+    expect(page.get_by_test_id("spend")).to_contain_text("Cost today $0.0000")
+    expect(page.get_by_test_id("budget-alerts")).to_contain_text("No budget alerts.")
+
     page.goto(f"{gateway.url}/users")
     users = page.get_by_test_id("user-form")
     users.get_by_label("Username").fill("vera")
