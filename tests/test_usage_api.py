@@ -255,6 +255,8 @@ def test_me_shows_a_key_its_own_usage_only(gateway: Gateway, traffic: Traffic) -
             "rpm": None,
             "daily_tokens": None,
             "max_concurrency": None,
+            "daily_budget_usd": None,
+            "monthly_budget_usd": None,
         }
         alice = traffic.sums(traffic.alice_id)
         assert me["today"] == {

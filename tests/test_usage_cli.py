@@ -79,6 +79,7 @@ def test_json_totals_and_rows_per_day(
             "cancelled": 0,
             "prompt_tokens": key_prompt,
             "completion_tokens": key_completion,
+            "cost_usd": 0.0,  # no price set
         }
 
     north_id = served["north"][0]
@@ -111,6 +112,7 @@ def test_csv_and_table(
         "prompt_tokens",
         "completion_tokens",
         "total_tokens",
+        "cost_usd",
     ]
     by_key = {row["key_id"]: row for row in rows}
     key_id, count, prompt, completion = served["south"]
@@ -131,6 +133,7 @@ def test_csv_and_table(
         "prompt",
         "completion",
         "total",
+        "cost_usd",
     ]
     assert lines[-1].split()[:2] == ["total", "5"]
     assert any(served["north"][0] in line for line in lines)

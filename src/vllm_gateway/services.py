@@ -10,11 +10,17 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from vllm_gateway.access.admin_identity import AdminIdentity
+from vllm_gateway.access.admin_users import AdminUserStore
 from vllm_gateway.access.keys import KeyStore
 from vllm_gateway.access.login_throttle import LoginThrottle
+from vllm_gateway.access.oidc import OidcClient
+from vllm_gateway.access.role_rules import RoleRule, parse_rules
 from vllm_gateway.access.stored_responses import StoredResponses
+from vllm_gateway.access.teams import TeamStore
+from vllm_gateway.accounting.alerts import BudgetAlerts
 from vllm_gateway.accounting.metrics import Metrics
 from vllm_gateway.accounting.part_gauges import reporting_parts
+from vllm_gateway.accounting.prices import PriceBook
 from vllm_gateway.accounting.recorder import UsageRecorder
 from vllm_gateway.clock import Clock
 from vllm_gateway.db import secrets as db_secrets
@@ -27,6 +33,8 @@ from vllm_gateway.routing.pool import BackendPool
 from vllm_gateway.settings import Settings
 
 CACHE_SALT_SECRET = "cache_salt"  # noqa: S105 - the name of a secret, not one
+ALERT_SECRET = "alert_hmac"  # noqa: S105 - the name of a secret, not one
+OIDC_SECRET = "oidc_cookie"  # noqa: S105 - the name of a secret, not one
 
 
 @dataclass(slots=True)
@@ -46,6 +54,13 @@ class Services:
     responses: StoredResponses
     login_throttle: LoginThrottle
     cache_salt_secret: bytes | None  # set when GATEWAY_CACHE_ISOLATION is on
+    teams: TeamStore
+    prices: PriceBook
+    alerts: BudgetAlerts
+    users: AdminUserStore
+    oidc: OidcClient | None  # set when GATEWAY_OIDC_ISSUER is
+    oidc_rules: list[RoleRule]
+    oidc_cookie_secret: bytes
 
 
 @asynccontextmanager
@@ -76,6 +91,14 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
         usage = UsageRecorder(database, clock, settings)
         await usage.start()
         stack.push_async_callback(usage.close)
+        prices = PriceBook(database, clock)
+        await prices.start()
+        stack.push_async_callback(prices.close)
+        alerts = BudgetAlerts(
+            database, clock, settings.gateway_alert_webhook, await _alert_secret(settings, database)
+        )
+        alerts.start()
+        stack.push_async_callback(alerts.close)
         backends = BackendPool(settings, metrics)
         await backends.start()
         stack.push_async_callback(backends.close)
@@ -97,6 +120,13 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
             responses=StoredResponses(database),
             login_throttle=LoginThrottle(),
             cache_salt_secret=await _cache_salt_secret(settings, database),
+            teams=TeamStore(database, clock, keys),
+            prices=prices,
+            alerts=alerts,
+            users=AdminUserStore(database, clock),
+            oidc=_oidc_client(settings),
+            oidc_rules=parse_rules(settings.gateway_oidc_roles),
+            oidc_cookie_secret=await _shared_secret(database, OIDC_SECRET),
         )
 
 
@@ -109,3 +139,28 @@ async def _cache_salt_secret(settings: Settings, database: Database) -> bytes | 
             connection, CACHE_SALT_SECRET, secrets.token_hex(32)
         )
     return secret.encode()
+
+
+async def _alert_secret(settings: Settings, database: Database) -> bytes:
+    """The key budget alerts are signed with: configured, or shared through the database."""
+    if settings.gateway_alert_secret is not None:
+        return settings.gateway_alert_secret.get_secret_value().encode()
+    return await _shared_secret(database, ALERT_SECRET)
+
+
+async def _shared_secret(database: Database, name: str) -> bytes:
+    """A random secret every instance sharing the database agrees on."""
+    async with database.engine.begin() as connection:
+        secret = await db_secrets.fetch_or_insert_secret(connection, name, secrets.token_hex(32))
+    return secret.encode()
+
+
+def _oidc_client(settings: Settings) -> OidcClient | None:
+    if not settings.gateway_oidc_issuer or not settings.gateway_oidc_client_id:
+        return None
+    secret = settings.gateway_oidc_client_secret
+    return OidcClient(
+        settings.gateway_oidc_issuer,
+        settings.gateway_oidc_client_id,
+        None if secret is None else secret.get_secret_value(),
+    )

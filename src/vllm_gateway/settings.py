@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vllm_gateway.access.role_rules import parse_rules
+
 
 class Settings(BaseSettings):
     """Every setting has an environment variable of the same name in upper case."""
@@ -119,6 +121,25 @@ class Settings(BaseSettings):
         description="addresses or CIDR ranges (comma-separated) of proxies whose "
         "X-Forwarded-For and X-Forwarded-Proto headers are believed",
     )
+    # --- organisation: budget alerts and single sign-on ---
+    gateway_alert_webhook: str | None = Field(
+        None, description="URL that budget alerts (80% and 100%) are POSTed to"
+    )
+    gateway_alert_secret: SecretStr | None = Field(
+        None,
+        description="HMAC-SHA256 key of the alerts' X-Gateway-Signature header "
+        "(default: one generated and stored in the database)",
+    )
+    gateway_oidc_issuer: str | None = Field(
+        None, description="OpenID Connect issuer URL for admin single sign-on"
+    )
+    gateway_oidc_client_id: str | None = Field(None, description="OIDC client id")
+    gateway_oidc_client_secret: SecretStr | None = Field(None, description="OIDC client secret")
+    gateway_oidc_roles: str | None = Field(
+        None,
+        description="who gets which role: comma-separated group:NAME=ROLE or "
+        "domain:example.com=ROLE rules, the first match wins (none: no access)",
+    )
 
     @field_validator("vllm_url")
     @classmethod
@@ -128,6 +149,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"backend URL must start with http:// or https://: {url!r}")
         if not backend_urls(value):
             raise ValueError("VLLM_URL names no backend")
+        return value
+
+    @field_validator("gateway_oidc_roles")
+    @classmethod
+    def _readable_role_rules(cls, value: str | None) -> str | None:
+        parse_rules(value)  # a ValueError names the rule it cannot read
         return value
 
     @field_validator("gateway_log_level")

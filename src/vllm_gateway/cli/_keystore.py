@@ -11,6 +11,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from vllm_gateway.access.keys import KeyStore
+from vllm_gateway.access.teams import TeamStore
 from vllm_gateway.clock import system_clock
 from vllm_gateway.db.engine import Database, open_database
 from vllm_gateway.errors import GatewayError
@@ -40,6 +41,13 @@ async def open_key_store(settings: Settings) -> AsyncIterator[KeyStore]:
         finally:
             if redis is not None:
                 await redis.aclose()
+
+
+@asynccontextmanager
+async def open_team_store(settings: Settings) -> AsyncIterator[TeamStore]:
+    """A TeamStore whose changes reach running gateways' key caches through Redis."""
+    async with open_key_store(settings) as keys:
+        yield TeamStore(keys.database, system_clock, keys)
 
 
 def run(work: Callable[[], Awaitable[T]]) -> T:

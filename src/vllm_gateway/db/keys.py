@@ -34,9 +34,12 @@ async def fetch_keys(
     query: str | None = None,
     limit: int = 1000,
     offset: int = 0,
+    team_ids: Sequence[str] | None = None,
 ) -> Sequence[RowMapping]:
-    """Key rows, newest first, filtered by status and a case-insensitive search."""
+    """Key rows, newest first, filtered by status, a case-insensitive search and teams."""
     statement = select(api_keys)
+    if team_ids is not None:
+        statement = statement.where(api_keys.c.team_id.in_(list(team_ids)))
     not_expired = or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now)
     if status == "active":
         statement = statement.where(api_keys.c.revoked_at.is_(None), not_expired)
