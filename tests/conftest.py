@@ -99,6 +99,36 @@ class Gateway:
 GatewayFactory = Callable[..., Gateway]
 
 
+def start_gateway(
+    simulator_url: str,
+    database_url: str,
+    journal_dir: Path,
+    clock: Clock = system_clock,
+    overrides: dict[str, Any] | None = None,
+) -> Gateway:
+    """Start a gateway in front of a simulator on a free port (the caller stops its server);
+    `overrides` are Settings fields."""
+    overrides = overrides or {}
+    admin_key = str(overrides.get("gateway_admin_key") or "admin-" + secrets.token_hex(16))
+    values: dict[str, Any] = {
+        "vllm_url": f"{simulator_url}/v1",
+        "vllm_api_key": BACKEND_KEY,
+        "database_url": database_url,
+        "gateway_admin_key": admin_key,
+        "gateway_default_daily_requests": None,
+        "gateway_usage_flush_interval": 0.05,
+        # One journal directory per test, shared by its gateways as by instances on a host.
+        "gateway_journal_dir": str(journal_dir),
+    }
+    values.update(overrides)
+    settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    server = RunningServer(
+        create_app(settings, clock=clock), free_port(), http=GuardedHttpToolsProtocol
+    )
+    server.start()
+    return Gateway(server=server, settings=settings, admin_key=admin_key)
+
+
 @pytest.fixture
 def gateway_factory(
     simulator: RunningServer, sqlite_database_url: str, tmp_path: Path
@@ -107,25 +137,11 @@ def gateway_factory(
     running: list[RunningServer] = []
 
     def start(clock: Clock = system_clock, **overrides: Any) -> Gateway:
-        admin_key = str(overrides.get("gateway_admin_key") or "admin-" + secrets.token_hex(16))
-        values: dict[str, Any] = {
-            "vllm_url": f"{simulator.url}/v1",
-            "vllm_api_key": BACKEND_KEY,
-            "database_url": sqlite_database_url,
-            "gateway_admin_key": admin_key,
-            "gateway_default_daily_requests": None,
-            "gateway_usage_flush_interval": 0.05,
-            # One journal directory per test, shared by its gateways as by instances on a host.
-            "gateway_journal_dir": str(tmp_path / "journal"),
-        }
-        values.update(overrides)
-        settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
-        server = RunningServer(
-            create_app(settings, clock=clock), free_port(), http=GuardedHttpToolsProtocol
+        gateway = start_gateway(
+            simulator.url, sqlite_database_url, tmp_path / "journal", clock, overrides
         )
-        server.start()
-        running.append(server)
-        return Gateway(server=server, settings=settings, admin_key=admin_key)
+        running.append(gateway.server)
+        return gateway
 
     yield start
     for server in reversed(running):

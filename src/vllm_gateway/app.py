@@ -32,6 +32,7 @@ from vllm_gateway.web import (
     usage_api,
     users_api,
 )
+from vllm_gateway.web.client_openapi import install_client_api_docs
 from vllm_gateway.web.security_headers import SecurityHeaders
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp |
             yield
 
     api = FastAPI(
-        title="vLLM Gateway admin API",
+        title="vLLM Gateway API",
         version=__version__,
         lifespan=lifespan,
         docs_url=None,  # web/pages.py serves /docs from the vendored Swagger UI (no CDN)
@@ -60,6 +61,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp |
     )
     api.state.settings = settings
     install_error_handlers(api)
+    install_client_api_docs(api)
     organisation = (teams_api, prices_api, users_api, audit_api, oidc_login, org_pages)
     for module in (ops, admin_auth, keys_api, *organisation, usage_api, metrics_api, pages):
         api.include_router(module.router)

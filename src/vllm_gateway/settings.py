@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     )
 
     gateway_default_daily_requests: int | None = Field(
-        1000, ge=1, description="daily request limit given to new keys (unset: unlimited)"
+        1000, ge=1, description="daily request limit given to new keys (empty: unlimited)"
     )
     gateway_max_body_bytes: int = Field(
         25 * 1024 * 1024, ge=1024, description="largest request body accepted"
@@ -155,6 +155,14 @@ class Settings(BaseSettings):
     @classmethod
     def _readable_role_rules(cls, value: str | None) -> str | None:
         parse_rules(value)  # a ValueError names the rule it cannot read
+        return value
+
+    @field_validator("gateway_default_daily_requests", mode="before")
+    @classmethod
+    def _empty_default_is_unlimited(cls, value: object) -> object:
+        # `GATEWAY_DEFAULT_DAILY_REQUESTS=` (empty) or `=unlimited` gives new keys no limit.
+        if isinstance(value, str) and value.strip().lower() in ("", "unlimited", "none"):
+            return None
         return value
 
     @field_validator("gateway_log_level")

@@ -8,9 +8,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Error, Page, Playwright, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Error,
+    Page,
+    Playwright,
+    sync_playwright,
+)
 
-from tests.conftest import Gateway
+from tests.conftest import BACKEND_KEY, Gateway, start_gateway
+from tests.support.databases import sqlite_url
+from tests.support.servers import RunningServer, serve
+from vllm_gateway.simulator import SimulatorConfig, create_simulator_app
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -70,14 +81,13 @@ def console() -> Console:
     return Console()
 
 
-@pytest.fixture
-def page(browser: Browser, console: Console, gateway: Gateway) -> Iterator[Page]:
-    """A fresh browser context and page; the test fails on any unexpected console error.
-
-    It depends on the gateway so that it closes first: a page still loading from a stopped
-    server would log errors of its own.
-    """
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, color_scheme="light")
+def open_page(
+    browser: Browser, console: Console, *, width: int = 1280, height: int = 860, dark: bool = False
+) -> tuple[BrowserContext, Page]:
+    """A fresh browser context and page that reports its console errors to `console`."""
+    context = browser.new_context(
+        viewport={"width": width, "height": height}, color_scheme="dark" if dark else "light"
+    )
     context.grant_permissions(["clipboard-read", "clipboard-write"])
     page = context.new_page()
     page.set_default_timeout(15_000)
@@ -88,10 +98,55 @@ def page(browser: Browser, console: Console, gateway: Gateway) -> Iterator[Page]
         "document.addEventListener('securitypolicyviolation', e => "
         "console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI))"
     )
-    yield page
-    context.close()
+    return context, page
+
+
+def _assert_no_console_errors(console: Console) -> None:
     unexpected = console.unexpected()
     assert unexpected == [], "console errors on the page:\n" + "\n".join(unexpected)
+
+
+@pytest.fixture
+def page(browser: Browser, console: Console, gateway: Gateway) -> Iterator[Page]:
+    """A fresh browser context and page; the test fails on any unexpected console error.
+
+    It depends on the gateway so that it closes first: a page still loading from a stopped
+    server would log errors of its own.
+    """
+    context, page = open_page(browser, console)
+    yield page
+    context.close()
+    _assert_no_console_errors(console)
+
+
+@pytest.fixture(scope="module")
+def shared_simulator() -> Iterator[RunningServer]:
+    """One simulator for a whole module, with its control API (to inject backend failures)."""
+    config = SimulatorConfig(
+        models=["sim-model", "other-model"], api_key=BACKEND_KEY, tokens_per_second=0, control=True
+    )
+    with serve(create_simulator_app(config)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def shared_gateway(
+    shared_simulator: RunningServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    """One gateway on SQLite for a whole module: for tests that share their data."""
+    root = tmp_path_factory.mktemp("shared-gateway")
+    gateway = start_gateway(shared_simulator.url, sqlite_url(root), root / "journal")
+    yield gateway
+    gateway.server.stop()
+
+
+@pytest.fixture
+def shared_page(browser: Browser, console: Console, shared_gateway: Gateway) -> Iterator[Page]:
+    """A fresh page on the module's shared gateway; fails on unexpected console errors."""
+    context, page = open_page(browser, console)
+    yield page
+    context.close()
+    _assert_no_console_errors(console)
 
 
 def login(page: Page, gateway: Gateway, next_path: str = "/dashboard") -> None:

@@ -420,11 +420,17 @@ class KeyStore:
         limit: int = 1000,
         offset: int = 0,
         team_ids: list[str] | None = None,
+        sort: str = "created_at",
+        descending: bool = True,
     ) -> list[KeyRecord]:
-        """Keys, newest first, optionally filtered by status, a search string and teams."""
-        if status is not None and status not in db_keys.STATUSES:
+        """Keys, newest first unless sorted otherwise, filtered by status, a search and teams."""
+        self._check_status(status)
+        if sort not in db_keys.SORTS:
             raise GatewayError(
-                400, "status must be active, revoked or expired", "invalid_request", param="status"
+                400,
+                f"sort must be one of {', '.join(db_keys.SORTS)}",
+                "invalid_request",
+                param="sort",
             )
         now = self._clock()
         async with self._database.engine.connect() as connection:
@@ -436,8 +442,35 @@ class KeyStore:
                 limit=limit,
                 offset=offset,
                 team_ids=team_ids,
+                sort=sort,
+                descending=descending,
             )
         return [record_from_row(row, now) for row in rows]
+
+    async def count_keys(
+        self,
+        *,
+        status: str | None = None,
+        query: str | None = None,
+        team_ids: list[str] | None = None,
+    ) -> int:
+        """How many keys match the filters of list_keys."""
+        self._check_status(status)
+        async with self._database.engine.connect() as connection:
+            return await db_keys.count_keys(
+                connection,
+                now=datetime.fromtimestamp(self._clock(), UTC),
+                status=status,
+                query=query,
+                team_ids=team_ids,
+            )
+
+    @staticmethod
+    def _check_status(status: str | None) -> None:
+        if status is not None and status not in db_keys.STATUSES:
+            raise GatewayError(
+                400, "status must be active, revoked or expired", "invalid_request", param="status"
+            )
 
     async def get(self, key_id: str) -> KeyRecord:
         """One key, or a 404 GatewayError."""

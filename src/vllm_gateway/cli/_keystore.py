@@ -13,7 +13,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from vllm_gateway.access.keys import KeyStore
 from vllm_gateway.access.teams import TeamStore
 from vllm_gateway.clock import system_clock
-from vllm_gateway.db.engine import Database, open_database
+from vllm_gateway.db.engine import (
+    Database,
+    SchemaNotReady,
+    open_database,
+    open_database_read_only,
+)
 from vllm_gateway.errors import GatewayError
 from vllm_gateway.redis_connect import open_redis
 from vllm_gateway.settings import Settings
@@ -25,6 +30,25 @@ T = TypeVar("T")
 async def open_database_for_cli(settings: Settings) -> AsyncIterator[Database]:
     """The configured database, schema upgraded, closed afterwards."""
     database = await open_database(settings)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+@asynccontextmanager
+async def read_database_for_cli(settings: Settings) -> AsyncIterator[Database | None]:
+    """The configured database left exactly as it is, for commands that only read; None when
+    it has no gateway tables yet (nothing to read: said on stderr). An older schema is an error.
+    """
+    try:
+        database = await open_database_read_only(settings)
+    except SchemaNotReady as exc:
+        if not exc.empty:
+            raise click.ClickException(f"{exc}: run `vllm-gateway db upgrade`") from None
+        click.echo(f"note: {exc} (`vllm-gateway serve` or `db upgrade` creates them)", err=True)
+        yield None
+        return
     try:
         yield database
     finally:
@@ -48,6 +72,13 @@ async def open_team_store(settings: Settings) -> AsyncIterator[TeamStore]:
     """A TeamStore whose changes reach running gateways' key caches through Redis."""
     async with open_key_store(settings) as keys:
         yield TeamStore(keys.database, system_clock, keys)
+
+
+@asynccontextmanager
+async def read_key_store(settings: Settings) -> AsyncIterator[KeyStore | None]:
+    """A KeyStore for reading keys (no schema change, no Redis); None: no tables yet."""
+    async with read_database_for_cli(settings) as database:
+        yield None if database is None else KeyStore(database, system_clock, settings, None)
 
 
 def run(work: Callable[[], Awaitable[T]]) -> T:

@@ -67,10 +67,20 @@ def _end_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _chosen_ports(first: int, count: int) -> int:
+    """`first` if it and the next `count - 1` ports are free, else a clear error."""
+    busy = [port for port in range(first, first + count) if not _free(port)]
+    if first + count - 1 > 65535 or busy:
+        taken = ", ".join(map(str, busy)) or "past 65535"
+        raise click.ClickException(f"--demo-port {first}: ports {taken} are not free")
+    return first
+
+
 @contextmanager
-def demo_backend(api_key: str) -> Iterator[str]:
-    """Run the simulator's instances on loopback with `api_key`; yield their /v1 URLs."""
-    port = _ports(INSTANCES)
+def demo_backend(api_key: str, first_port: int | None = None) -> Iterator[str]:
+    """Run the simulator's instances on loopback with `api_key` (on `first_port` and the next
+    ones, or on free ports); yield their /v1 URLs."""
+    port = _ports(INSTANCES) if first_port is None else _chosen_ports(first_port, INSTANCES)
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [
             sys.executable,

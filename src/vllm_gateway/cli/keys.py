@@ -12,7 +12,7 @@ import click
 
 from vllm_gateway.access.key_records import CreatedKey, KeyRecord
 from vllm_gateway.audit.actor import cli_actor
-from vllm_gateway.cli._keystore import open_key_store, run
+from vllm_gateway.cli._keystore import open_key_store, read_key_store, run
 from vllm_gateway.cli.settings_loader import load_settings
 from vllm_gateway.limits.model import LIMIT_FIELDS
 
@@ -211,8 +211,8 @@ def list_keys(status: str | None, query: str | None, as_json: bool) -> None:
     settings = load_settings()
 
     async def work() -> list[KeyRecord]:
-        async with open_key_store(settings) as store:
-            return await store.list_keys(status=status, query=query)
+        async with read_key_store(settings) as store:
+            return [] if store is None else await store.list_keys(status=status, query=query)
 
     records = run(work)
     if as_json:
@@ -251,7 +251,9 @@ def show(key_id: str, as_json: bool) -> None:
     settings = load_settings()
 
     async def work() -> KeyRecord:
-        async with open_key_store(settings) as store:
+        async with read_key_store(settings) as store:
+            if store is None:
+                raise click.ClickException(f"No API key with id {key_id!r}.")
             return await store.get(key_id)
 
     record = run(work)

@@ -14,6 +14,7 @@ from uvicorn.config import STARTUP_FAILURE
 
 from vllm_gateway.accounting.metrics import shared_across_workers
 from vllm_gateway.cli.demo_backend import demo_backend
+from vllm_gateway.cli.preflight import check_reachable
 from vllm_gateway.cli.settings_loader import load_settings
 from vllm_gateway.draining import serve as serve_draining
 from vllm_gateway.http_guard import GuardedHttpToolsProtocol
@@ -28,7 +29,15 @@ from vllm_gateway.http_guard import GuardedHttpToolsProtocol
     is_flag=True,
     help="Start the built-in vLLM simulator as the backend (`make run` without VLLM_URL).",
 )
-def serve(host: str | None, port: int | None, workers: int | None, demo: bool) -> None:
+@click.option(
+    "--demo-port",
+    type=click.IntRange(1, 65535),
+    help="With --demo: the simulators' first port (they take it and the next one) "
+    "[default: free ports].",
+)
+def serve(
+    host: str | None, port: int | None, workers: int | None, demo: bool, demo_port: int | None
+) -> None:
     """Run the gateway."""
     for name, value in (
         ("GATEWAY_HOST", host),
@@ -37,23 +46,36 @@ def serve(host: str | None, port: int | None, workers: int | None, demo: bool) -
     ):
         if value is not None:
             os.environ[name] = str(value)
+    if demo_port is not None and not demo:
+        raise click.UsageError("--demo-port needs --demo")
     if demo:
         os.environ.setdefault("VLLM_API_KEY", "sim-" + secrets.token_urlsafe(24))
-        with demo_backend(os.environ["VLLM_API_KEY"]) as url:
+        with demo_backend(os.environ["VLLM_API_KEY"], demo_port) as url:
             os.environ["VLLM_URL"] = url
             _run()
     else:
         _run()
 
 
+def _browser_host(host: str) -> str:
+    """Where a browser on this machine reaches a gateway listening on `host`."""
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - read, not bound
+        return "localhost"
+    return f"[{host}]" if ":" in host else host
+
+
 def _run() -> None:
     settings = load_settings()
+    check_reachable(settings)
+    workers = settings.gateway_workers
     click.echo(
-        f"vLLM Gateway on http://{settings.gateway_host}:{settings.gateway_port} "
+        f"vLLM Gateway listening on {settings.gateway_host}:{settings.gateway_port} "
         f"in front of {', '.join(settings.backend_urls)} "
-        f"({settings.gateway_workers} worker{'s' if settings.gateway_workers > 1 else ''})",
+        f"({workers} worker{'s' if workers > 1 else ''})",
         err=True,
     )
+    base = f"http://{_browser_host(settings.gateway_host)}:{settings.gateway_port}"
+    click.echo(f"open {base}/login to manage keys, {base}/chat to chat", err=True)
     config = uvicorn.Config(
         "vllm_gateway.app:create_app_from_env",
         factory=True,

@@ -5,18 +5,20 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
 import click
 
-from vllm_gateway.cli._keystore import open_database_for_cli, run
+from vllm_gateway.accounting.usage_csv import usage_csv
+from vllm_gateway.cli._keystore import read_database_for_cli, run
 from vllm_gateway.cli.settings_loader import load_settings
+from vllm_gateway.db import keys as db_keys
 from vllm_gateway.db import usage as db_usage
 from vllm_gateway.settings import Settings
 
 COLUMNS = ("day", "key_id", "model", *db_usage.COUNTED, "cost_usd")
-_CSV_COLUMNS = ("day", "key_id", "model", *db_usage.COUNTED, "total_tokens", "cost_usd")
 _TOTALS = db_usage.COUNTED
 
 
@@ -33,21 +35,30 @@ def _day(ctx: click.Context, param: click.Parameter, value: str | None) -> str |
 async def _rows(
     settings: Settings, where: db_usage.UsageFilter
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    async with (
-        open_database_for_cli(settings) as database,
-        database.engine.connect() as connection,
-    ):
-        rows = await db_usage.daily_rows(connection, where)
-        reasons = await db_usage.rejections_by_reason(connection, where)
+    async with read_database_for_cli(settings) as database:
+        if database is None:
+            rows: Sequence[Any] = []
+            reasons: dict[str, int] = {}
+            known = False
+        else:
+            async with database.engine.connect() as connection:
+                rows = await db_usage.daily_rows(connection, where)
+                reasons = await db_usage.rejections_by_reason(connection, where)
+                # A deleted key keeps its books; an id with neither a key nor usage is a mistake.
+                known = bool(rows or reasons) or where.key_id is None
+                if not known:
+                    known = await db_keys.fetch_key(connection, str(where.key_id)) is not None
+    if where.key_id is not None and not known:
+        raise click.ClickException(f"No API key with id {where.key_id!r}.")
     return [{column: row[column] for column in COLUMNS} for row in rows], reasons
 
 
 async def _report(settings: Settings, where: db_usage.UsageFilter, by: str) -> list[dict[str, Any]]:
-    async with (
-        open_database_for_cli(settings) as database,
-        database.engine.connect() as connection,
-    ):
-        return [dict(row) for row in await db_usage.report(connection, where, by)]
+    async with read_database_for_cli(settings) as database:
+        if database is None:  # no tables yet: nothing was used
+            return []
+        async with database.engine.connect() as connection:
+            return [dict(row) for row in await db_usage.report(connection, where, by)]
 
 
 @click.command()
@@ -101,12 +112,7 @@ def usage(
         }
         click.echo(json.dumps(document, indent=2))
     elif as_csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=_CSV_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(
-                {**row, "total_tokens": row["prompt_tokens"] + row["completion_tokens"]}
-            )
+        click.echo(usage_csv(rows), nl=False)
     else:
         _print_table(rows, totals)
 

@@ -11,6 +11,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -71,8 +73,7 @@ def _ensure_sqlite_directory(database: str | None) -> None:
 
 
 def _alembic_config(connection: Connection) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
+    config = _alembic_config_file()
     config.attributes["connection"] = connection
     return config
 
@@ -125,6 +126,53 @@ async def open_database(settings: Settings) -> Database:
     database = Database(engine)
     log.info("database ready (%s)", database.dialect)
     return database
+
+
+def _exists(file: str) -> bool:
+    return Path(file).expanduser().exists()
+
+
+class SchemaNotReady(Exception):
+    """A read-only open found no gateway schema at head (nothing was created or changed)."""
+
+    def __init__(self, message: str, *, empty: bool) -> None:
+        super().__init__(message)
+        self.empty = empty
+        """True: no gateway tables at all (nothing to read), not an older schema."""
+
+
+def _current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def open_database_read_only(settings: Settings) -> Database:
+    """Connect without creating or upgrading anything; SchemaNotReady when not at head."""
+    parsed = make_url(settings.sqlalchemy_url)
+    file = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if file and file != ":memory:" and not await asyncio.to_thread(_exists, file):
+        raise SchemaNotReady(f"no database at {file} yet", empty=True)
+    engine = create_engine(settings.sqlalchemy_url)
+    try:
+        async with engine.connect() as connection:
+            current = await connection.run_sync(_current_revision)
+    except BaseException:
+        await engine.dispose()
+        raise
+    head = ScriptDirectory.from_config(_alembic_config_file()).get_current_head()
+    if current != head:
+        await engine.dispose()
+        if current is None:
+            raise SchemaNotReady("the database has no gateway tables yet", empty=True)
+        raise SchemaNotReady(
+            f"the database is at schema {current}, the gateway needs {head}", empty=False
+        )
+    return Database(engine)
+
+
+def _alembic_config_file() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
 
 
 def upgrade_database(url: str) -> None:

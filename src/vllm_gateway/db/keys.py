@@ -6,9 +6,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import Select, and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from vllm_gateway.db.tables import api_keys, usage_daily, usage_events
 
@@ -26,18 +27,17 @@ async def fetch_key(connection: AsyncConnection, key_id: str) -> RowMapping | No
     return result.mappings().first()
 
 
-async def fetch_keys(
-    connection: AsyncConnection,
-    *,
+SORTS = ("created_at", "name", "last_used_at", "expires_at", "usage_today")
+"""What the keys list may be sorted by (usage_today: today's requests, admitted and refused)."""
+
+
+def _filtered(
+    statement: Select[Any],
     now: datetime,
-    status: str | None = None,
-    query: str | None = None,
-    limit: int = 1000,
-    offset: int = 0,
+    status: str | None,
+    query: str | None,
     team_ids: Sequence[str] | None = None,
-) -> Sequence[RowMapping]:
-    """Key rows, newest first, filtered by status, a case-insensitive search and teams."""
-    statement = select(api_keys)
+) -> Select[Any]:
     if team_ids is not None:
         statement = statement.where(api_keys.c.team_id.in_(list(team_ids)))
     not_expired = or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now)
@@ -56,11 +56,64 @@ async def fetch_keys(
                 api_keys.c.email.ilike(pattern, escape="\\"),
             )
         )
-    statement = (
-        statement.order_by(api_keys.c.created_at.desc(), api_keys.c.id).limit(limit).offset(offset)
+    return statement
+
+
+def _asked_today(day: str) -> Any:
+    """Per key, today's requests asked for (admitted and refused), as a subquery."""
+    return (
+        select(
+            usage_daily.c.key_id,
+            (func.sum(usage_daily.c.requests) + func.sum(usage_daily.c.rejected)).label("asked"),
+        )
+        .where(usage_daily.c.day == day)
+        .group_by(usage_daily.c.key_id)
+        .subquery()
     )
-    result = await connection.execute(statement)
-    return result.mappings().all()
+
+
+async def fetch_keys(
+    connection: AsyncConnection,
+    *,
+    now: datetime,
+    status: str | None = None,
+    query: str | None = None,
+    limit: int = 1000,
+    offset: int = 0,
+    sort: str = "created_at",
+    descending: bool = True,
+    team_ids: Sequence[str] | None = None,
+) -> Sequence[RowMapping]:
+    """Key rows filtered by status, a case-insensitive search and teams, sorted (newest first
+    by default), one page of them. Keys never used or without expiry sort last either way."""
+    statement = _filtered(select(api_keys), now, status, query, team_ids)
+    if sort == "usage_today":
+        today = _asked_today(now.strftime("%Y-%m-%d"))
+        key: Any = func.coalesce(today.c.asked, 0)
+        statement = statement.outerjoin(today, today.c.key_id == api_keys.c.id)
+    else:
+        key = api_keys.c[sort]
+    order: ColumnElement[Any] = key.desc() if descending else key.asc()
+    if sort in ("last_used_at", "expires_at"):
+        order = order.nulls_last()
+    tie = api_keys.c.id.desc() if descending else api_keys.c.id.asc()
+    statement = statement.order_by(order, tie).limit(limit).offset(offset)
+    rows: Sequence[RowMapping] = (await connection.execute(statement)).mappings().all()
+    return rows
+
+
+async def count_keys(
+    connection: AsyncConnection,
+    *,
+    now: datetime,
+    status: str | None = None,
+    query: str | None = None,
+    team_ids: Sequence[str] | None = None,
+) -> int:
+    """How many keys the filters match."""
+    count = select(func.count()).select_from(api_keys)
+    statement = _filtered(count, now, status, query, team_ids)
+    return int((await connection.execute(statement)).scalar_one())
 
 
 def _escape_like(value: str) -> str:

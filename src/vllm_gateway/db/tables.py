@@ -67,6 +67,11 @@ api_keys = Table(
     # Rotation: the secret before the last rotation works until previous_valid_until.
     Column("previous_secret_hash", String(64), nullable=True),
     Column("previous_valid_until", DateTime(timezone=True), nullable=True),
+    # The keys page sorts by these, a page at a time, over any number of keys.
+    Index("ix_api_keys_created_at", "created_at", "id"),
+    Index("ix_api_keys_name", "name", "id"),
+    Index("ix_api_keys_last_used_at", "last_used_at", "id"),
+    Index("ix_api_keys_expires_at", "expires_at", "id"),
 )
 
 teams = Table(

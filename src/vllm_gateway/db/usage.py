@@ -233,6 +233,11 @@ def _sums() -> list[Any]:
     ]
 
 
+def _asked() -> ColumnElement[Any]:
+    """Requests asked for: admitted plus refused (the order of busiest keys and models)."""
+    return func.sum(usage_daily.c.requests) + func.sum(usage_daily.c.rejected)
+
+
 async def daily_totals(connection: AsyncConnection, where: UsageFilter) -> RowMapping:
     """Sums over usage_daily for the filters (days are YYYY-MM-DD, inclusive)."""
     statement = select(*_sums()).where(*where.clauses())
@@ -284,7 +289,8 @@ async def top_keys(
         .select_from(usage_daily.outerjoin(api_keys, api_keys.c.id == usage_daily.c.key_id))
         .where(*where.clauses())
         .group_by(usage_daily.c.key_id, api_keys.c.name)
-        .order_by(desc(literal_column("requests")), usage_daily.c.key_id)
+        # Refusals count too: a key refused fifty times is busy even if it got nothing.
+        .order_by(desc(_asked()), usage_daily.c.key_id)
         .limit(limit)
     )
     return (await connection.execute(statement)).mappings().all()
@@ -340,10 +346,24 @@ async def top_models(
         select(usage_daily.c.model, *_sums())
         .where(*where.clauses())
         .group_by(usage_daily.c.model)
-        .order_by(desc(literal_column("requests")), usage_daily.c.model)
+        .order_by(desc(_asked()), usage_daily.c.model)
         .limit(limit)
     )
     return (await connection.execute(statement)).mappings().all()
+
+
+async def sums_of_keys(
+    connection: AsyncConnection, day: str, key_ids: Sequence[str]
+) -> dict[str, RowMapping]:
+    """Each key's sums of one day (keys without usage are left out)."""
+    if not key_ids:
+        return {}
+    statement = (
+        select(usage_daily.c.key_id, *_sums())
+        .where(usage_daily.c.day == day, usage_daily.c.key_id.in_(list(key_ids)))
+        .group_by(usage_daily.c.key_id)
+    )
+    return {row["key_id"]: row for row in (await connection.execute(statement)).mappings()}
 
 
 async def count_active_keys(connection: AsyncConnection, day: str) -> int:

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 
 from vllm_gateway.access.key_records import KeyRecord
 from vllm_gateway.access.keys import KeyStore
+from vllm_gateway.clock import utc_day
+from vllm_gateway.db import usage as db_usage
 from vllm_gateway.errors import GatewayError, error_responses
 from vllm_gateway.limits.model import LIMIT_FIELDS
 from vllm_gateway.services import Services
@@ -90,6 +92,21 @@ class KeyOut(LimitValues):
     )
 
 
+class KeyUsageToday(BaseModel):
+    """A key's use of the current UTC day."""
+
+    requests: int = Field(description="Admitted")
+    rejected: int = Field(description="Refused by the gateway")
+    errors: int = Field(description="Admitted and failed")
+    total_tokens: int
+
+
+class KeyListed(KeyOut):
+    """A key in a list, with its use of today."""
+
+    usage_today: KeyUsageToday
+
+
 class KeyCreated(KeyOut):
     """A new key; `key` is returned this once and never again."""
 
@@ -97,10 +114,14 @@ class KeyCreated(KeyOut):
 
 
 class KeyList(BaseModel):
-    """A page of keys, newest first."""
+    """A page of keys (newest first unless sorted otherwise)."""
 
     object: Literal["list"] = "list"
-    data: list[KeyOut]
+    data: list[KeyListed]
+    total: int = Field(description="How many keys match the filters, on every page")
+    limit: int
+    offset: int
+    has_more: bool = Field(description="True: there are keys after this page")
 
 
 class KeyDeleted(BaseModel):
@@ -150,6 +171,17 @@ class KeyRotate(BaseModel):
     )
 
 
+def _usage_today(row: Any) -> dict[str, int]:
+    if row is None:
+        return {"requests": 0, "rejected": 0, "errors": 0, "total_tokens": 0}
+    return {
+        "requests": int(row["requests"]),
+        "rejected": int(row["rejected"]),
+        "errors": int(row["errors"]),
+        "total_tokens": int(row["prompt_tokens"]) + int(row["completion_tokens"]),
+    }
+
+
 @router.get("", response_model=KeyList, summary="List keys")
 async def list_keys(
     request: Request,
@@ -157,17 +189,51 @@ async def list_keys(
     status: Annotated[Literal["active", "revoked", "expired"] | None, Query()] = None,
     q: Annotated[str | None, Query(max_length=200, description="Search id, name, email")] = None,
     team_id: Annotated[str | None, Query(max_length=32, description="Only this team's")] = None,
+    sort: Annotated[
+        Literal["created_at", "name", "last_used_at", "expires_at", "usage_today"],
+        Query(description="Sort by; keys never used or never expiring come last"),
+    ] = "created_at",
+    order: Annotated[Literal["asc", "desc"], Query()] = "desc",
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
-    """Keys, newest first, optionally filtered by status, a search string and a team."""
+    """A page of keys filtered by status, a search string and a team, sorted, with today's
+    usage (a team manager sees only the keys of the teams they manage)."""
     teams = None if team_id is None else [team_id]
     if principal.scoped:
         teams = [team for team in (teams or principal.team_ids) if team in principal.team_ids]
-    records = await _store(request).list_keys(
-        status=status, query=q, limit=limit, offset=offset, team_ids=teams
+    services: Services = request.app.state.services
+    store = services.keys
+    records = await store.list_keys(
+        status=status,
+        query=q,
+        limit=limit,
+        offset=offset,
+        team_ids=teams,
+        sort=sort,
+        descending=order == "desc",
     )
-    return {"object": "list", "data": [_out(record) for record in records]}
+    more = len(records) == limit
+    total = (
+        await store.count_keys(status=status, query=q, team_ids=teams)
+        if more or offset
+        else len(records)
+    )
+    async with services.database.engine.connect() as connection:
+        today = await db_usage.sums_of_keys(
+            connection, utc_day(services.clock()), [record.id for record in records]
+        )
+    data = [
+        {**_out(record), "usage_today": _usage_today(today.get(record.id))} for record in records
+    ]
+    return {
+        "object": "list",
+        "data": data,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "has_more": offset + len(records) < total,
+    }
 
 
 @router.post("", response_model=KeyCreated, status_code=201, summary="Create a key")

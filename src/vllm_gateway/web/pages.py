@@ -8,33 +8,24 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import RedirectResponse
 from starlette.responses import Response
-from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
 
 from vllm_gateway.errors import error_responses
 from vllm_gateway.services import Services
 from vllm_gateway.web.admin_auth import current_session, require_admin, safe_next
-from vllm_gateway.web.templating import STATIC_DIR, PageRenderer, renderer
+from vllm_gateway.web.templating import PageRenderer, renderer
 
 router = APIRouter()
 
 
-class _StaticFiles(StaticFiles):
-    """Static files; URLs carrying a content hash (?v=) may be cached for good."""
-
-    async def get_response(self, path: str, scope: Scope) -> Response:
-        response = await super().get_response(path, scope)
-        versioned = b"v=" in scope.get("query_string", b"")
-        response.headers["Cache-Control"] = (
-            "public, max-age=31536000, immutable" if versioned else "no-cache"
-        )
-        return response
-
-
 def mount_static(app: FastAPI) -> None:
-    """Serve static/ at /static and give the app its page renderer."""
+    """Give the app its page renderer, which also serves static/ at /static."""
     app.state.pages = PageRenderer()
-    app.mount("/static", _StaticFiles(directory=STATIC_DIR), name="static")
+
+
+@router.api_route("/static/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
+async def static_file(request: Request, path: str) -> Response:
+    """A static file: content-hashed names cached for a year, gzip when accepted."""
+    return renderer(request).static.response(request, path)
 
 
 def backend_status(request: Request) -> list[dict[str, Any]]:
@@ -86,31 +77,39 @@ async def login_page(
     return renderer(request).render(request, "login.html", active="login", context=context)
 
 
-@router.get("/dashboard", include_in_schema=False)
-async def dashboard(request: Request) -> Response:
-    """Live figures, charts, backend health and recent activity (admin)."""
+async def admin_page(
+    request: Request, template: str, active: str, context: dict[str, Any] | None = None
+) -> Response:
+    """An admin page for a logged-in admin, else a redirect to the login (and back)."""
     session = await current_session(request)
     if session is None:
         return _login_redirect(request)
     return renderer(request).render(
-        request, "dashboard.html", csrf_token=session.csrf_token, active="dashboard"
+        request, template, csrf_token=session.csrf_token, active=active, context=context
     )
+
+
+@router.get("/dashboard", include_in_schema=False)
+async def dashboard(request: Request) -> Response:
+    """Live figures, charts, backend health and recent activity (admin)."""
+    return await admin_page(request, "dashboard.html", "dashboard")
 
 
 @router.get("/api/keys", include_in_schema=False)
 async def keys_page(request: Request) -> Response:
     """Key management: list, search, create, edit, revoke, delete (admin)."""
-    session = await current_session(request)
-    if session is None:
-        return _login_redirect(request)
     settings = request.app.state.settings
     context = {
         "models": sorted({m for b in backend_status(request) for m in b.get("models", [])}),
         "default_daily_requests": settings.gateway_default_daily_requests,
     }
-    return renderer(request).render(
-        request, "keys.html", csrf_token=session.csrf_token, active="keys", context=context
-    )
+    return await admin_page(request, "keys.html", "keys", context)
+
+
+@router.get("/reports", include_in_schema=False)
+async def reports_page(request: Request) -> Response:
+    """Usage reports over a range of days, by key and model, with CSV export (admin)."""
+    return await admin_page(request, "reports.html", "reports")
 
 
 @router.get("/chat", include_in_schema=False)
@@ -133,14 +132,17 @@ async def usage_page(request: Request) -> Response:
 
 @router.get("/docs", include_in_schema=False)
 async def docs_page(request: Request) -> Response:
-    """Swagger UI for the admin API, from the vendored copy (works offline, strict CSP)."""
+    """The client and admin API, rendered from the OpenAPI document (offline, strict CSP)."""
     session = await current_session(request)
     return renderer(request).render(
         request,
         "docs.html",
         csrf_token=session.csrf_token if session else None,
         active="docs",
-        context={"openapi_url": request.app.openapi_url or "/openapi.json"},
+        context={
+            "openapi_url": request.app.openapi_url or "/openapi.json",
+            "base_url": str(request.base_url).rstrip("/"),
+        },
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -12,27 +11,11 @@ from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
 from vllm_gateway import __version__
+from vllm_gateway.web.static_assets import StaticAssets
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = PACKAGE_DIR / "templates"
 STATIC_DIR = PACKAGE_DIR / "static"
-
-
-class StaticVersions:
-    """Content-hashed URLs for static files, so browsers may cache them for long."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._digests: dict[str, str] = {}
-
-    def url(self, path: str) -> str:
-        """The URL of static/<path> with a short hash of its content."""
-        digest = self._digests.get(path)
-        if digest is None:
-            file = self.root / path
-            digest = hashlib.sha256(file.read_bytes()).hexdigest()[:12] if file.is_file() else "0"
-            self._digests[path] = digest
-        return f"/static/{path}?v={digest}"
 
 
 class PageRenderer:
@@ -46,7 +29,7 @@ class PageRenderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.static = StaticVersions(static_dir)
+        self.static = StaticAssets(static_dir)
         env.globals["static"] = self.static.url
         env.globals["version"] = __version__
         self.templates = Jinja2Templates(env=env)

@@ -7,9 +7,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from vllm_gateway.access.credentials import read_credential
+from vllm_gateway.accounting.usage_csv import usage_csv
 from vllm_gateway.clock import utc_day
 from vllm_gateway.db import usage as db_usage
 from vllm_gateway.errors import GatewayError, error_responses
@@ -211,25 +213,43 @@ def _filled(rows: Any, days: list[str]) -> list[DaySums]:
     return [DaySums(day=day, **_sums(by_day.get(day) or _zero())) for day in days]
 
 
-@router.get("/api/v1/usage", response_model=UsageReport, dependencies=admin)
-async def usage_report(
-    request: Request,
-    key_id: Annotated[str | None, Query(description="Only this key")] = None,
-    model: Annotated[str | None, Query(description="Only this model")] = None,
-    since: Annotated[
-        str | None, Query(description="First day, YYYY-MM-DD (UTC) [default: 29 days ago]")
-    ] = None,
-    until: Annotated[str | None, Query(description="Last day, YYYY-MM-DD [default: today]")] = None,
-) -> UsageReport:
-    """Totals, a daily series and per-key and per-model sums over a range of days."""
-    services = _services(request)
+def _report_filter(
+    services: Services,
+    key_id: str | None,
+    model: str | None,
+    since: str | None,
+    until: str | None,
+) -> tuple[db_usage.UsageFilter, date, date]:
+    """A report's filter and its first and last day; the range defaults to the last 30 days."""
     last = _parse_day(until, "until") or date.fromisoformat(utc_day(services.clock()))
     first = _parse_day(since, "since") or _days_before(last, 29, "until")
     if first > last:
         raise GatewayError(400, "since is after until", "invalid_request", param="since")
     if (last - first).days >= MAX_RANGE_DAYS:
         raise GatewayError(400, "at most ten years at once", "invalid_request", param="since")
-    where = db_usage.UsageFilter(key_id, model, first.isoformat(), last.isoformat())
+    where = db_usage.UsageFilter(key_id or None, model or None, first.isoformat(), last.isoformat())
+    return where, first, last
+
+
+KeyParam = Annotated[str | None, Query(description="Only this key")]
+ModelParam = Annotated[str | None, Query(description="Only this model")]
+SinceParam = Annotated[
+    str | None, Query(description="First day, YYYY-MM-DD (UTC) [default: 29 days ago]")
+]
+UntilParam = Annotated[str | None, Query(description="Last day, YYYY-MM-DD [default: today]")]
+
+
+@router.get("/api/v1/usage", response_model=UsageReport, dependencies=admin)
+async def usage_report(
+    request: Request,
+    key_id: KeyParam = None,
+    model: ModelParam = None,
+    since: SinceParam = None,
+    until: UntilParam = None,
+) -> UsageReport:
+    """Totals, a daily series and per-key and per-model sums over a range of days."""
+    services = _services(request)
+    where, first, last = _report_filter(services, key_id, model, since, until)
     async with services.database.engine.connect() as connection:
         totals = await db_usage.daily_totals(connection, where)
         refusals = await db_usage.rejections_by_reason(connection, where)
@@ -241,14 +261,40 @@ async def usage_report(
     return UsageReport(
         since=first.isoformat(),
         until=last.isoformat(),
-        key_id=key_id,
-        model=model,
+        key_id=where.key_id,
+        model=where.model,
         totals=Sums(**_sums(totals)),
         rejected_by_reason=refusals,
         average_latency_ms=float(totals["latency_ms_sum"]) / requests if requests else None,
         daily=_filled(series, _days(first, last)),
         by_key=[KeySums(key_id=row["key_id"], name=row["name"], **_sums(row)) for row in keys],
         by_model=[ModelSums(model=row["model"], **_sums(row)) for row in models],
+    )
+
+
+@router.get(
+    "/api/v1/usage/export.csv",
+    dependencies=admin,
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}, "description": "One row per day, key and model"}},
+)
+async def usage_export(
+    request: Request,
+    key_id: KeyParam = None,
+    model: ModelParam = None,
+    since: SinceParam = None,
+    until: UntilParam = None,
+) -> Response:
+    """The billing export as CSV: one row per UTC day, key and model (as `usage --csv`)."""
+    services = _services(request)
+    where, first, last = _report_filter(services, key_id, model, since, until)
+    async with services.database.engine.connect() as connection:
+        rows = await db_usage.daily_rows(connection, where)
+    filename = f"usage-{first.isoformat()}-to-{last.isoformat()}.csv"
+    return Response(
+        usage_csv(rows),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 
 

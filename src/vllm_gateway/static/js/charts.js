@@ -9,13 +9,17 @@ function palette() {
     grid: dark ? "rgba(148, 163, 184, 0.12)" : "rgba(100, 116, 139, 0.12)",
     text: dark ? "#94a3b8" : "#64748b",
     series: dark ? ["#818cf8", "#34d399", "#fbbf24"] : ["#4f46e5", "#059669", "#d97706"],
+    // Named tones, so the books read the same on every chart: admitted, refused, failed.
+    tones: dark
+      ? { admitted: "#818cf8", refused: "#fbbf24", failed: "#fb7185", tokens: "#34d399" }
+      : { admitted: "#4f46e5", refused: "#d97706", failed: "#e11d48", tokens: "#059669" },
   };
 }
 
 function themed(spec) {
   const colors = palette();
-  const datasets = spec.datasets.map((dataset, index) => {
-    const color = colors.series[index % colors.series.length];
+  const datasets = spec.datasets.map(({ tone, ...dataset }, index) => {
+    const color = colors.tones[tone] || colors.series[index % colors.series.length];
     return {
       borderColor: color,
       backgroundColor: spec.type === "bar" ? `${color}cc` : `${color}22`,
@@ -45,10 +49,12 @@ function themed(spec) {
       },
       scales: {
         x: {
+          stacked: Boolean(spec.stacked),
           grid: { display: false },
           ticks: { color: colors.text, maxTicksLimit: 8, maxRotation: 0 },
         },
         y: {
+          stacked: Boolean(spec.stacked),
           beginAtZero: true,
           grid: { color: colors.grid },
           border: { display: false },

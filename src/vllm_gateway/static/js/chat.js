@@ -1,6 +1,7 @@
 // The chat: the visitor's own client key (sessionStorage), models from /v1/models,
 // answers streamed from /v1/chat/completions and rendered as sanitised Markdown.
 // Conversations live in this browser's localStorage; the key never does.
+import { download, parseConversation } from "./chat_files.js";
 import { clientKey, copyText, el, errorFrom, icon, toast } from "./common.js";
 
 const STORE = "vgw.chat.conversations";
@@ -20,6 +21,10 @@ const emptyState = $("empty-state");
 const systemPrompt = $("system-prompt");
 const temperature = $("temperature");
 const maxTokens = $("max-tokens");
+const topP = $("top-p");
+const seed = $("seed");
+const stopSequences = $("stop-sequences");
+const conversationSearch = $("conversation-search");
 
 let conversations = loadConversations();
 let current = null;
@@ -61,6 +66,9 @@ function newConversation() {
     system: current?.system ?? "",
     temperature: current?.temperature ?? 0.7,
     maxTokens: current?.maxTokens ?? null,
+    topP: current?.topP ?? null,
+    seed: current?.seed ?? null,
+    stop: current?.stop ?? [],
     messages: [],
   };
   conversations.unshift(conversation);
@@ -69,43 +77,99 @@ function newConversation() {
 
 // --- conversation list ----------------------------------------------------------
 
+function matches(conversation, query) {
+  if (!query) return true;
+  const needle = query.toLowerCase();
+  return (
+    conversation.title.toLowerCase().includes(needle) ||
+    conversation.messages.some((message) => (message.content || "").toLowerCase().includes(needle))
+  );
+}
+
+function listButton(label, iconName, onClick) {
+  return el(
+    "button",
+    {
+      type: "button",
+      class: "btn btn-ghost btn-sm shrink-0 px-2 text-slate-500 dark:text-slate-400",
+      title: label,
+      "aria-label": label,
+      onclick: onClick,
+    },
+    icon(iconName),
+  );
+}
+
 function renderConversationList() {
   const list = $("conversations");
-  const shown = conversations.filter((item) => item.messages.length > 0 || item === current);
+  const query = conversationSearch.value.trim();
+  const shown = conversations.filter(
+    (item) => (item.messages.length > 0 || item === current) && matches(item, query),
+  );
+  if (!shown.length && query) {
+    list.replaceChildren(el("li", { class: "px-3 py-2 text-sm text-slate-600 dark:text-slate-400" }, "No conversation matches."));
+    return;
+  }
   list.replaceChildren(
     ...shown.map((item) => {
       const active = item === current;
       return el(
         "li",
-        { class: "group flex items-center" },
+        { class: "flex items-center gap-0.5", dataset: { conversation: item.id } },
         el(
           "button",
           {
             type: "button",
-            class: `flex-1 truncate rounded-lg px-3 py-2 text-left text-sm ${
+            class: `min-w-0 flex-1 truncate rounded-lg px-3 py-2 text-left text-sm ${
               active
                 ? "bg-slate-100 font-medium text-slate-900 dark:bg-slate-800 dark:text-white"
                 : "text-slate-600 hover:bg-slate-50 dark:text-slate-400 dark:hover:bg-slate-800/60"
             }`,
             onclick: () => selectConversation(item),
             "aria-current": active ? "true" : null,
+            "data-testid": "conversation-title",
           },
           item.title,
         ),
-        el(
-          "button",
-          {
-            type: "button",
-            class: "btn btn-ghost btn-sm invisible px-2 group-hover:visible focus:visible",
-            title: "Delete this conversation",
-            "aria-label": `Delete conversation ${item.title}`,
-            onclick: () => deleteConversation(item),
-          },
-          icon("fa-trash-can"),
-        ),
+        listButton(`Rename conversation ${item.title}`, "fa-pen", (event) => renameConversation(item, event.currentTarget.closest("li"))),
+        listButton(`Delete conversation ${item.title}`, "fa-trash-can", () => deleteConversation(item)),
       );
     }),
   );
+}
+
+function renameConversation(conversation, row) {
+  const input = el("input", {
+    class: "input min-w-0 flex-1 py-1.5 text-sm",
+    value: conversation.title,
+    "aria-label": "New name of the conversation",
+    maxlength: "120",
+  });
+  let done = false;
+  const finish = (keep) => {
+    if (done) return;
+    done = true;
+    const title = input.value.trim();
+    if (keep && title) {
+      conversation.title = title;
+      conversation.updated = Date.now();
+    }
+    save();
+  };
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      finish(true);
+    } else if (event.key === "Escape") {
+      event.preventDefault();
+      event.stopPropagation();
+      finish(false);
+    }
+  });
+  input.addEventListener("blur", () => finish(true));
+  row.replaceChildren(input);
+  input.focus();
+  input.select();
 }
 
 function selectConversation(conversation) {
@@ -114,6 +178,9 @@ function selectConversation(conversation) {
   systemPrompt.value = conversation.system || "";
   temperature.value = String(conversation.temperature ?? 0.7);
   maxTokens.value = conversation.maxTokens ?? "";
+  topP.value = conversation.topP ?? "";
+  seed.value = conversation.seed ?? "";
+  stopSequences.value = (conversation.stop || []).join("\n");
   updateTemperatureLabel();
   if (conversation.model && models.includes(conversation.model)) modelSelect.value = conversation.model;
   renderMessages();
@@ -122,9 +189,19 @@ function selectConversation(conversation) {
 }
 
 function deleteConversation(conversation) {
+  const index = conversations.indexOf(conversation);
   conversations = conversations.filter((item) => item !== conversation);
-  if (conversation === current) selectConversation(conversations[0] || newConversation());
+  const wasCurrent = conversation === current;
+  if (wasCurrent) selectConversation(conversations.find((item) => item.messages.length) || newConversation());
   save();
+  toast(`Deleted “${conversation.title}”.`, "info", {
+    label: "Undo",
+    run: () => {
+      conversations.splice(Math.max(0, index), 0, conversation);
+      if (wasCurrent) selectConversation(conversation);
+      save();
+    },
+  });
 }
 
 // --- messages ---------------------------------------------------------------------
@@ -162,28 +239,52 @@ function renderMarkdown(target, text, final) {
   if (!final) return;
   for (const block of target.querySelectorAll("pre code")) {
     window.hljs?.highlightElement(block);
-    const copy = el(
-      "button",
-      {
-        type: "button",
-        class: "btn btn-ghost btn-sm absolute top-1.5 right-1.5 opacity-0 group-hover:opacity-100 focus:opacity-100",
-        title: "Copy code",
-        "aria-label": "Copy code",
-        onclick: () => copyText(block.textContent).then(() => toast("Code copied.", "success")),
-      },
-      icon("fa-regular fa-copy"),
-    );
+    const named = [...block.classList].find((name) => name.startsWith("language-"));
+    const language = named ? named.slice(9) : block.result?.language || "text";
     const pre = block.parentElement;
-    pre.classList.add("relative", "group");
-    pre.append(copy);
+    const frame = el(
+      "div",
+      { class: "code-frame", "data-testid": "code-block" },
+      el(
+        "div",
+        { class: "code-frame-bar" },
+        el("span", { class: "font-mono", "data-testid": "code-language" }, language),
+        el(
+          "button",
+          {
+            type: "button",
+            class: "btn btn-ghost btn-sm",
+            "aria-label": `Copy code (${language})`,
+            onclick: () => copyText(block.textContent).then(() => toast("Code copied.", "success")),
+          },
+          icon("fa-copy"),
+          "Copy code",
+        ),
+      ),
+    );
+    pre.replaceWith(frame);
+    pre.setAttribute("tabindex", "0");
+    frame.append(pre);
   }
+}
+
+/** "TTFT 120 ms · 48.2 tok/s · 64 tokens": how this answer came. */
+function speedNote(message) {
+  const parts = [];
+  if (typeof message.ttftMs === "number") parts.push(`TTFT ${Math.round(message.ttftMs)} ms`);
+  const tokens = message.usage?.completion_tokens;
+  if (typeof tokens === "number" && message.generationMs > 0 && tokens > 1) {
+    parts.push(`${((tokens - 1) / (message.generationMs / 1000)).toFixed(1)} tok/s`);
+  }
+  if (typeof tokens === "number") parts.push(`${tokens} token${tokens === 1 ? "" : "s"}`);
+  return parts;
 }
 
 function messageActions(message, index) {
   const isLast = index === current.messages.length - 1;
   const meta = [];
   if (message.model) meta.push(message.model);
-  if (message.usage) meta.push(`${message.usage.completion_tokens ?? "?"} tokens`);
+  meta.push(...speedNote(message));
   if (message.stopped) meta.push("stopped");
   return el(
     "div",
@@ -197,7 +298,7 @@ function messageActions(message, index) {
         "data-action": "copy",
         onclick: () => copyText(message.content).then(() => toast("Answer copied.", "success")),
       },
-      icon("fa-regular fa-copy"),
+      icon("fa-solid fa-copy"),
       "Copy",
     ),
     isLast
@@ -222,10 +323,22 @@ function messageNode(message, index) {
   if (message.role === "user") {
     return el(
       "div",
-      { class: "flex justify-end", dataset: { role: "user" } },
+      { class: "group flex items-start justify-end gap-1", dataset: { role: "user" } },
+      el(
+        "button",
+        {
+          type: "button",
+          class: "btn btn-ghost btn-sm mt-1 px-2 text-slate-500 dark:text-slate-400",
+          title: "Edit and send again",
+          "aria-label": "Edit message",
+          "data-action": "edit",
+          onclick: (event) => editMessage(index, event.currentTarget.parentElement),
+        },
+        icon("fa-pen"),
+      ),
       el(
         "div",
-        { class: "max-w-[85%] rounded-2xl rounded-br-md bg-indigo-600 px-4 py-2.5 text-sm whitespace-pre-wrap text-white shadow-sm dark:bg-indigo-500" },
+        { class: "max-w-[85%] rounded-2xl rounded-br-md bg-indigo-600 px-4 py-2.5 text-sm break-words whitespace-pre-wrap text-white shadow-sm dark:bg-indigo-500" },
         message.content,
       ),
     );
@@ -272,6 +385,42 @@ function messageNode(message, index) {
   );
 }
 
+/** Turns a sent message into a form; saving drops what came after it and asks again. */
+function editMessage(index, node) {
+  if (controller) return;
+  const field = el("textarea", { class: "input min-h-20 text-sm", "aria-label": "Edited message", rows: "3" });
+  field.value = current.messages[index].content;
+  const form = el(
+    "form",
+    { class: "flex w-full max-w-[85%] flex-col gap-2", "data-testid": "edit-form" },
+    field,
+    el(
+      "div",
+      { class: "flex justify-end gap-2" },
+      el("button", { type: "button", class: "btn btn-secondary btn-sm", onclick: () => renderMessages() }, "Cancel"),
+      el("button", { type: "submit", class: "btn btn-primary btn-sm" }, icon("fa-paper-plane"), "Save and send"),
+    ),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const text = field.value.trim();
+    if (!text) return;
+    current.messages = [...current.messages.slice(0, index), { role: "user", content: text }];
+    current.updated = Date.now();
+    save();
+    renderMessages();
+    await complete();
+  });
+  field.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      event.preventDefault();
+      renderMessages();
+    }
+  });
+  node.replaceChildren(form);
+  field.focus();
+}
+
 function renderMessages() {
   messagesBox.replaceChildren(...current.messages.map(messageNode));
   emptyState.hidden = current.messages.length > 0 || !keyPanel.hidden;
@@ -308,7 +457,9 @@ function describeError(error) {
   }
   if (status === 403) return { title: "Not allowed (403)", content: error.message };
   if (status === 429) {
-    const wait = error.retryAfter !== null ? ` Try again in ${Math.ceil(error.retryAfter)} s.` : "";
+    // The gateway's own message already says when; only a bare 429 needs the header's word.
+    const says = /try again/i.test(error.message);
+    const wait = error.retryAfter !== null && !says ? ` Try again in ${Math.ceil(error.retryAfter)} s.` : "";
     return { title: "Rate limit reached (429)", content: `${error.message}${wait}` };
   }
   if (status === 502 || status === 503 || status === 504) {
@@ -409,6 +560,12 @@ async function complete() {
   };
   const limit = Number.parseInt(maxTokens.value, 10);
   if (limit > 0) request.max_tokens = limit;
+  const nucleus = Number.parseFloat(topP.value);
+  if (nucleus > 0 && nucleus <= 1) request.top_p = nucleus;
+  const fixedSeed = Number.parseInt(seed.value, 10);
+  if (Number.isInteger(fixedSeed)) request.seed = fixedSeed;
+  const stops = stopList();
+  if (stops.length) request.stop = stops;
 
   controller = new AbortController();
   const signal = controller.signal;
@@ -420,6 +577,8 @@ async function complete() {
     renderMarkdown(body, message.content, false);
     if (follow) scrollToEnd(true);
   };
+  const started = performance.now();
+  let firstToken = null;
   try {
     const response = await fetch("/v1/chat/completions", {
       method: "POST",
@@ -437,6 +596,10 @@ async function complete() {
       }
       const delta = chunk.choices?.[0]?.delta?.content;
       if (delta) {
+        if (firstToken === null) {
+          firstToken = performance.now();
+          message.ttftMs = firstToken - started;
+        }
         message.content += delta;
         if (!frame) frame = window.requestAnimationFrame(paint);
       }
@@ -456,6 +619,7 @@ async function complete() {
     }
   } finally {
     if (frame) window.cancelAnimationFrame(frame);
+    if (firstToken !== null) message.generationMs = performance.now() - firstToken;
   }
   controller = null;
   setStreaming(false);
@@ -562,6 +726,14 @@ async function loadModels() {
 
 // --- settings, sidebar and composer -------------------------------------------------------
 
+function stopList() {
+  return stopSequences.value
+    .split("\n")
+    .map((line) => line.replace(/\\n/g, "\n"))
+    .filter((line) => line.trim())
+    .slice(0, 4);
+}
+
 function updateTemperatureLabel() {
   $("temperature-value").textContent = Number(temperature.value).toFixed(1);
 }
@@ -574,12 +746,15 @@ function resizePrompt() {
 function openSidebar() {
   $("sidebar").classList.replace("hidden", "flex");
   $("sidebar-backdrop").hidden = false;
+  $("open-sidebar").setAttribute("aria-expanded", "true");
+  $("new-chat").focus();
 }
 
 function closeSidebar() {
   if (window.matchMedia("(min-width: 1024px)").matches) return;
   $("sidebar").classList.replace("flex", "hidden");
   $("sidebar-backdrop").hidden = true;
+  $("open-sidebar").setAttribute("aria-expanded", "false");
 }
 
 $("key-form").addEventListener("submit", (event) => {
@@ -614,10 +789,22 @@ $("new-chat").addEventListener("click", () => {
 });
 $("clear-chat").addEventListener("click", () => {
   if (controller) controller.abort();
-  current.messages = [];
-  current.title = "New chat";
+  const conversation = current;
+  const kept = { messages: conversation.messages, title: conversation.title };
+  if (!kept.messages.length) return;
+  conversation.messages = [];
+  conversation.title = "New chat";
   save();
   renderMessages();
+  toast("Conversation cleared.", "info", {
+    label: "Undo",
+    run: () => {
+      Object.assign(conversation, kept);
+      if (!conversations.includes(conversation)) conversations.unshift(conversation);
+      selectConversation(conversation);
+      save();
+    },
+  });
 });
 $("settings-toggle").addEventListener("click", (event) => {
   const panel = $("settings");
@@ -637,6 +824,47 @@ maxTokens.addEventListener("change", () => {
   const value = Number.parseInt(maxTokens.value, 10);
   current.maxTokens = value > 0 ? value : null;
   save();
+});
+topP.addEventListener("change", () => {
+  const value = Number.parseFloat(topP.value);
+  current.topP = value > 0 && value <= 1 ? value : null;
+  save();
+});
+seed.addEventListener("change", () => {
+  const value = Number.parseInt(seed.value, 10);
+  current.seed = Number.isInteger(value) ? value : null;
+  save();
+});
+stopSequences.addEventListener("change", () => {
+  current.stop = stopList();
+  save();
+});
+conversationSearch.addEventListener("input", renderConversationList);
+// Escape stops an answer being written (and closes the conversations drawer).
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape" || event.defaultPrevented) return;
+  if (controller) {
+    event.preventDefault();
+    controller.abort();
+  } else if (!$("sidebar-backdrop").hidden) {
+    closeSidebar();
+  }
+});
+$("export-markdown").addEventListener("click", () => download(current, "md"));
+$("export-json").addEventListener("click", () => download(current, "json"));
+$("import-file").addEventListener("change", async (event) => {
+  const file = event.currentTarget.files?.[0];
+  event.currentTarget.value = "";
+  if (!file) return;
+  try {
+    const imported = parseConversation(await file.text(), file.name);
+    conversations.unshift(imported);
+    selectConversation(imported);
+    save();
+    toast(`Imported “${imported.title}”.`, "success");
+  } catch (error) {
+    toast(`Could not import ${file.name}: ${error.message}`, "error");
+  }
 });
 modelSelect.addEventListener("change", () => {
   current.model = modelSelect.value;

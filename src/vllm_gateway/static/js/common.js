@@ -94,8 +94,11 @@ export function icon(name, extra = "") {
   return el("i", { class: `${family}${name} ${extra}`.trim(), "aria-hidden": "true" });
 }
 
-/** Shows a short message in the corner of the page. */
-export function toast(message, kind = "info") {
+/**
+ * Shows a short message in the corner of the page; `action` ({label, run}) adds a button,
+ * e.g. Undo, and keeps the message up longer.
+ */
+export function toast(message, kind = "info", action = null) {
   const box = document.getElementById("toasts");
   if (!box) return;
   const styles = {
@@ -112,20 +115,37 @@ export function toast(message, kind = "info") {
   };
   const item = el(
     "div",
-    { class: `alert ${styles[kind] || styles.info} pointer-events-auto shadow-lg`, role: "status" },
-    icon(icons[kind] || icons.info, "mt-0.5"),
+    { class: `alert ${styles[kind] || styles.info} pointer-events-auto items-center shadow-lg`, role: "status" },
+    icon(icons[kind] || icons.info),
     el("span", { class: "flex-1" }, message),
   );
+  const dismiss = () => {
+    item.remove();
+    if (!box.childElementCount && box.matches(":popover-open")) box.hidePopover();
+  };
+  if (action) {
+    item.append(
+      el(
+        "button",
+        {
+          type: "button",
+          class: "btn btn-secondary btn-sm",
+          onclick: () => {
+            dismiss();
+            action.run();
+          },
+        },
+        action.label,
+      ),
+    );
+  }
   box.append(item);
   // A popover sits in the top layer: shown again, it stacks above any open modal dialog.
   if (box.hidePopover && box.showPopover) {
     if (box.matches(":popover-open")) box.hidePopover();
     box.showPopover();
   }
-  window.setTimeout(() => {
-    item.remove();
-    if (!box.childElementCount && box.matches(":popover-open")) box.hidePopover();
-  }, kind === "error" ? 8000 : 4000);
+  window.setTimeout(dismiss, action ? 10000 : kind === "error" ? 8000 : 4000);
 }
 
 /** Copies text to the clipboard (falls back to a hidden field where the API is missing). */
@@ -218,6 +238,21 @@ export const clientKey = {
     window.sessionStorage.removeItem(CLIENT_KEY);
   },
 };
+
+/**
+ * Gives every cell of `tbody` its column's name (data-label), so a .responsive-table can show
+ * each row as a card on a small screen, every value named.
+ */
+export function labelRows(tbody) {
+  const heads = [...(tbody.closest("table")?.querySelectorAll("thead th") ?? [])].map((th) =>
+    th.textContent.trim(),
+  );
+  for (const row of tbody.rows) {
+    [...row.cells].forEach((cell, index) => {
+      if (heads[index] && !cell.hasAttribute("colspan")) cell.dataset.label = heads[index];
+    });
+  }
+}
 
 /** Whether dark mode is on right now. */
 export function isDark() {

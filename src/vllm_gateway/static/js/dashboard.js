@@ -1,7 +1,8 @@
 // The dashboard: live figures from /api/v1/stats and backend health from
 // /api/v1/backends, refreshed every few seconds without reloading the page.
 import { makeChart } from "./charts.js";
-import { adminApi, el, fmt } from "./common.js";
+import { booksLine, reasonLabel, reasonsNote, renderRefusals } from "./books.js";
+import { adminApi, el, fmt, labelRows } from "./common.js";
 
 const REFRESH_MS = 5000;
 
@@ -34,15 +35,27 @@ function renderFigures(stats) {
   const current = series.length ? series[series.length - 1] : { requests: 0, tokens: 0 };
   const hour = stats.last_hour;
   const latency = stats.latency_ms;
-  setStat("requests_today", fmt.number(today.requests), today.errors ? `${fmt.number(today.errors)} errors` : "");
+  setStat(
+    "requests_today",
+    fmt.number(today.requests),
+    today.cancelled ? `sent to a backend · ${fmt.number(today.cancelled)} cancelled by the client` : "sent to a backend",
+  );
+  setStat("refused_today", fmt.number(today.rejected), reasonsNote(stats.rejected_by_reason) || "refused by the gateway");
+  setStat(
+    "failed_today",
+    fmt.number(today.errors),
+    `${fmt.percent(stats.error_rate)} of admitted, last hour`,
+  );
   setStat(
     "tokens_today",
     fmt.compact(today.total_tokens),
     `${fmt.compact(today.prompt_tokens)} in · ${fmt.compact(today.completion_tokens)} out`,
   );
-  setStat("requests_per_minute", fmt.number(current.requests), `this minute · ${fmt.number(Math.round(hour.requests / 60))} avg`);
-  setStat("tokens_per_minute", fmt.compact(current.tokens), `this minute · ${fmt.compact(Math.round(hour.total_tokens / 60))} avg`);
-  setStat("error_rate", fmt.percent(stats.error_rate), "last hour");
+  setStat(
+    "requests_per_minute",
+    fmt.number(current.requests),
+    `this minute · ${fmt.number(Math.round(hour.requests / 60))} avg · ${fmt.compact(current.tokens)} tok`,
+  );
   setStat(
     "latency",
     `${fmt.ms(latency.p50)} / ${fmt.ms(latency.p95)}`,
@@ -54,13 +67,19 @@ function renderFigures(stats) {
   const labels = series.map(minuteLabel);
   const requestsSpec = {
     type: "bar",
+    stacked: true,
     labels,
-    datasets: [{ label: "Requests", data: series.map((point) => point.requests) }],
+    datasets: [
+      // Failed requests are part of the admitted ones: drawn apart, not twice.
+      { label: "Admitted, answered", tone: "admitted", data: series.map((point) => point.requests - point.errors) },
+      { label: "Failed", tone: "failed", data: series.map((point) => point.errors) },
+      { label: "Refused", tone: "refused", data: series.map((point) => point.rejected) },
+    ],
   };
   const tokensSpec = {
     type: "line",
     labels,
-    datasets: [{ label: "Tokens", data: series.map((point) => point.tokens) }],
+    datasets: [{ label: "Tokens", tone: "tokens", data: series.map((point) => point.tokens) }],
   };
   if (requestsChart) requestsChart.update(requestsSpec);
   else requestsChart = makeChart(document.getElementById("requests-chart"), requestsSpec);
@@ -71,36 +90,36 @@ function renderFigures(stats) {
 function rankList(target, items, labelOf, isMono) {
   const list = document.getElementById(target);
   if (!items.length) {
-    list.replaceChildren(el("li", { class: "text-sm text-slate-500 dark:text-slate-400" }, "No requests today yet."));
+    list.replaceChildren(el("li", { class: "text-sm text-slate-600 dark:text-slate-400" }, "No requests today yet."));
     return;
   }
-  const top = Math.max(...items.map((item) => item.requests), 1);
+  const top = Math.max(...items.map((item) => item.requests + item.rejected), 1);
   list.replaceChildren(
     ...items.map((item) => {
-      const bar = el("div", { class: "h-1.5 rounded-full bg-indigo-500/80 dark:bg-indigo-400/80" });
-      bar.style.width = `${Math.max(2, (item.requests / top) * 100)}%`;
+      const admitted = el("div", { class: "h-1.5 bg-indigo-500/80 dark:bg-indigo-400/80" });
+      admitted.style.width = `${(item.requests / top) * 100}%`;
+      const refused = el("div", { class: "h-1.5 bg-amber-500/80 dark:bg-amber-400/80" });
+      refused.style.width = `${(item.rejected / top) * 100}%`;
       return el(
         "li",
         {},
-        el(
-          "div",
-          { class: "flex items-baseline justify-between gap-3 text-sm" },
-          el("span", { class: `min-w-0 truncate ${isMono ? "font-mono text-xs" : ""}`, title: labelOf(item) }, labelOf(item)),
-          el(
-            "span",
-            { class: "shrink-0 text-xs tabular-nums text-slate-500 dark:text-slate-400" },
-            `${fmt.number(item.requests)} req · ${fmt.compact(item.total_tokens)} tok`,
-          ),
-        ),
-        el("div", { class: "mt-1 h-1.5 rounded-full bg-slate-100 dark:bg-slate-800" }, bar),
+        el("div", { class: `truncate text-sm ${isMono ? "font-mono text-xs" : ""}`, title: labelOf(item) }, labelOf(item)),
+        el("div", { class: "mt-1 flex h-1.5 overflow-hidden rounded-full bg-slate-100 dark:bg-slate-800" }, admitted, refused),
+        el("div", { class: "mt-0.5 text-xs tabular-nums text-slate-600 dark:text-slate-400" }, booksLine(item)),
       );
     }),
   );
 }
 
-function statusBadge(status) {
-  const kind = status < 400 ? "badge-green" : status === 429 ? "badge-amber" : "badge-red";
-  return el("span", { class: `badge ${kind} font-mono` }, String(status));
+/** What became of a request: served, failed, refused (with its reason) or cancelled. */
+function outcomeBadge(item) {
+  if (!item.admitted) {
+    return el("span", { class: "badge badge-amber", title: item.reason || "" }, `${item.status} refused · ${reasonLabel(item.reason || "refused")}`);
+  }
+  if (item.status === 499) return el("span", { class: "badge badge-slate" }, "cancelled by client");
+  const kind = item.status < 400 ? "badge-green" : "badge-red";
+  const text = item.status < 400 ? String(item.status) : `${item.status} failed`;
+  return el("span", { class: `badge ${kind} font-mono`, title: item.reason || "" }, text);
 }
 
 function renderRecent(items) {
@@ -119,12 +138,13 @@ function renderRecent(items) {
         el("td", { class: "table-cell align-middle whitespace-nowrap text-xs text-slate-600 dark:text-slate-400", title: fmt.dateTime(item.time) }, fmt.time(item.time)),
         el("td", { class: "table-cell align-middle" }, item.key_name ?? `deleted key ${item.key_id}`),
         el("td", { class: "table-cell align-middle font-mono text-xs" }, item.model || "—"),
-        el("td", { class: "table-cell align-middle" }, statusBadge(item.status)),
+        el("td", { class: "table-cell align-middle" }, outcomeBadge(item)),
         el("td", { class: "table-cell align-middle text-right tabular-nums" }, fmt.number(item.total_tokens)),
         el("td", { class: "table-cell align-middle text-right tabular-nums" }, fmt.ms(item.latency_ms)),
       ),
     ),
   );
+  labelRows(body);
 }
 
 function renderBackends(backends) {
@@ -171,6 +191,7 @@ async function refresh() {
       adminApi("/api/v1/backends"),
     ]);
     renderFigures(stats);
+    renderRefusals(document.getElementById("refusals"), stats.rejected_by_reason, "Nothing refused today.");
     rankList("top-keys", stats.top_keys, (item) => item.name ?? `deleted key ${item.key_id}`, false);
     rankList("top-models", stats.top_models, (item) => item.model, true);
     renderRecent(stats.recent);

@@ -8,6 +8,7 @@ import {
   el,
   fmt,
   icon,
+  labelRows,
   toDate,
   toast,
   wireDialog,
@@ -81,6 +82,25 @@ function actionButton(label, iconName, onClick, extra = "") {
   );
 }
 
+function todayCell(key) {
+  const today = key.usage_today || { requests: 0, rejected: 0, total_tokens: 0 };
+  const parts = [`${fmt.number(today.requests)} req`];
+  if (today.rejected) parts.push(`${fmt.number(today.rejected)} refused`);
+  return el(
+    "td",
+    { class: "table-cell whitespace-nowrap text-xs tabular-nums", title: `${fmt.number(today.total_tokens)} tokens today` },
+    parts.join(" · "),
+  );
+}
+
+function whenCell(value, none) {
+  return el(
+    "td",
+    { class: "table-cell whitespace-nowrap text-xs text-slate-600 dark:text-slate-400", title: value ? fmt.dateTime(value) : "" },
+    value ? fmt.relative(value) : none,
+  );
+}
+
 function row(key) {
   const active = key.status === "active";
   return el(
@@ -90,54 +110,112 @@ function row(key) {
       "td",
       { class: "table-cell" },
       el(
-        "button",
-        {
-          type: "button",
-          class: "text-left font-medium text-slate-900 hover:text-indigo-600 dark:text-white dark:hover:text-indigo-300",
-          onclick: () => openDetails(key),
-          "data-testid": "key-name",
-        },
-        key.name,
+        "div",
+        { class: "min-w-0 text-left" },
+        el(
+          "button",
+          {
+            type: "button",
+            class: "text-left font-medium break-words text-slate-900 hover:text-indigo-700 dark:text-white dark:hover:text-indigo-300",
+            onclick: () => openDetails(key),
+            "data-testid": "key-name",
+          },
+          key.name,
+        ),
+        key.email ? el("div", { class: "text-xs break-all text-slate-600 dark:text-slate-400" }, key.email) : null,
       ),
-      key.email ? el("div", { class: "text-xs text-slate-500 dark:text-slate-400" }, key.email) : null,
     ),
     el("td", { class: "table-cell font-mono text-xs text-slate-600 dark:text-slate-400" }, key.prefix),
     el("td", { class: "table-cell" }, statusBadge(key.status)),
+    todayCell(key),
     el("td", { class: "table-cell text-xs text-slate-600 dark:text-slate-300" }, limitSummary(key)),
     el("td", { class: "table-cell text-xs" }, modelsCell(key.models)),
-    el(
-      "td",
-      { class: "table-cell text-xs text-slate-600 dark:text-slate-400", title: fmt.dateTime(key.last_used_at) },
-      key.last_used_at ? fmt.relative(key.last_used_at) : "never",
-    ),
+    whenCell(key.last_used_at, "never"),
+    whenCell(key.created_at, "—"),
+    whenCell(key.expires_at, "never"),
     el(
       "td",
       { class: "table-cell whitespace-nowrap text-right" },
-      actionButton("Details", "fa-chart-simple", () => openDetails(key)),
-      actionButton("Edit", "fa-pen", () => openForm(key)),
-      active ? actionButton("Revoke", "fa-ban", () => revoke(key)) : null,
-      actionButton("Delete", "fa-trash", () => remove(key), "hover:text-rose-600 dark:hover:text-rose-400"),
+      el(
+        "div",
+        { class: "inline-flex" },
+        actionButton(`Details of ${key.name}`, "fa-chart-simple", () => openDetails(key)),
+        actionButton(`Edit ${key.name}`, "fa-pen", () => openForm(key)),
+        active ? actionButton(`Revoke ${key.name}`, "fa-ban", () => revoke(key)) : null,
+        actionButton(`Delete ${key.name}`, "fa-trash", () => remove(key), "hover:text-rose-600 dark:hover:text-rose-400"),
+      ),
     ),
   );
 }
 
+// --- the list: searched, filtered, sorted and paged by the server ----------------
+
+const PAGE_SIZE = 50;
+const range = document.getElementById("keys-range");
+const previous = document.getElementById("keys-prev");
+const next = document.getElementById("keys-next");
+const view = { sort: "created_at", order: "desc", offset: 0 };
+
+function viewFromUrl() {
+  const params = new URLSearchParams(window.location.search);
+  search.value = params.get("q") || "";
+  statusFilter.value = params.get("status") || "";
+  view.sort = params.get("sort") || "created_at";
+  view.order = params.get("order") === "asc" ? "asc" : "desc";
+  view.offset = Math.max(0, Number.parseInt(params.get("offset") || "0", 10) || 0);
+}
+
+function listParams() {
+  const params = new URLSearchParams();
+  if (search.value.trim()) params.set("q", search.value.trim());
+  if (statusFilter.value) params.set("status", statusFilter.value);
+  if (view.sort !== "created_at") params.set("sort", view.sort);
+  if (view.order !== "desc") params.set("order", view.order);
+  if (view.offset) params.set("offset", String(view.offset));
+  return params;
+}
+
+function showSort() {
+  for (const head of document.querySelectorAll("th[data-sort]")) {
+    const sorted = head.dataset.sort === view.sort;
+    head.setAttribute("aria-sort", sorted ? (view.order === "asc" ? "ascending" : "descending") : "none");
+    const mark = head.querySelector("i");
+    mark.className = `fa-solid ${sorted ? (view.order === "asc" ? "fa-sort-up" : "fa-sort-down") : "fa-sort"} text-[0.65rem] opacity-60`;
+  }
+}
+
 async function load() {
   const seq = ++loadSeq;
-  const params = new URLSearchParams();
-  if (statusFilter.value) params.set("status", statusFilter.value);
-  if (search.value.trim()) params.set("q", search.value.trim());
+  const params = listParams();
+  const query = new URLSearchParams(params);
+  query.set("limit", String(PAGE_SIZE));
+  query.set("sort", view.sort);
+  query.set("order", view.order);
+  window.history.replaceState(null, "", `${window.location.pathname}${params.size ? `?${params}` : ""}`);
+  showSort();
   try {
-    const result = await adminApi(`/api/v1/keys${params.size ? `?${params}` : ""}`);
+    const result = await adminApi(`/api/v1/keys?${query}`);
     if (seq !== loadSeq) return; // a newer search has started
     keys = result.data || [];
     showError(listError, null);
     body.replaceChildren(...keys.map(row));
+    labelRows(body);
     empty.hidden = keys.length > 0;
-    const filtered = Boolean(params.size);
+    const filtered = Boolean(search.value.trim() || statusFilter.value);
     empty.querySelector("p").textContent = filtered ? "No key matches" : "No keys here yet";
+    range.textContent = keys.length
+      ? `${fmt.number(result.offset + 1)}–${fmt.number(result.offset + keys.length)} of ${fmt.number(result.total)}`
+      : "";
+    previous.disabled = result.offset === 0;
+    next.disabled = !result.has_more;
   } catch (error) {
     showError(listError, error);
   }
+}
+
+function restart() {
+  view.offset = 0;
+  load();
 }
 
 // --- create and edit -----------------------------------------------------------
@@ -426,12 +504,29 @@ wireDialog(createdDialog, { sticky: true });
 document.getElementById("new-key-button").addEventListener("click", () => openForm());
 search.addEventListener("input", () => {
   window.clearTimeout(searchTimer);
-  searchTimer = window.setTimeout(load, 250);
+  searchTimer = window.setTimeout(restart, 250);
 });
-statusFilter.addEventListener("change", load);
-
-await load();
-if (new URLSearchParams(window.location.search).get("new") === "1") {
-  window.history.replaceState(null, "", window.location.pathname);
-  openForm();
+statusFilter.addEventListener("change", restart);
+for (const button of document.querySelectorAll("[data-sort-button]")) {
+  button.addEventListener("click", () => {
+    const sort = button.dataset.sortButton;
+    // A new column starts with what matters first: the latest, the busiest, A before Z.
+    if (view.sort === sort) view.order = view.order === "desc" ? "asc" : "desc";
+    else view.order = sort === "name" ? "asc" : "desc";
+    view.sort = sort;
+    restart();
+  });
 }
+previous.addEventListener("click", () => {
+  view.offset = Math.max(0, view.offset - PAGE_SIZE);
+  load();
+});
+next.addEventListener("click", () => {
+  view.offset += PAGE_SIZE;
+  load();
+});
+
+const openNew = new URLSearchParams(window.location.search).get("new") === "1";
+viewFromUrl();
+await load();
+if (openNew) openForm();

@@ -85,7 +85,9 @@ function render(me) {
 
 function remainingNote(remaining, what) {
   const reset = "resets at 00:00 UTC";
-  return remaining === null ? `No daily limit · ${reset}` : `${fmt.number(remaining)} ${what} left · ${reset}`;
+  if (remaining === null) return `No daily limit · ${reset}`;
+  const word = remaining === 1 ? what.replace(/s$/, "") : what; // "1 request left", not "1 requests"
+  return `${fmt.number(remaining)} ${word} left · ${reset}`;
 }
 
 async function show(key) {
