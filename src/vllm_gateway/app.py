@@ -18,7 +18,15 @@ from vllm_gateway.proxy.pipeline import Pipeline
 from vllm_gateway.proxy.policies import standard_policies
 from vllm_gateway.services import open_services
 from vllm_gateway.settings import Settings
-from vllm_gateway.web import admin_auth, keys_api, metrics_api, ops, pages, usage_api
+from vllm_gateway.web import (
+    admin_auth,
+    backends_api,
+    keys_api,
+    metrics_api,
+    ops,
+    pages,
+    usage_api,
+)
 from vllm_gateway.web.security_headers import SecurityHeaders
 
 log = logging.getLogger(__name__)
@@ -47,7 +55,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp |
     )
     api.state.settings = settings
     install_error_handlers(api)
-    for module in (ops, admin_auth, keys_api, usage_api, metrics_api, pages):
+    for module in (ops, admin_auth, keys_api, usage_api, metrics_api, backends_api, pages):
         api.include_router(module.router)
     pages.mount_static(api)
     trusted = settings.gateway_trusted_proxies

@@ -77,7 +77,7 @@ def _start_sim(directory: Path, index: int) -> Sim:
         args += ["--model", model]
     log = directory / f"sim{index}.log"
     with log.open("ab") as output:
-        popen = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        popen = subprocess.Popen(
             [sys.executable, "-m", "vllm_gateway", *args],
             env=cli_env(VLLM_API_KEY=key),
             stdout=output,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from vllm_gateway import __version__
-from vllm_gateway.cli import admin, db, keys, serve, simulator, usage
+from vllm_gateway.cli import admin, backends, db, keys, serve, simulator, usage
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,6 +21,7 @@ for command in (
     usage.usage,
     db.db,
     admin.admin,
+    backends.backends,
 ):
     cli.add_command(command)
 
