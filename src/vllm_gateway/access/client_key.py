@@ -17,6 +17,7 @@ class ClientKey:
     models: frozenset[str] = frozenset()  # empty: every model
     expires_at: float | None = None  # UTC epoch seconds
     limits: Limits = NO_LIMITS
+    priority: str = "normal"  # high, normal or low: its share of a saturated fleet's turns
     subjects: tuple[Subject, ...] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -87,9 +87,7 @@ async def _make_room(ctx: RequestContext, services: Services, model: str) -> Non
     key = ctx.key
     assert key is not None
     try:
-        backend, waited = await pool.admission.wait(
-            model, key.id, getattr(key, "priority", "normal")
-        )
+        backend, waited = await pool.admission.wait(model, key.id, key.priority)
     except QueueRefused as refused:
         ctx.outcome.queued_ms = refused.waited * 1000
         services.backends.fleet_metrics.waited(refused.waited, refused.reason)
