@@ -61,7 +61,7 @@ def check_targets(results: dict[str, dict[str, Any]]) -> list[str]:
         lines.append(f"{'PASS' if ok else 'FAIL'}  {text}")
 
     rr, ll, ca = (results.get(p) for p in ("round_robin", "least_loaded", "cache_aware"))
-    if rr and ca:
+    if rr and ca and "sessions" in rr and "sessions" in ca:
         a, b = ca["sessions"]["hit_rate"], rr["sessions"]["hit_rate"]
         verdict(
             a >= 3 * b, f"shared prefix: cache_aware hit rate {a:.1%} >= 3 x round_robin's {b:.1%}"
@@ -71,13 +71,15 @@ def check_targets(results: dict[str, dict[str, Any]]) -> list[str]:
             a <= 0.5 * b,
             f"shared prefix: cache_aware TTFT p99 {a:.2f}s <= 0.5 x round_robin's {b:.2f}s",
         )
-    if rr and ll:
+    if rr and ll and "uniform" in rr and "uniform" in ll:
         a, b = ll["uniform"]["e2e_p90"], rr["uniform"]["e2e_p90"]
         verdict(
             a <= 0.6 * b,
             f"skewed fleet: least_loaded e2e p90 {a:.2f}s <= 0.6 x round_robin's {b:.2f}s",
         )
     for policy, runs in results.items():
+        if "noisy" not in runs:
+            continue
         noisy, alone = runs["noisy"]["quiet_p90"], runs["alone"]["quiet_p90"]
         if noisy is not None and alone is not None:
             verdict(

@@ -103,14 +103,19 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _cache_counters(ports: list[int]) -> tuple[float, float]:
-    hits = queries = 0.0
+def _cache_counters(ports: list[int]) -> list[tuple[float, float]]:
+    """Each instance's prefix cache (hits, queries) counters, in tokens."""
+    counters = []
     for port in ports:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
             samples = parse_metrics(answer.read().decode())
-        hits += sum(samples.get("vllm:prefix_cache_hits_total", [0.0]))
-        queries += sum(samples.get("vllm:prefix_cache_queries_total", [0.0]))
-    return hits, queries
+        counters.append(
+            (
+                sum(samples.get("vllm:prefix_cache_hits_total", [0.0])),
+                sum(samples.get("vllm:prefix_cache_queries_total", [0.0])),
+            )
+        )
+    return counters
 
 
 def _create_key(url: str, admin_key: str, name: str) -> str:
@@ -125,7 +130,14 @@ def _create_key(url: str, admin_key: str, name: str) -> str:
         return str(json.loads(answer.read())["key"])
 
 
-def run_policy(policy: str, directory: Path, scale: float) -> dict[str, Any]:
+def run_policy(
+    policy: str,
+    directory: Path,
+    scale: float,
+    chosen: set[str],
+    cache_tokens: int,
+    shape: workloads.SessionShape,
+) -> dict[str, Any]:
     """Every workload under one policy, on a fresh fleet and gateway."""
     sim_key = "bench-backend-" + secrets.token_hex(8)
     first = _free_ports(INSTANCES)
@@ -187,20 +199,31 @@ def run_policy(policy: str, directory: Path, scale: float) -> dict[str, Any]:
                 before = _cache_counters(ports)
                 run: workloads.Run = asyncio.run(coro)
                 after = _cache_counters(ports)
-                queries = after[1] - before[1]
-                results[name] = summarize(
-                    run, (after[0] - before[0]) / queries if queries else 0.0, quiet
+                hits = [a[0] - b[0] for a, b in zip(after, before, strict=True)]
+                queries = [a[1] - b[1] for a, b in zip(after, before, strict=True)]
+                total = sum(queries)
+                results[name] = summarize(run, sum(hits) / total if total else 0.0, quiet)
+                shares = " ".join(
+                    f"{q / total:.0%}/{h / q if q else 0:.0%}"
+                    for h, q in zip(hits, queries, strict=True)
                 )
-                print(f"  {policy:<13} {name:<10} done in {run.seconds:.1f} s", flush=True)
+                print(
+                    f"  {policy:<13} {name:<10} done in {run.seconds:.1f} s; per instance, "
+                    f"share of prompt tokens/hit rate: {shares}",
+                    flush=True,
+                )
                 return run
 
-            measured("uniform", workloads.uniform(url, key, int(240 * scale), 32))
-            measured("sessions", workloads.sessions(url, key, 24, max(2, int(5 * scale)), 8))
-            seconds = 10 * scale
-            measured("alone", workloads.keyed_load(url, {k: 2 for k in quiet}, seconds))
-            measured(
-                "noisy", workloads.keyed_load(url, {**{k: 2 for k in quiet}, noisy: 60}, seconds)
-            )
+            if "uniform" in chosen:
+                measured("uniform", workloads.uniform(url, key, int(240 * scale), 32))
+            if "sessions" in chosen:
+                measured("sessions", workloads.sessions(url, key, shape))
+            if "noisy" in chosen:
+                seconds = 10 * scale
+                quiet_clients = {k: 2 for k in quiet}
+                measured("alone", workloads.keyed_load(url, quiet_clients, seconds))
+                load = {**quiet_clients, noisy: 60}  # ten times the three quiet keys' together
+                measured("noisy", workloads.keyed_load(url, load, seconds))
     return results
 
 
@@ -208,12 +231,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=1.0, help="workload size (0.3: quick)")
     parser.add_argument("--policies", default=",".join(POLICIES))
+    parser.add_argument("--workloads", default="uniform,sessions,noisy")
+    parser.add_argument(
+        "--cache-tokens", type=int, default=10_000, help="prefix cache per instance"
+    )
+    parser.add_argument(
+        "--sessions",
+        default=None,
+        metavar="COUNT,TURNS,SYSTEMS,SYSTEM_WORDS,USER_WORDS,ASSISTANT_WORDS",
+        help="the shape of the shared-prefix workload",
+    )
     parser.add_argument("--chart", default=str(HERE / "fleet.png"))
     args = parser.parse_args()
+    if args.sessions:
+        shape = workloads.SessionShape(*(int(part) for part in args.sessions.split(",")))
+    else:
+        shape = workloads.SessionShape()
+    if args.scale != 1.0:
+        shape.turns = max(2, int(shape.turns * args.scale))
     results: dict[str, dict[str, Any]] = {}
     with TemporaryDirectory(prefix="bench-fleet-") as tmp:
         for policy in args.policies.split(","):
-            results[policy] = run_policy(policy, Path(tmp), args.scale)
+            results[policy] = run_policy(
+                policy,
+                Path(tmp),
+                args.scale,
+                set(args.workloads.split(",")),
+                args.cache_tokens,
+                shape,
+            )
     print()
     print(table(results))
     print()
@@ -223,7 +269,8 @@ def main() -> None:
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / "fleet.json").write_text(json.dumps(results, indent=2))
-    write_chart(results, Path(args.chart))
+    if {"uniform", "sessions", "noisy"} <= set(args.workloads.split(",")):
+        write_chart(results, Path(args.chart))
     print(f"\nchart: {args.chart}; numbers: {out / 'fleet.json'}")
 
 

@@ -88,21 +88,37 @@ async def uniform(url: str, key: str, requests: int, concurrency: int) -> Run:
     return run
 
 
-async def sessions(url: str, key: str, count: int, turns: int, systems: int) -> Run:
-    """`count` multi-turn chats at once; each of the `systems` system prompts is shared."""
+@dataclass
+class SessionShape:
+    """The multi-turn workload: how many chats, how long, how many shared system prompts."""
+
+    count: int = 48
+    turns: int = 6
+    systems: int = 16
+    system_words: int = 600
+    user_words: int = 120
+    assistant_words: int = 80
+    stagger: float = 0.1  # seconds between chat starts (they arrive over time)
+
+
+async def sessions(url: str, key: str, shape: SessionShape) -> Run:
+    """Multi-turn chats; each of the system prompts is shared by several of them."""
     run = Run()
-    system_prompts = [words(f"sys{s}w", 1000) for s in range(systems)]
+    system_prompts = [words(f"sys{s}w", shape.system_words) for s in range(shape.systems)]
 
     async def chat(session: aiohttp.ClientSession, number: int) -> None:
-        messages = [{"role": "system", "content": system_prompts[number % systems]}]
-        for turn in range(turns):
-            messages.append({"role": "user", "content": words(f"s{number}t{turn}q", 40)})
+        await asyncio.sleep(number * shape.stagger)
+        messages = [{"role": "system", "content": system_prompts[number % shape.systems]}]
+        for turn in range(shape.turns):
+            question = words(f"s{number}t{turn}q", shape.user_words)
+            messages.append({"role": "user", "content": question})
             run.samples.append(await _stream(session, url, key, messages, 16))
-            messages.append({"role": "assistant", "content": words(f"s{number}t{turn}a", 16)})
+            answer = words(f"s{number}t{turn}a", shape.assistant_words)
+            messages.append({"role": "assistant", "content": answer})
 
     started = time.perf_counter()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
-        await asyncio.gather(*(chat(session, n) for n in range(count)))
+        await asyncio.gather(*(chat(session, n) for n in range(shape.count)))
     run.seconds = time.perf_counter() - started
     return run
 

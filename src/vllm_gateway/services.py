@@ -20,6 +20,7 @@ from vllm_gateway.db import secrets as db_secrets
 from vllm_gateway.db.engine import Database, open_database
 from vllm_gateway.limits.base import Limiter
 from vllm_gateway.limits.factory import create_limiter
+from vllm_gateway.routing.fleet_sync import FleetSync
 from vllm_gateway.routing.pool import BackendPool
 from vllm_gateway.settings import Settings
 
@@ -40,6 +41,7 @@ class Services:
     usage: UsageRecorder
     metrics: Metrics
     backends: BackendPool
+    fleet: FleetSync  # run-time fleet changes, shared by every worker through Redis
     responses: StoredResponses
     login_throttle: LoginThrottle
     cache_salt_secret: bytes | None  # set when GATEWAY_CACHE_ISOLATION is on
@@ -77,6 +79,9 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
         backends = BackendPool(settings, metrics)
         await backends.start()
         stack.push_async_callback(backends.close)
+        fleet = FleetSync(backends, redis, subscriber)
+        await fleet.start()
+        stack.push_async_callback(fleet.close)
         yield Services(
             settings=settings,
             clock=clock,
@@ -88,6 +93,7 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
             usage=usage,
             metrics=metrics,
             backends=backends,
+            fleet=fleet,
             responses=StoredResponses(database),
             login_throttle=LoginThrottle(),
             cache_salt_secret=await _cache_salt_secret(settings, database),

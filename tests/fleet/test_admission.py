@@ -81,3 +81,32 @@ def test_the_queue_is_bounded_in_length_and_in_time(
     assert timed_out.status_code == 503 and timed_out.headers["retry-after"]
     first.join(30)
     assert answers[1].status_code == 200
+
+
+def test_key_priority_is_set_shown_and_used_by_the_queue(
+    sims: list[Sim], start_gateway: GatewayStarter, tmp_path: Path
+) -> None:
+    gateway = start_gateway(fleet_file(tmp_path / "f.toml", sims[:1]))
+    admin = {"Authorization": f"Bearer {gateway.admin_key}"}
+    created = httpx.post(
+        f"{gateway.url}/api/v1/keys",
+        json={"name": "vip", "priority": "high"},
+        headers=admin,
+        timeout=10,
+    )
+    assert created.status_code == 201 and created.json()["priority"] == "high"
+    key_id, key = created.json()["id"], created.json()["key"]
+    assert chat(gateway, key, "hi").status_code == 200
+    principal = gateway.call(gateway.services.keys.authenticate(key))
+    assert principal.priority == "high"
+    changed = httpx.patch(
+        f"{gateway.url}/api/v1/keys/{key_id}", json={"priority": "low"}, headers=admin, timeout=10
+    )
+    assert changed.status_code == 200 and changed.json()["priority"] == "low"
+    wrong = httpx.patch(
+        f"{gateway.url}/api/v1/keys/{key_id}",
+        json={"priority": "urgent"},
+        headers=admin,
+        timeout=10,
+    )
+    assert wrong.status_code == 400, wrong.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -114,3 +115,22 @@ def test_alias_splits_by_weight_and_models_show_public_names(
     models = httpx.get(f"{gateway.url}/v1/models", headers={"x-api-key": key}, timeout=5).json()
     names = {card["id"] for card in models["data"]}
     assert names == {"chat", "fleet-model"}
+
+
+def test_a_drain_through_one_instance_reaches_the_others_through_redis(
+    sims: list[Sim], start_gateway: GatewayStarter, tmp_path: Path, redis_url: str
+) -> None:
+    path = fleet_file(tmp_path / "f.toml", sims[:2])
+    first = start_gateway(path, redis_url=redis_url)
+    second = start_gateway(path, redis_url=redis_url)
+    assert _admin(first, "POST", "/sim0/drain").status_code == 200
+    other = second.services.backends.by_name("sim0")
+    deadline = time.monotonic() + 5
+    while not other.draining:
+        assert time.monotonic() < deadline, "the drain did not reach the other instance"
+        time.sleep(0.02)
+    assert _admin(second, "POST", "/sim0/resume").status_code == 200
+    mine = first.services.backends.by_name("sim0")
+    while mine.draining:
+        assert time.monotonic() < deadline, "the resume did not reach the first instance"
+        time.sleep(0.02)

@@ -14,7 +14,8 @@ from vllm_gateway.limits.model import LIMIT_FIELDS, LIMIT_NAMES, Limits
 
 KeyStatus = Literal["active", "revoked", "expired"]
 
-EDITABLE_FIELDS = ("name", "email", *LIMIT_NAMES, "models", "expires_at")
+EDITABLE_FIELDS = ("name", "email", *LIMIT_NAMES, "models", "expires_at", "priority")
+PRIORITIES = ("high", "normal", "low")
 _LIMIT_BOUNDS = {spec.name: (spec.low, spec.high) for spec in LIMIT_FIELDS}
 _MAX_MODELS = 256
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -36,6 +37,7 @@ class KeyRecord:
     models: tuple[str, ...]
     limits: Limits
     status: KeyStatus
+    priority: str = "normal"  # its share of a saturated fleet (routing/admission.py)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict with ISO 8601 times."""
@@ -50,6 +52,7 @@ class KeyRecord:
             "revoked_at": _iso(self.revoked_at),
             "expires_at": _iso(self.expires_at),
             "models": list(self.models),
+            "priority": self.priority,
             **self.limits.to_json(),
         }
 
@@ -99,6 +102,7 @@ def record_from_row(row: Mapping[Any, Any], now: float) -> KeyRecord:
         models=tuple(json.loads(row["models"] or "[]")),
         limits=Limits.from_mapping(row),
         status=status,
+        priority=row.get("priority") or "normal",
     )
 
 
@@ -116,6 +120,8 @@ def validate_fields(fields: Mapping[str, Any], now: float) -> dict[str, Any]:
             columns[name] = json.dumps(_models(value))
         elif name == "expires_at":
             columns[name] = _expiry(value, now)
+        elif name == "priority":
+            columns[name] = _priority(value)
         else:
             raise _bad(name, f"unknown field {name!r}")
     return columns
@@ -177,6 +183,14 @@ def _models(value: Any) -> list[str]:
         if model not in models:
             models.append(model)
     return sorted(models)
+
+
+def _priority(value: Any) -> str:
+    if value is None:
+        return "normal"
+    if value not in PRIORITIES:
+        raise _bad("priority", "priority must be high, normal or low")
+    return str(value)
 
 
 def _expiry(value: Any, now: float) -> datetime | None:

@@ -219,6 +219,7 @@ class KeyStore:
                 models=frozenset(record.models),
                 expires_at=None if record.expires_at is None else record.expires_at.timestamp(),
                 limits=record.limits,
+                priority=record.priority,
             ),
             secret_hash=row["secret_hash"],
             revoked=record.revoked_at is not None,
@@ -322,6 +323,7 @@ class KeyStore:
         email: str | None = None,
         models: Any = (),
         expires_at: datetime | None = None,
+        priority: str = "normal",
         **limits: int | None,
     ) -> CreatedKey:
         """Create a key; the returned CreatedKey holds the full key, shown only this once.
@@ -334,7 +336,14 @@ class KeyStore:
         values.update(limits)
         now = self._clock()
         columns = validate_fields(
-            {"name": name, "email": email, "models": models, "expires_at": expires_at, **values},
+            {
+                "name": name,
+                "email": email,
+                "models": models,
+                "expires_at": expires_at,
+                "priority": priority,
+                **values,
+            },
             now,
         )
         for _attempt in range(3):

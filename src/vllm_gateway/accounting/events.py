@@ -27,6 +27,7 @@ class UsageEvent:
     admitted: bool = True  # passed every check, admission and routing
     reason: str | None = None  # why it was refused or failed, or "client_closed"
     estimated: bool = False  # tokens are the gateway's estimate (a stream cut before usage)
+    queued_ms: float = 0.0  # time it waited for a saturated fleet (fair admission)
 
     def row(self) -> tuple[Any, ...]:
         """The fields in declaration order (the journal's line, db/usage.EVENT_COLUMNS' order)."""
@@ -46,6 +47,7 @@ class UsageEvent:
             self.admitted,
             self.reason,
             self.estimated,
+            self.queued_ms,
         )
 
     @classmethod

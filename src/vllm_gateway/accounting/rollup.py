@@ -63,6 +63,7 @@ def roll_up(events: Sequence[UsageEvent]) -> Rollup:
                 event.admitted,
                 reason,
                 event.estimated,
+                event.queued_ms,
             )
         )
         day_number = int(event.ts // 86400)

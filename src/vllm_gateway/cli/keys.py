@@ -86,12 +86,20 @@ def keys() -> None:
 @limit_options
 @click.option("--models", help="Comma-separated models the key may use [default: all].")
 @click.option("--expires-in", help="Lifetime such as 30d, 12h, 2w [default: never expires].")
+@click.option(
+    "--priority",
+    type=click.Choice(["high", "normal", "low"]),
+    default="normal",
+    show_default=True,
+    help="Its share of a saturated fleet's turns (fair admission).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object (with `key`).")
 def create(
     name: str,
     email: str | None,
     models: str | None,
     expires_in: str | None,
+    priority: str,
     as_json: bool,
     **limits: int | None,
 ) -> None:
@@ -106,6 +114,7 @@ def create(
                 email=email,
                 models=_model_list(models) or [],
                 expires_at=expires_at,
+                priority=priority,
                 **given_limits(limits),
             )
 
@@ -132,6 +141,7 @@ def create(
 @limit_options
 @click.option("--models", help="Comma-separated models the key may use (empty: all).")
 @click.option("--expires-in", help="A new lifetime from now, such as 30d ('never': no expiry).")
+@click.option("--priority", type=click.Choice(["high", "normal", "low"]), help="A new priority.")
 @click.option("--json", "as_json", is_flag=True, help="Print the key as a JSON object.")
 def update(
     key_id: str,
@@ -139,6 +149,7 @@ def update(
     email: str | None,
     models: str | None,
     expires_in: str | None,
+    priority: str | None,
     as_json: bool,
     **limits: int | None,
 ) -> None:
@@ -153,6 +164,8 @@ def update(
     if expires_in is not None:
         never = expires_in.strip().lower() == "never"
         changes["expires_at"] = None if never else datetime.now(UTC) + parse_duration(expires_in)
+    if priority is not None:
+        changes["priority"] = priority
     if not changes:
         raise click.UsageError("nothing to change: give at least one option")
     settings = load_settings()

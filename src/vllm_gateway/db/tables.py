@@ -58,6 +58,7 @@ api_keys = Table(
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("models", Text, nullable=False, default="[]"),
     *limit_columns(),
+    Column("priority", String(8), nullable=False, server_default="normal"),
 )
 
 usage_events = Table(
@@ -79,6 +80,7 @@ usage_events = Table(
     Column("admitted", Boolean, nullable=False, server_default=true()),
     Column("reason", String(64), nullable=True),
     Column("estimated", Boolean, nullable=False, server_default=false()),
+    Column("queued_ms", Double, nullable=False, server_default="0"),  # fair admission's wait
     Index("ix_usage_events_key_id_ts", "key_id", "ts"),
     Index("uq_usage_events_request_id", "request_id", unique=True),
 )

@@ -66,6 +66,7 @@ EVENT_COLUMNS = (
     "admitted",
     "reason",
     "estimated",
+    "queued_ms",
 )
 """The order of the values in each row given to insert_events."""
 

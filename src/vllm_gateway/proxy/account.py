@@ -59,6 +59,7 @@ def seal(ctx: RequestContext, services: Services) -> None:
         admitted=outcome.admitted,
         reason=outcome.reason,
         estimated=outcome.estimated,
+        queued_ms=outcome.queued_ms,
     )
     services.usage.record(event)
 

@@ -54,12 +54,17 @@ def take_lease(ctx: RequestContext, backend: Backend) -> None:
 
 
 def release_lease(ctx: RequestContext, pool: BackendPool | None) -> None:
-    """The request no longer occupies its backend; `pool` given: tell the admission queue."""
+    """The request no longer occupies its backend; `pool` given: its speed is learned and
+    the admission queue told."""
     backend = ctx.lease
     if backend is not None:
         backend.in_flight -= 1
         ctx.lease = None
         if pool is not None:
+            outcome = ctx.outcome
+            if outcome.completed and outcome.status == 200 and outcome.completion_tokens:
+                seconds = time.perf_counter() - ctx.started - outcome.queued_ms / 1000
+                pool.observe(backend, seconds, outcome.completion_tokens)
             pool.capacity_changed()
 
 

@@ -17,6 +17,9 @@ WAITING_WEIGHT = 2.0
 """A request waiting in vLLM's queue costs more than one running (it has not started)."""
 KV_WEIGHT = 8.0
 """A full KV cache counts like eight more requests: vLLM preempts or queues beyond it."""
+COST_SMOOTHING = 0.1
+"""Weight of the newest request in a backend's smoothed seconds per token."""
+MAX_RELATIVE_COST = 16.0
 
 
 @dataclass(slots=True)
@@ -74,6 +77,8 @@ class Backend:
     load: LoadSignals = field(default_factory=LoadSignals)
     served: int = 0  # answers started (for requests per second)
     latency_ewma_ms: float | None = None  # time to the answer's headers, smoothed
+    token_seconds: float | None = None  # seconds per generated token, smoothed
+    relative_cost: float = 1.0  # token_seconds / the fastest backend's (1: unknown or fastest)
 
     @classmethod
     def from_spec(cls, spec: BackendSpec, default_key: str | None) -> Backend:
@@ -111,10 +116,23 @@ class Backend:
         return "up" if self.healthy else "down"
 
     def score(self) -> float:
-        """Load, lower is better: in flight (or running, if more), waiting, KV, per weight."""
+        """The expected cost of one more request here, lower is better.
+
+        The requests ahead of it (in flight, or running if more, waiting, KV pressure) plus
+        itself, times how slow this backend is per token relative to the fastest, per weight.
+        """
         load = self.load
         busy = max(float(self.in_flight), load.running)
-        return (busy + WAITING_WEIGHT * load.waiting + KV_WEIGHT * load.kv_usage) / self.weight
+        ahead = busy + WAITING_WEIGHT * load.waiting + KV_WEIGHT * load.kv_usage
+        return (ahead + 1.0) * self.relative_cost / self.weight
+
+    def observe(self, seconds: float, tokens: int) -> None:
+        """A request that generated `tokens` took `seconds` here (smoothed per token)."""
+        cost = seconds / max(tokens, 1)
+        previous = self.token_seconds
+        self.token_seconds = (
+            cost if previous is None else previous + COST_SMOOTHING * (cost - previous)
+        )
 
     def saturated(self, now: float, stale_after: float, waiting_limit: float | None) -> bool:
         """At its concurrency cap, vLLM's queue past the limit, or metrics gone stale."""
@@ -138,3 +156,12 @@ def url_name(url: str) -> str:
     """host:port of a URL (the default backend name)."""
     parts = urlsplit(url)
     return parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else url
+
+
+def update_relative_costs(backends: list[Backend]) -> None:
+    """Each backend's seconds per token relative to the fastest measured one."""
+    measured = [b.token_seconds for b in backends if b.token_seconds]
+    fastest = min(measured, default=None)
+    for backend in backends:
+        cost = backend.token_seconds
+        backend.relative_cost = min(cost / fastest, MAX_RELATIVE_COST) if cost and fastest else 1.0

@@ -2,13 +2,15 @@
 
 - `round_robin`: smooth weighted round robin (nginx's), blind to load and prompts.
 - `least_loaded`: power of two choices: two backends drawn at random (by weight), the one
-  with the lower load score (backend.score: in flight or running, waiting, KV usage, per
-  weight) first.
+  with the lower score first (backend.score: the requests ahead, in flight or running,
+  waiting, KV usage, plus this one, times the backend's seconds per token relative to the
+  fastest's, per weight).
 - `cache_aware` (the default): the affinity key (a session, else the prompt's leading
-  blocks, prompt_key.py) picks a backend by weighted rendezvous hashing, so the same key
-  meets the same backend on every gateway instance and a backend that leaves moves only its
-  own keys; unless that backend's score exceeds the least loaded one's by the margin, then
-  the least loaded goes first.
+  blocks, prompt_key.py) picks a backend by weighted rendezvous hashing (weight: the
+  configured one, divided by the backend's measured slowness rounded to a power of two), so
+  the same key meets the same backend on every gateway instance and a backend that leaves
+  moves only its own keys; unless that backend's score exceeds the least loaded one's by
+  the margin, then the least loaded goes first.
 Under `least_loaded` a session key is honoured the same way; `round_robin` ignores it.
 After the first choice, the others follow from the least loaded up (for retries).
 """
@@ -42,13 +44,24 @@ def _by_load(backends: Sequence[Backend], first: Backend) -> list[Backend]:
     return [first, *rest]
 
 
+def hash_weight(backend: Backend) -> float:
+    """A backend's share of the keys: its weight, less for a clearly slower one.
+
+    Only a backend measured at least twice as slow as the fastest loses keys, by its
+    relative cost rounded to a power of two: backends of one speed (whose measured costs
+    differ with their load) keep their shares and their keys, and gateway instances agree.
+    """
+    cost = backend.relative_cost
+    return backend.weight / (2.0 ** round(math.log2(cost)) if cost >= 2.0 else 1.0)
+
+
 def rendezvous(backends: Sequence[Backend], key: bytes) -> Backend:
     """Weighted rendezvous (highest random weight) hashing: the key's backend."""
     best, best_score = backends[0], -math.inf
     for backend in backends:
         digest = hashlib.blake2b(key + backend.name.encode(), digest_size=8).digest()
         unit = (int.from_bytes(digest, "big") + 1) / (2**64 + 1)  # in (0, 1)
-        score = -backend.weight / math.log(unit)
+        score = -hash_weight(backend) / math.log(unit)
         if score > best_score:
             best, best_score = backend, score
     return best

@@ -29,7 +29,7 @@ import orjson
 from vllm_gateway.routing import health
 from vllm_gateway.routing.admission import FairQueue
 from vllm_gateway.routing.aliases import Aliases
-from vllm_gateway.routing.backend import Backend, BackendSpec
+from vllm_gateway.routing.backend import Backend, BackendSpec, update_relative_costs
 from vllm_gateway.routing.fleet_file import Fleet, load_fleet
 from vllm_gateway.routing.fleet_metrics import FleetMetrics
 from vllm_gateway.routing.load import signals_from
@@ -208,6 +208,12 @@ class BackendPool:
         """Tell the admission queue that a backend may take requests again."""
         if self.admission.waiting:
             self.admission.dispatch()
+
+    def observe(self, backend: Backend, seconds: float, tokens: int) -> None:
+        """A request on `backend` generated `tokens` in `seconds`: learn its relative speed."""
+        if len(self.backends) > 1:
+            backend.observe(seconds, tokens)
+            update_relative_costs(self.backends)
 
     def room(self, model: str) -> Backend | None:
         """The least loaded routable backend serving `model` that has room now, if any."""

@@ -1,8 +1,9 @@
 """Admin JSON API for the fleet: /api/v1/backends (list, add, remove, drain, resume).
 
-Changes apply at once, without a restart, to the worker that answers (see DESIGN.md, fleet
-routing, on several workers) and last until the gateway restarts; the fleet file stays as
-the operator wrote it. Draining stops new requests to a backend; requests in flight finish.
+Changes apply at once, without a restart, in every worker and instance (through Redis when
+there are several: routing/fleet_sync.py) and last until the gateway restarts; the fleet
+file stays as the operator wrote it. Draining stops new requests to a backend; requests in
+flight finish.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 
 from vllm_gateway.errors import GatewayError, error_responses
 from vllm_gateway.routing.fleet_file import FleetFileError, backend_spec
+from vllm_gateway.routing.fleet_sync import FleetSync
 from vllm_gateway.routing.pool import BackendPool
 from vllm_gateway.services import Services
 from vllm_gateway.web.admin_auth import require_admin
@@ -77,6 +79,11 @@ def _pool(request: Request) -> BackendPool:
     return services.backends
 
 
+def _fleet(request: Request) -> FleetSync:
+    services: Services = request.app.state.services
+    return services.fleet
+
+
 def _row(pool: BackendPool, name: str) -> dict[str, Any]:
     for row in pool.status():
         if row["name"] == name:
@@ -103,19 +110,20 @@ async def list_backends(request: Request) -> dict[str, Any]:
 @router.post("", response_model=BackendOut, status_code=201, summary="Add a backend")
 async def add_backend(request: Request, body: BackendCreate) -> dict[str, Any]:
     """Add a backend; it is probed once and takes requests as soon as it is healthy."""
-    pool = _pool(request)
+    fields = body.model_dump(exclude_none=True)
     try:
-        spec = backend_spec(body.model_dump(exclude_none=True), "backend")
-        backend = await pool.add(spec)
+        spec = backend_spec(fields, "backend")
+        assert spec.name is not None
+        backend = await _fleet(request).change("add", spec.name, {**fields, "name": spec.name})
     except (FleetFileError, ValueError) as exc:
         raise GatewayError(400, str(exc), "invalid_backend") from None
-    return _row(pool, backend.name)
+    return _row(_pool(request), backend.name)
 
 
 @router.delete("/{name}", summary="Remove a backend")
 async def remove_backend(request: Request, name: str) -> dict[str, Any]:
     """Take a backend out of the pool; requests in flight on it finish."""
-    if _pool(request).remove(name) is None:
+    if await _fleet(request).change("remove", name) is None:
         raise _not_found(name)
     return {"name": name, "object": "backend", "deleted": True}
 
@@ -123,16 +131,14 @@ async def remove_backend(request: Request, name: str) -> dict[str, Any]:
 @router.post("/{name}/drain", response_model=BackendOut, summary="Drain a backend")
 async def drain_backend(request: Request, name: str) -> dict[str, Any]:
     """No new requests go to it; those in flight finish (watch in_flight reach 0)."""
-    pool = _pool(request)
-    if pool.set_draining(name, True) is None:
+    if await _fleet(request).change("drain", name) is None:
         raise _not_found(name)
-    return _row(pool, name)
+    return _row(_pool(request), name)
 
 
 @router.post("/{name}/resume", response_model=BackendOut, summary="Resume a backend")
 async def resume_backend(request: Request, name: str) -> dict[str, Any]:
     """It takes new requests again."""
-    pool = _pool(request)
-    if pool.set_draining(name, False) is None:
+    if await _fleet(request).change("resume", name) is None:
         raise _not_found(name)
-    return _row(pool, name)
+    return _row(_pool(request), name)

@@ -48,6 +48,9 @@ class KeyFields(LimitFields):
     expires_at: datetime | None = Field(
         None, description="ISO 8601 expiry (UTC if no offset); null: never"
     )
+    priority: Literal["high", "normal", "low"] | None = Field(
+        None, description="Share of a saturated fleet's turns (null: normal)"
+    )
 
 
 class KeyCreate(KeyFields):
@@ -75,6 +78,7 @@ class KeyOut(LimitValues):
     revoked_at: datetime | None
     expires_at: datetime | None
     models: list[str]
+    priority: str
 
 
 class KeyCreated(KeyOut):
