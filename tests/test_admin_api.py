@@ -363,6 +363,7 @@ def test_the_admin_api_is_documented(gateway: Gateway) -> None:
         "max_concurrency",
         "models",
         "expires_at",
+        "priority",
     }
     assert httpx.get(f"{gateway.url}/docs").status_code == 200
 

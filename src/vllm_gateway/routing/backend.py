@@ -9,6 +9,7 @@ as last scraped, which count as saturation once they are older than the stale li
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -78,7 +79,7 @@ class Backend:
     served: int = 0  # answers started (for requests per second)
     latency_ewma_ms: float | None = None  # time to the answer's headers, smoothed
     token_seconds: float | None = None  # seconds per generated token, smoothed
-    relative_cost: float = 1.0  # token_seconds / the fastest backend's (1: unknown or fastest)
+    relative_cost: float = 1.0  # vs the fastest backend, a power of two (update_relative_costs)
 
     @classmethod
     def from_spec(cls, spec: BackendSpec, default_key: str | None) -> Backend:
@@ -159,9 +160,16 @@ def url_name(url: str) -> str:
 
 
 def update_relative_costs(backends: list[Backend]) -> None:
-    """Each backend's seconds per token relative to the fastest measured one."""
+    """Each backend's seconds per token relative to the fastest one, as a power of two.
+
+    Under 2 it is 1: backends of one speed measure differently with their load (a bigger
+    batch decodes slower), and the score counts load already; only a clearly slower backend
+    (another GPU, a degraded one) costs more, and rounding keeps its cost, its share of the
+    hash keys and every gateway instance's view steady through the noise.
+    """
     measured = [b.token_seconds for b in backends if b.token_seconds]
     fastest = min(measured, default=None)
     for backend in backends:
         cost = backend.token_seconds
-        backend.relative_cost = min(cost / fastest, MAX_RELATIVE_COST) if cost and fastest else 1.0
+        ratio = min(cost / fastest, MAX_RELATIVE_COST) if cost and fastest else 1.0
+        backend.relative_cost = 2.0 ** round(math.log2(ratio)) if ratio >= 2.0 else 1.0

@@ -45,14 +45,9 @@ def _by_load(backends: Sequence[Backend], first: Backend) -> list[Backend]:
 
 
 def hash_weight(backend: Backend) -> float:
-    """A backend's share of the keys: its weight, less for a clearly slower one.
-
-    Only a backend measured at least twice as slow as the fastest loses keys, by its
-    relative cost rounded to a power of two: backends of one speed (whose measured costs
-    differ with their load) keep their shares and their keys, and gateway instances agree.
-    """
-    cost = backend.relative_cost
-    return backend.weight / (2.0 ** round(math.log2(cost)) if cost >= 2.0 else 1.0)
+    """A backend's share of the keys: its weight over its relative cost (a power of two; 1
+    unless it is clearly slower, see backend.update_relative_costs)."""
+    return backend.weight / backend.relative_cost
 
 
 def rendezvous(backends: Sequence[Backend], key: bytes) -> Backend:
