@@ -137,6 +137,7 @@ def run_policy(
     chosen: set[str],
     cache_tokens: int,
     shape: workloads.SessionShape,
+    extra_env: dict[str, str],
 ) -> dict[str, Any]:
     """Every workload under one policy, on a fresh fleet and gateway."""
     sim_key = "bench-backend-" + secrets.token_hex(8)
@@ -181,6 +182,7 @@ def run_policy(
         GATEWAY_JOURNAL_DIR=str(directory / f"{policy}-journal"),
         GATEWAY_HOST="127.0.0.1",
         GATEWAY_LOG_LEVEL="warning",
+        **extra_env,
     )
     url = f"http://127.0.0.1:{gateway_port}"
     results: dict[str, Any] = {}
@@ -233,13 +235,16 @@ def main() -> None:
     parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--workloads", default="uniform,sessions,noisy")
     parser.add_argument(
-        "--cache-tokens", type=int, default=10_000, help="prefix cache per instance"
+        "--cache-tokens", type=int, default=14_000, help="prefix cache per instance"
     )
     parser.add_argument(
         "--sessions",
         default=None,
         metavar="COUNT,TURNS,SYSTEMS,SYSTEM_WORDS,USER_WORDS,ASSISTANT_WORDS",
         help="the shape of the shared-prefix workload",
+    )
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="a gateway setting"
     )
     parser.add_argument("--chart", default=str(HERE / "fleet.png"))
     args = parser.parse_args()
@@ -259,6 +264,7 @@ def main() -> None:
                 set(args.workloads.split(",")),
                 args.cache_tokens,
                 shape,
+                dict(item.split("=", 1) for item in args.env),
             )
     print()
     print(table(results))

@@ -92,12 +92,12 @@ async def uniform(url: str, key: str, requests: int, concurrency: int) -> Run:
 class SessionShape:
     """The multi-turn workload: how many chats, how long, how many shared system prompts."""
 
-    count: int = 48
-    turns: int = 6
+    count: int = 32
+    turns: int = 10
     systems: int = 16
-    system_words: int = 600
-    user_words: int = 120
-    assistant_words: int = 80
+    system_words: int = 500
+    user_words: int = 40
+    assistant_words: int = 40
     stagger: float = 0.1  # seconds between chat starts (they arrive over time)
 
 

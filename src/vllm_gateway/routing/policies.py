@@ -9,8 +9,8 @@
   blocks, prompt_key.py) picks a backend by weighted rendezvous hashing (weight: the
   configured one, divided by the backend's measured slowness rounded to a power of two), so
   the same key meets the same backend on every gateway instance and a backend that leaves
-  moves only its own keys; unless that backend's score exceeds the least loaded one's by
-  the margin, then the least loaded goes first.
+  moves only its own keys; unless that backend's score exceeds both twice the least loaded
+  one's and the least loaded one's plus the margin, then the least loaded goes first.
 Under `least_loaded` a session key is honoured the same way; `round_robin` ignores it.
 After the first choice, the others follow from the least loaded up (for retries).
 """
@@ -26,6 +26,7 @@ from typing import Protocol
 from vllm_gateway.routing.backend import Backend
 
 POLICIES = ("round_robin", "least_loaded", "cache_aware")
+AFFINITY_LOAD_FACTOR = 2.0
 
 
 class RoutingPolicy(Protocol):
@@ -116,10 +117,16 @@ class LeastLoaded:
         return _by_load(backends, self.pick(backends))
 
     def affine(self, backends: Sequence[Backend], key: bytes) -> Backend:
-        """The key's backend, unless it is busier than the least loaded by the margin."""
+        """The key's backend, unless it is overloaded next to the least loaded one.
+
+        Overloaded: its score exceeds both twice the lightest's and the lightest's plus the
+        margin. A relative bound keeps affinity through the ordinary imbalance of hashing at
+        any load (a miss costs a whole prefill), an absolute one through small counts.
+        """
         chosen = rendezvous(backends, key)
         lightest = min(backends, key=Backend.score)
-        if chosen.score() > lightest.score() + self.margin:
+        light = lightest.score()
+        if chosen.score() > max(light * AFFINITY_LOAD_FACTOR, light + self.margin):
             return lightest
         return chosen
 
