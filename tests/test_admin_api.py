@@ -366,6 +366,7 @@ def test_the_admin_api_is_documented(gateway: Gateway) -> None:
         "models",
         "expires_at",
         "team_id",
+        "priority",
     }
     assert httpx.get(f"{gateway.url}/docs").status_code == 200
 

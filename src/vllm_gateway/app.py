@@ -21,6 +21,7 @@ from vllm_gateway.settings import Settings
 from vllm_gateway.web import (
     admin_auth,
     audit_api,
+    backends_api,
     keys_api,
     metrics_api,
     oidc_login,
@@ -63,7 +64,16 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp |
     install_error_handlers(api)
     install_client_api_docs(api)
     organisation = (teams_api, prices_api, users_api, audit_api, oidc_login, org_pages)
-    for module in (ops, admin_auth, keys_api, *organisation, usage_api, metrics_api, pages):
+    for module in (
+        ops,
+        admin_auth,
+        keys_api,
+        *organisation,
+        usage_api,
+        metrics_api,
+        backends_api,
+        pages,
+    ):
         api.include_router(module.router)
     pages.mount_static(api)
     trusted = settings.gateway_trusted_proxies

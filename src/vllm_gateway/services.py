@@ -29,6 +29,7 @@ from vllm_gateway.limits.base import Limiter
 from vllm_gateway.limits.factory import create_limiter
 from vllm_gateway.limits.redis import RedisLimiter
 from vllm_gateway.redis_connect import open_redis
+from vllm_gateway.routing.fleet_sync import FleetSync
 from vllm_gateway.routing.pool import BackendPool
 from vllm_gateway.settings import Settings
 
@@ -51,6 +52,7 @@ class Services:
     usage: UsageRecorder
     metrics: Metrics
     backends: BackendPool
+    fleet: FleetSync  # run-time fleet changes, shared by every worker through Redis
     responses: StoredResponses
     login_throttle: LoginThrottle
     cache_salt_secret: bytes | None  # set when GATEWAY_CACHE_ISOLATION is on
@@ -106,6 +108,9 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
         if isinstance(limiter, RedisLimiter):
             parts["redis_limits"] = limiter.outage
         await stack.enter_async_context(reporting_parts(metrics, parts, lambda: usage.pending))
+        fleet = FleetSync(backends, redis, subscriber)
+        await fleet.start()
+        stack.push_async_callback(fleet.close)
         yield Services(
             settings=settings,
             clock=clock,
@@ -117,6 +122,7 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
             usage=usage,
             metrics=metrics,
             backends=backends,
+            fleet=fleet,
             responses=StoredResponses(database),
             login_throttle=LoginThrottle(),
             cache_salt_secret=await _cache_salt_secret(settings, database),

@@ -141,6 +141,49 @@ class Settings(BaseSettings):
         "domain:example.com=ROLE rules, the first match wins (none: no access)",
     )
 
+    # Fleet routing (routing/): the backends, the policy, load signals, health, admission.
+    gateway_backends_file: str | None = Field(
+        None, description="TOML file describing the fleet (backends, keys, weights, aliases)"
+    )
+    gateway_routing: Literal["round_robin", "least_loaded", "cache_aware"] = Field(
+        "cache_aware",
+        description="round_robin, least_loaded (power of two choices on load) or cache_aware "
+        "(prompt-prefix or session affinity, bounded by load)",
+    )
+    gateway_affinity_margin: float = Field(
+        8.0, ge=0, description="load score by which an affine backend may exceed the lightest"
+    )
+    gateway_affinity_prefix_bytes: int = Field(
+        2048, ge=256, description="leading prompt bytes hashed for prefix affinity"
+    )
+    gateway_metrics_interval: float = Field(
+        1.0, gt=0, description="seconds between scrapes of each backend's /metrics"
+    )
+    gateway_metrics_stale_after: float = Field(
+        5.0, gt=0, description="seconds after which a backend's metrics count as saturated"
+    )
+    gateway_saturation_waiting: int | None = Field(
+        None, ge=0, description="vLLM's waiting requests above which a backend is saturated"
+    )
+    gateway_eject_failures: int = Field(
+        3, ge=1, description="consecutive failed requests that eject a backend"
+    )
+    gateway_eject_seconds: float = Field(
+        2.0, gt=0, description="first ejection's length; doubles per ejection in a row"
+    )
+    gateway_retry_attempts: int = Field(
+        3, ge=1, le=10, description="backends tried at most before the answer starts"
+    )
+    gateway_retry_budget: float = Field(
+        10.0, gt=0, description="seconds retries may take before the answer starts"
+    )
+    gateway_queue_max: int = Field(
+        1000, ge=0, description="requests waiting for a saturated fleet at most (then 503)"
+    )
+    gateway_queue_timeout: float = Field(
+        30.0, ge=0, description="seconds a request may wait for a saturated fleet (then 503)"
+    )
+
     @field_validator("vllm_url")
     @classmethod
     def _urls_are_http(cls, value: str) -> str:

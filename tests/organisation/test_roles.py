@@ -35,6 +35,11 @@ class World:
         key_id, _ = self.gateway.create_key(name="target", team_id=team_id)
         return str(key_id)
 
+    def backend(self) -> str:
+        """The name of the gateway's (only) backend."""
+        (backend,) = self.gateway.services.backends.backends
+        return str(backend.name)
+
 
 @dataclass(frozen=True)
 class Case:
@@ -99,6 +104,10 @@ CASES = [
         lambda w: {"username": f"u{next(_names)}", "role": "viewer", "password": PASSWORD},
     ),
     Case("GET", lambda w: "/api/v1/audit", STAFF),
+    Case("GET", lambda w: "/api/v1/usage/export.csv", READERS),
+    Case("GET", lambda w: "/api/v1/backends", READERS),
+    Case("POST", lambda w: f"/api/v1/backends/{w.backend()}/drain", STAFF),
+    Case("POST", lambda w: f"/api/v1/backends/{w.backend()}/resume", STAFF),
 ]
 
 

@@ -25,6 +25,7 @@ class ClientKey:
     team_id: str | None = None
     team_limits: Limits = NO_LIMITS
     restricted: bool = False  # set by the team intersection even when `models` is empty
+    priority: str = "normal"  # high, normal or low: its share of a saturated fleet's turns
     subjects: tuple[Subject, ...] = field(init=False, compare=False)
     has_budget: bool = field(init=False, compare=False)
 

@@ -15,7 +15,8 @@ from vllm_gateway.limits.model import LIMIT_FIELDS, LIMIT_NAMES, Limits
 
 KeyStatus = Literal["active", "revoked", "expired"]
 
-EDITABLE_FIELDS = ("name", "email", *LIMIT_NAMES, "models", "expires_at", "team_id")
+EDITABLE_FIELDS = ("name", "email", *LIMIT_NAMES, "models", "expires_at", "team_id", "priority")
+PRIORITIES = ("high", "normal", "low")
 _LIMIT_SPECS = {spec.name: spec for spec in LIMIT_FIELDS}
 _MAX_MODELS = 256
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -39,6 +40,7 @@ class KeyRecord:
     status: KeyStatus
     team_id: str | None = None
     previous_valid_until: datetime | None = None  # the old secret works until then
+    priority: str = "normal"  # its share of a saturated fleet (routing/admission.py)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict with ISO 8601 times."""
@@ -53,6 +55,7 @@ class KeyRecord:
             "revoked_at": iso_time(self.revoked_at),
             "expires_at": iso_time(self.expires_at),
             "models": list(self.models),
+            "priority": self.priority,
             **self.limits.to_json(),
             "team_id": self.team_id,
             "previous_secret_valid_until": iso_time(self.previous_valid_until),
@@ -106,6 +109,7 @@ def record_from_row(row: Mapping[Any, Any], now: float) -> KeyRecord:
         status=status,
         team_id=row.get("team_id"),
         previous_valid_until=as_utc(row.get("previous_valid_until")),
+        priority=row.get("priority") or "normal",
     )
 
 
@@ -125,6 +129,8 @@ def validate_fields(fields: Mapping[str, Any], now: float) -> dict[str, Any]:
             columns[name] = _expiry(value, now)
         elif name == "team_id":
             columns[name] = _team_id(value)
+        elif name == "priority":
+            columns[name] = _priority(value)
         else:
             raise _bad(name, f"unknown field {name!r}")
     return columns
@@ -197,6 +203,14 @@ def _models(value: Any) -> list[str]:
         if model not in models:
             models.append(model)
     return sorted(models)
+
+
+def _priority(value: Any) -> str:
+    if value is None:
+        return "normal"
+    if value not in PRIORITIES:
+        raise _bad("priority", "priority must be high, normal or low")
+    return str(value)
 
 
 def _expiry(value: Any, now: float) -> datetime | None:

@@ -256,6 +256,7 @@ class KeyStore:
                 team_id=None if team is None else team["id"],
                 team_limits=NO_LIMITS if team is None else Limits.from_mapping(team),
                 restricted=restricted,
+                priority=record.priority,
             ),
             secret_hash=row["secret_hash"],
             revoked=record.revoked_at is not None,
@@ -366,6 +367,7 @@ class KeyStore:
         models: Any = (),
         expires_at: datetime | None = None,
         team_id: str | None = None,
+        priority: str = "normal",
         actor: Actor = SYSTEM,
         **limits: float | None,
     ) -> CreatedKey:
@@ -378,7 +380,13 @@ class KeyStore:
         values["daily_requests"] = self._settings.gateway_default_daily_requests
         values.update(limits)
         now = self._clock()
-        fields = {"name": name, "email": email, "models": models, "expires_at": expires_at}
+        fields = {
+            "name": name,
+            "email": email,
+            "models": models,
+            "expires_at": expires_at,
+            "priority": priority,
+        }
         columns = validate_fields({**fields, **values, "team_id": team_id}, now)
         for _attempt in range(3):
             key_id, secret, full_key = new_key()

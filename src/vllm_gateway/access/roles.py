@@ -1,8 +1,8 @@
 """Admin roles and what each may do: one table, checked by every admin route.
 
 - owner: everything (the break-glass GATEWAY_ADMIN_KEY is an owner);
-- admin: keys, teams, prices, usage and the audit log, not admin accounts;
-- viewer: read-only: the dashboard, usage, keys, teams and prices;
+- admin: keys, teams, prices, usage, the backends and the audit log, not admin accounts;
+- viewer: read-only: the dashboard, usage, keys, teams, prices and the backends;
 - team_manager: the keys and usage of their own teams only.
 """
 
@@ -27,6 +27,8 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "team_usage.read": _ALL,
     "audit.read": _STAFF,
     "users.manage": frozenset({"owner"}),
+    "backends.read": frozenset({"owner", "admin", "viewer"}),
+    "backends.write": _STAFF,
 }
 """Permission -> the roles that have it. A team_manager's are limited to their teams."""
 

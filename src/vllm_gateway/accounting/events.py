@@ -29,6 +29,7 @@ class UsageEvent:
     estimated: bool = False  # tokens are the gateway's estimate (a stream cut before usage)
     cost_usd: float = 0.0  # at the model's price when the event was written (0: no price)
     team_id: str | None = None  # the key's team at the time
+    queued_ms: float = 0.0  # time it waited for a saturated fleet (fair admission)
 
     def row(self) -> tuple[Any, ...]:
         """The fields in declaration order (the journal's line, db/usage.EVENT_COLUMNS' order)."""
@@ -50,6 +51,7 @@ class UsageEvent:
             self.estimated,
             self.cost_usd,
             self.team_id,
+            self.queued_ms,
         )
 
     @classmethod

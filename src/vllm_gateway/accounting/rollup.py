@@ -65,6 +65,7 @@ def roll_up(events: Sequence[UsageEvent]) -> Rollup:
                 event.estimated,
                 event.cost_usd,
                 None if event.team_id is None else cut(event.team_id, 32),
+                event.queued_ms,
             )
         )
         day_number = int(event.ts // 86400)

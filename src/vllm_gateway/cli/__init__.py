@@ -5,7 +5,18 @@ from __future__ import annotations
 import click
 
 from vllm_gateway import __version__
-from vllm_gateway.cli import admin, audit, db, keys, prices, serve, simulator, teams, usage
+from vllm_gateway.cli import (
+    admin,
+    audit,
+    backends,
+    db,
+    keys,
+    prices,
+    serve,
+    simulator,
+    teams,
+    usage,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,6 +35,7 @@ for command in (
     usage.usage,
     db.db,
     admin.admin,
+    backends.backends,
 ):
     cli.add_command(command)
 

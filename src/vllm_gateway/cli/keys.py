@@ -105,6 +105,13 @@ def keys() -> None:
 @click.option("--models", help="Comma-separated models the key may use [default: all].")
 @click.option("--expires-in", help="Lifetime such as 30d, 12h, 2w [default: never expires].")
 @click.option("--team", "team_id", help="The id of the team the key belongs to.")
+@click.option(
+    "--priority",
+    type=click.Choice(["high", "normal", "low"]),
+    default="normal",
+    show_default=True,
+    help="Its share of a saturated fleet's turns (fair admission).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object (with `key`).")
 def create(
     name: str,
@@ -112,6 +119,7 @@ def create(
     models: str | None,
     expires_in: str | None,
     team_id: str | None,
+    priority: str,
     as_json: bool,
     **limits: float | None,
 ) -> None:
@@ -128,6 +136,7 @@ def create(
                 expires_at=expires_at,
                 team_id=team_id,
                 actor=cli_actor(),
+                priority=priority,
                 **given_limits(limits),
             )
 
@@ -155,6 +164,7 @@ def create(
 @click.option("--models", help="Comma-separated models the key may use (empty: all).")
 @click.option("--expires-in", help="A new lifetime from now, such as 30d ('never': no expiry).")
 @click.option("--team", "team_id", help="Move the key to this team ('none': out of any team).")
+@click.option("--priority", type=click.Choice(["high", "normal", "low"]), help="A new priority.")
 @click.option("--json", "as_json", is_flag=True, help="Print the key as a JSON object.")
 def update(
     key_id: str,
@@ -163,6 +173,7 @@ def update(
     models: str | None,
     expires_in: str | None,
     team_id: str | None,
+    priority: str | None,
     as_json: bool,
     **limits: float | None,
 ) -> None:
@@ -179,6 +190,8 @@ def update(
     if expires_in is not None:
         never = expires_in.strip().lower() == "never"
         changes["expires_at"] = None if never else datetime.now(UTC) + parse_duration(expires_in)
+    if priority is not None:
+        changes["priority"] = priority
     if not changes:
         raise click.UsageError("nothing to change: give at least one option")
     settings = load_settings()

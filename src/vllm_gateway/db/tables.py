@@ -67,6 +67,7 @@ api_keys = Table(
     # Rotation: the secret before the last rotation works until previous_valid_until.
     Column("previous_secret_hash", String(64), nullable=True),
     Column("previous_valid_until", DateTime(timezone=True), nullable=True),
+    Column("priority", String(8), nullable=False, server_default="normal"),
     # The keys page sorts by these, a page at a time, over any number of keys.
     Index("ix_api_keys_created_at", "created_at", "id"),
     Index("ix_api_keys_name", "name", "id"),
@@ -158,6 +159,7 @@ usage_events = Table(
     Column("estimated", Boolean, nullable=False, server_default=false()),
     Column("cost_usd", Double, nullable=False, server_default="0"),
     Column("team_id", String(32), nullable=True),
+    Column("queued_ms", Double, nullable=False, server_default="0"),  # fair admission's wait
     Index("ix_usage_events_key_id_ts", "key_id", "ts"),
     Index("uq_usage_events_request_id", "request_id", unique=True),
 )

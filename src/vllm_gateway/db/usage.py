@@ -69,6 +69,7 @@ EVENT_COLUMNS = (
     "estimated",
     "cost_usd",
     "team_id",
+    "queued_ms",
 )
 """The order of the values in each row given to insert_events."""
 

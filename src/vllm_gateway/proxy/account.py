@@ -63,6 +63,7 @@ def seal(ctx: RequestContext, services: Services) -> None:
         estimated=outcome.estimated,
         cost_usd=cost / MICROS_PER_USD,
         team_id=key.team_id,
+        queued_ms=outcome.queued_ms,
     )
     services.usage.record(event)
 

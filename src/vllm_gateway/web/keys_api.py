@@ -59,6 +59,9 @@ class KeyFields(LimitFields):
         None, description="ISO 8601 expiry (UTC if no offset); null: never"
     )
     team_id: StrictStr | None = Field(None, description="The key's team; null: none")
+    priority: Literal["high", "normal", "low"] | None = Field(
+        None, description="Share of a saturated fleet's turns (null: normal)"
+    )
 
 
 class KeyCreate(KeyFields):
@@ -90,6 +93,8 @@ class KeyOut(LimitValues):
     previous_secret_valid_until: datetime | None = Field(
         None, description="Until when the secret before the last rotation still works"
     )
+
+    priority: str
 
 
 class KeyUsageToday(BaseModel):
