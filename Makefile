@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check faults bench bench-quick bench-ab css clean install
+.PHONY: run test check faults bench bench-quick bench-ab bench-fleet css clean install
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ bench-quick: $(STAMP)
 BASELINE ?= main
 bench-ab: $(STAMP)
 	$(BIN)/python bench/run.py --baseline $(BASELINE)
+
+# Fleet routing: the three policies on four simulated backends (one 4x slower), three
+# workloads; a table, the targets, and the chart bench/fleet/fleet.png. See bench/fleet/run.py.
+bench-fleet: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/fleet/run.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

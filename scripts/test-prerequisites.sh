@@ -18,6 +18,9 @@ missing=""
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="nginx-light"
 command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+# The alert rules' unit tests (tests/ops/test_alert_rules.py) run promtool.
+command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
+command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 if [ -n "$missing" ]; then
   echo "installing Debian's$missing for the tests"
   as_root apt-get update -qq
@@ -38,4 +41,6 @@ done
 port_open 5432 || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
 command -v redis-server >/dev/null || { echo "redis-server is missing" >&2; exit 1; }
 command -v chromium >/dev/null || { echo "chromium is missing" >&2; exit 1; }
+command -v promtool >/dev/null || { echo "promtool is missing" >&2; exit 1; }
+command -v systemd-analyze >/dev/null || { echo "systemd-analyze is missing" >&2; exit 1; }
 command -v wrk >/dev/null && { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } || { echo "nginx or wrk is missing" >&2; exit 1; }

@@ -361,8 +361,12 @@ def test_the_admin_api_is_documented(gateway: Gateway) -> None:
         "rpm",
         "daily_tokens",
         "max_concurrency",
+        "daily_budget_usd",
+        "monthly_budget_usd",
         "models",
         "expires_at",
+        "team_id",
+        "priority",
     }
     assert httpx.get(f"{gateway.url}/docs").status_code == 200
 

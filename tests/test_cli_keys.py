@@ -1,55 +1,24 @@
-"""`vllm-gateway keys|db|admin` run as real subprocesses against SQLite and PostgreSQL."""
+"""`vllm-gateway keys|db|admin` against SQLite and PostgreSQL (in process; the entry point as a
+real subprocess)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import openai
 import pytest
 
 from tests.conftest import GatewayFactory
+from tests.support.cli import Cli, run_entry_point
+from tests.support.processes import cli_env
 from vllm_gateway.access.admin_identity import AdminIdentity
 from vllm_gateway.db.engine import open_database
 from vllm_gateway.settings import Settings
 
 CHAT = [{"role": "user", "content": "hello"}]
-
-
-class Cli:
-    """Runs the command line with DATABASE_URL (and optionally REDIS_URL) set."""
-
-    def __init__(self, database_url: str, workdir: Path) -> None:
-        self.workdir = workdir
-        self.env = {
-            name: value
-            for name, value in os.environ.items()
-            if not name.startswith(("DATABASE_", "REDIS_", "GATEWAY_", "VLLM_"))
-        }
-        self.env["DATABASE_URL"] = database_url
-
-    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "vllm_gateway", *args],
-            env=self.env,
-            cwd=self.workdir,  # away from any .env in the repository
-            capture_output=True,
-            text=True,
-            timeout=60,
-            stdin=subprocess.DEVNULL,
-        )
-        if check:
-            assert result.returncode == 0, (args, result.stdout, result.stderr)
-        return result
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self(*args, "--json").stdout)
 
 
 @pytest.fixture
@@ -84,8 +53,11 @@ def test_a_key_created_with_the_cli_works_through_the_gateway(
     assert json.loads(shown.stdout)["status"] == "active"
 
 
-def test_plain_create_prints_just_the_key(cli: Cli) -> None:
-    result = cli("keys", "create", "--name", "plain")
+def test_plain_create_prints_just_the_key(cli: Cli, database_url: str, tmp_path: Path) -> None:
+    # The console entry point, as a real process: the key alone on stdout, the warning on stderr.
+    env = cli_env(DATABASE_URL=database_url)
+    result = run_entry_point("keys", "create", "--name", "plain", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith("vgw-") and len(result.stdout.strip().split()) == 1
     assert "only this once" in result.stderr
     (record,) = cli.json("keys", "list")
@@ -159,7 +131,7 @@ def test_cli_revocation_reaches_running_gateways_through_redis(
     created = cli.json("keys", "create", "--name", "watched")
     client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=created["key"], max_retries=0)
     assert client.models.list().data  # now cached for an hour
-    cli.env["REDIS_URL"] = redis_url
+    cli.settings["REDIS_URL"] = redis_url
     cli("keys", "revoke", created["id"])
     deadline = time.monotonic() + 5
     while True:

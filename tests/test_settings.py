@@ -32,6 +32,13 @@ def test_several_backends_and_postgres_urls() -> None:
     assert settings.sqlalchemy_url == "postgresql+asyncpg://u@db/gw"
 
 
+def test_sentinels_stand_in_for_a_redis_url() -> None:
+    settings = make(redis_sentinels=" 10.0.0.1:26380, sentinel-b ", gateway_workers=2)
+    assert settings.sentinel_addresses == [("10.0.0.1", 26380), ("sentinel-b", 26379)]
+    assert settings.uses_redis and settings.redis_url is None
+    assert not make(redis_sentinels=" ").uses_redis
+
+
 @pytest.mark.parametrize(
     "values",
     [
@@ -42,6 +49,9 @@ def test_several_backends_and_postgres_urls() -> None:
         {"gateway_workers": 2},
         {"gateway_log_level": "loud"},
         {"gateway_max_body_bytes": 0},
+        {"redis_sentinels": "10.0.0.1:26379,10.0.0.2:port"},
+        {"redis_sentinels": ":26379"},
+        {"redis_sentinels": "10.0.0.1:99999"},
     ],
 )
 def test_invalid_values_are_refused(values: dict[str, object]) -> None:

@@ -108,6 +108,7 @@ class Traffic:
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
+            "cost_usd": 0.0,  # no model has a price here
         }
 
 
@@ -138,12 +139,16 @@ def test_usage_report_totals_series_and_breakdowns(gateway: Gateway, traffic: Tr
         **traffic.sums(traffic.alice_id),
     }
     assert by_key[traffic.bob_id]["name"] == "bob"
-    # Busiest first: alice made 4 requests, bob 3, carol 1.
-    assert [row["key_id"] for row in report["by_key"]] == [
-        traffic.alice_id,
-        traffic.bob_id,
-        traffic.carol_id,
-    ]
+    # Busiest first, by requests asked for (admitted and refused; ties by id): alice asked 4,
+    # bob 4 (one refused), carol 3 (two refused).
+    asked = {
+        key_id: sums["requests"] + sums["rejected"]
+        for key_id in (traffic.alice_id, traffic.bob_id, traffic.carol_id)
+        for sums in [traffic.sums(key_id)]
+    }
+    assert [asked[traffic.alice_id], asked[traffic.bob_id], asked[traffic.carol_id]] == [4, 4, 3]
+    expected = sorted(asked, key=lambda key_id: (-asked[key_id], key_id))
+    assert [row["key_id"] for row in report["by_key"]] == expected
     by_model = {row["model"]: row for row in report["by_model"]}
     assert by_model["other-model"] == {"model": "other-model", **traffic.sums(model="other-model")}
 
@@ -255,6 +260,8 @@ def test_me_shows_a_key_its_own_usage_only(gateway: Gateway, traffic: Traffic) -
             "rpm": None,
             "daily_tokens": None,
             "max_concurrency": None,
+            "daily_budget_usd": None,
+            "monthly_budget_usd": None,
         }
         alice = traffic.sums(traffic.alice_id)
         assert me["today"] == {

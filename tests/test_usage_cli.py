@@ -1,13 +1,10 @@
-"""`vllm-gateway usage` as a real subprocess, on SQLite and PostgreSQL."""
+"""`vllm-gateway usage` on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,26 +12,13 @@ import openai
 import pytest
 
 from tests.conftest import Gateway, GatewayFactory
+from tests.support.cli import Cli, CliResult
 
 CHAT = [{"role": "user", "content": "bill me"}]
 
 
-def usage_cli(database_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("DATABASE_", "REDIS_", "GATEWAY_", "VLLM_"))
-    }
-    env["DATABASE_URL"] = database_url
-    return subprocess.run(
-        [sys.executable, "-m", "vllm_gateway", "usage", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+def usage_cli(database_url: str, cwd: Path, *args: str) -> CliResult:
+    return Cli(database_url, cwd)("usage", *args, check=False)
 
 
 @pytest.fixture
@@ -95,6 +79,7 @@ def test_json_totals_and_rows_per_day(
             "cancelled": 0,
             "prompt_tokens": key_prompt,
             "completion_tokens": key_completion,
+            "cost_usd": 0.0,  # no price set
         }
 
     north_id = served["north"][0]
@@ -127,6 +112,7 @@ def test_csv_and_table(
         "prompt_tokens",
         "completion_tokens",
         "total_tokens",
+        "cost_usd",
     ]
     by_key = {row["key_id"]: row for row in rows}
     key_id, count, prompt, completion = served["south"]
@@ -147,6 +133,7 @@ def test_csv_and_table(
         "prompt",
         "completion",
         "total",
+        "cost_usd",
     ]
     assert lines[-1].split()[:2] == ["total", "5"]
     assert any(served["north"][0] in line for line in lines)

@@ -18,7 +18,21 @@ from vllm_gateway.proxy.pipeline import Pipeline
 from vllm_gateway.proxy.policies import standard_policies
 from vllm_gateway.services import open_services
 from vllm_gateway.settings import Settings
-from vllm_gateway.web import admin_auth, keys_api, metrics_api, ops, pages, usage_api
+from vllm_gateway.web import (
+    admin_auth,
+    audit_api,
+    backends_api,
+    keys_api,
+    metrics_api,
+    oidc_login,
+    ops,
+    org_pages,
+    pages,
+    prices_api,
+    teams_api,
+    usage_api,
+    users_api,
+)
 from vllm_gateway.web.client_openapi import install_client_api_docs
 from vllm_gateway.web.security_headers import SecurityHeaders
 
@@ -49,7 +63,17 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp |
     api.state.settings = settings
     install_error_handlers(api)
     install_client_api_docs(api)
-    for module in (ops, admin_auth, keys_api, usage_api, metrics_api, pages):
+    organisation = (teams_api, prices_api, users_api, audit_api, oidc_login, org_pages)
+    for module in (
+        ops,
+        admin_auth,
+        keys_api,
+        *organisation,
+        usage_api,
+        metrics_api,
+        backends_api,
+        pages,
+    ):
         api.include_router(module.router)
     pages.mount_static(api)
     trusted = settings.gateway_trusted_proxies

@@ -10,20 +10,32 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from vllm_gateway.access.admin_identity import AdminIdentity
+from vllm_gateway.access.admin_users import AdminUserStore
 from vllm_gateway.access.keys import KeyStore
 from vllm_gateway.access.login_throttle import LoginThrottle
+from vllm_gateway.access.oidc import OidcClient
+from vllm_gateway.access.role_rules import RoleRule, parse_rules
 from vllm_gateway.access.stored_responses import StoredResponses
+from vllm_gateway.access.teams import TeamStore
+from vllm_gateway.accounting.alerts import BudgetAlerts
 from vllm_gateway.accounting.metrics import Metrics
+from vllm_gateway.accounting.part_gauges import reporting_parts
+from vllm_gateway.accounting.prices import PriceBook
 from vllm_gateway.accounting.recorder import UsageRecorder
 from vllm_gateway.clock import Clock
 from vllm_gateway.db import secrets as db_secrets
 from vllm_gateway.db.engine import Database, open_database
 from vllm_gateway.limits.base import Limiter
 from vllm_gateway.limits.factory import create_limiter
+from vllm_gateway.limits.redis import RedisLimiter
+from vllm_gateway.redis_connect import open_redis
+from vllm_gateway.routing.fleet_sync import FleetSync
 from vllm_gateway.routing.pool import BackendPool
 from vllm_gateway.settings import Settings
 
 CACHE_SALT_SECRET = "cache_salt"  # noqa: S105 - the name of a secret, not one
+ALERT_SECRET = "alert_hmac"  # noqa: S105 - the name of a secret, not one
+OIDC_SECRET = "oidc_cookie"  # noqa: S105 - the name of a secret, not one
 
 
 @dataclass(slots=True)
@@ -40,9 +52,17 @@ class Services:
     usage: UsageRecorder
     metrics: Metrics
     backends: BackendPool
+    fleet: FleetSync  # run-time fleet changes, shared by every worker through Redis
     responses: StoredResponses
     login_throttle: LoginThrottle
     cache_salt_secret: bytes | None  # set when GATEWAY_CACHE_ISOLATION is on
+    teams: TeamStore
+    prices: PriceBook
+    alerts: BudgetAlerts
+    users: AdminUserStore
+    oidc: OidcClient | None  # set when GATEWAY_OIDC_ISSUER is
+    oidc_rules: list[RoleRule]
+    oidc_cookie_secret: bytes
 
 
 @asynccontextmanager
@@ -54,15 +74,14 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
         admin = AdminIdentity(database, settings)
         await admin.start()
         redis = subscriber = None
-        if settings.redis_url:
+        if settings.uses_redis:
             # Commands time out (a stalled Redis must not hold requests); the subscription,
             # which waits for messages by design, has only a connect timeout.
             timeout = settings.gateway_redis_timeout
-            redis = aioredis.from_url(
-                settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
-            )
+            redis = open_redis(settings, timeout=timeout)
+            subscriber = open_redis(settings, timeout=timeout, commands_time_out=False)
+            assert redis is not None and subscriber is not None
             stack.push_async_callback(redis.aclose)
-            subscriber = aioredis.from_url(settings.redis_url, socket_connect_timeout=timeout)
             stack.push_async_callback(subscriber.aclose)
         metrics = Metrics()
         keys = KeyStore(database, clock, settings, redis, subscriber)
@@ -74,9 +93,24 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
         usage = UsageRecorder(database, clock, settings)
         await usage.start()
         stack.push_async_callback(usage.close)
+        prices = PriceBook(database, clock)
+        await prices.start()
+        stack.push_async_callback(prices.close)
+        alerts = BudgetAlerts(
+            database, clock, settings.gateway_alert_webhook, await _alert_secret(settings, database)
+        )
+        alerts.start()
+        stack.push_async_callback(alerts.close)
         backends = BackendPool(settings, metrics)
         await backends.start()
         stack.push_async_callback(backends.close)
+        parts = {"database_keys": keys.outage, "database_usage": usage.outage}
+        if isinstance(limiter, RedisLimiter):
+            parts["redis_limits"] = limiter.outage
+        await stack.enter_async_context(reporting_parts(metrics, parts, lambda: usage.pending))
+        fleet = FleetSync(backends, redis, subscriber)
+        await fleet.start()
+        stack.push_async_callback(fleet.close)
         yield Services(
             settings=settings,
             clock=clock,
@@ -88,9 +122,17 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
             usage=usage,
             metrics=metrics,
             backends=backends,
+            fleet=fleet,
             responses=StoredResponses(database),
             login_throttle=LoginThrottle(),
             cache_salt_secret=await _cache_salt_secret(settings, database),
+            teams=TeamStore(database, clock, keys),
+            prices=prices,
+            alerts=alerts,
+            users=AdminUserStore(database, clock),
+            oidc=_oidc_client(settings),
+            oidc_rules=parse_rules(settings.gateway_oidc_roles),
+            oidc_cookie_secret=await _shared_secret(database, OIDC_SECRET),
         )
 
 
@@ -103,3 +145,28 @@ async def _cache_salt_secret(settings: Settings, database: Database) -> bytes | 
             connection, CACHE_SALT_SECRET, secrets.token_hex(32)
         )
     return secret.encode()
+
+
+async def _alert_secret(settings: Settings, database: Database) -> bytes:
+    """The key budget alerts are signed with: configured, or shared through the database."""
+    if settings.gateway_alert_secret is not None:
+        return settings.gateway_alert_secret.get_secret_value().encode()
+    return await _shared_secret(database, ALERT_SECRET)
+
+
+async def _shared_secret(database: Database, name: str) -> bytes:
+    """A random secret every instance sharing the database agrees on."""
+    async with database.engine.begin() as connection:
+        secret = await db_secrets.fetch_or_insert_secret(connection, name, secrets.token_hex(32))
+    return secret.encode()
+
+
+def _oidc_client(settings: Settings) -> OidcClient | None:
+    if not settings.gateway_oidc_issuer or not settings.gateway_oidc_client_id:
+        return None
+    secret = settings.gateway_oidc_client_secret
+    return OidcClient(
+        settings.gateway_oidc_issuer,
+        settings.gateway_oidc_client_id,
+        None if secret is None else secret.get_secret_value(),
+    )

@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vllm_gateway.access.role_rules import parse_rules
+
 
 class Settings(BaseSettings):
     """Every setting has an environment variable of the same name in upper case."""
@@ -21,6 +23,12 @@ class Settings(BaseSettings):
     database_path: str = Field("./gateway.db", description="SQLite file (the default store)")
     database_url: str | None = Field(None, description="SQLAlchemy URL; overrides DATABASE_PATH")
     redis_url: str | None = Field(None, description="Redis for shared limits and cache events")
+    redis_sentinels: str | None = Field(
+        None, description="Redis Sentinel addresses host:port,...; the primary is asked of them"
+    )
+    redis_sentinel_master: str = Field(
+        "mymaster", description="the name the sentinels monitor the primary under"
+    )
 
     gateway_host: str = "0.0.0.0"  # noqa: S104 - a gateway is meant to be reached
     gateway_port: int = Field(8001, ge=1, le=65535)
@@ -113,6 +121,68 @@ class Settings(BaseSettings):
         description="addresses or CIDR ranges (comma-separated) of proxies whose "
         "X-Forwarded-For and X-Forwarded-Proto headers are believed",
     )
+    # --- organisation: budget alerts and single sign-on ---
+    gateway_alert_webhook: str | None = Field(
+        None, description="URL that budget alerts (80% and 100%) are POSTed to"
+    )
+    gateway_alert_secret: SecretStr | None = Field(
+        None,
+        description="HMAC-SHA256 key of the alerts' X-Gateway-Signature header "
+        "(default: one generated and stored in the database)",
+    )
+    gateway_oidc_issuer: str | None = Field(
+        None, description="OpenID Connect issuer URL for admin single sign-on"
+    )
+    gateway_oidc_client_id: str | None = Field(None, description="OIDC client id")
+    gateway_oidc_client_secret: SecretStr | None = Field(None, description="OIDC client secret")
+    gateway_oidc_roles: str | None = Field(
+        None,
+        description="who gets which role: comma-separated group:NAME=ROLE or "
+        "domain:example.com=ROLE rules, the first match wins (none: no access)",
+    )
+
+    # Fleet routing (routing/): the backends, the policy, load signals, health, admission.
+    gateway_backends_file: str | None = Field(
+        None, description="TOML file describing the fleet (backends, keys, weights, aliases)"
+    )
+    gateway_routing: Literal["round_robin", "least_loaded", "cache_aware"] = Field(
+        "cache_aware",
+        description="round_robin, least_loaded (power of two choices on load) or cache_aware "
+        "(prompt-prefix or session affinity, bounded by load)",
+    )
+    gateway_affinity_margin: float = Field(
+        8.0, ge=0, description="load score by which an affine backend may exceed the lightest"
+    )
+    gateway_affinity_prefix_bytes: int = Field(
+        2048, ge=256, description="leading prompt bytes hashed for prefix affinity"
+    )
+    gateway_metrics_interval: float = Field(
+        1.0, gt=0, description="seconds between scrapes of each backend's /metrics"
+    )
+    gateway_metrics_stale_after: float = Field(
+        5.0, gt=0, description="seconds after which a backend's metrics count as saturated"
+    )
+    gateway_saturation_waiting: int | None = Field(
+        None, ge=0, description="vLLM's waiting requests above which a backend is saturated"
+    )
+    gateway_eject_failures: int = Field(
+        3, ge=1, description="consecutive failed requests that eject a backend"
+    )
+    gateway_eject_seconds: float = Field(
+        2.0, gt=0, description="first ejection's length; doubles per ejection in a row"
+    )
+    gateway_retry_attempts: int = Field(
+        3, ge=1, le=10, description="backends tried at most before the answer starts"
+    )
+    gateway_retry_budget: float = Field(
+        10.0, gt=0, description="seconds retries may take before the answer starts"
+    )
+    gateway_queue_max: int = Field(
+        1000, ge=0, description="requests waiting for a saturated fleet at most (then 503)"
+    )
+    gateway_queue_timeout: float = Field(
+        30.0, ge=0, description="seconds a request may wait for a saturated fleet (then 503)"
+    )
 
     @field_validator("vllm_url")
     @classmethod
@@ -122,6 +192,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"backend URL must start with http:// or https://: {url!r}")
         if not backend_urls(value):
             raise ValueError("VLLM_URL names no backend")
+        return value
+
+    @field_validator("gateway_oidc_roles")
+    @classmethod
+    def _readable_role_rules(cls, value: str | None) -> str | None:
+        parse_rules(value)  # a ValueError names the rule it cannot read
         return value
 
     @field_validator("gateway_default_daily_requests", mode="before")
@@ -151,14 +227,34 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_URL must be sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
 
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_are_addresses(cls, value: str | None) -> str | None:
+        if not value or not value.strip():
+            return None
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        for part in parts:
+            _host_and_port(part)  # raises ValueError naming the bad one
+        return ",".join(parts)
+
     @model_validator(mode="after")
     def _several_workers_need_redis(self) -> Settings:
-        if self.gateway_workers > 1 and not self.redis_url:
+        if self.gateway_workers > 1 and not self.uses_redis:
             raise ValueError(
-                "GATEWAY_WORKERS > 1 needs REDIS_URL: without it every worker would keep "
-                "its own limits and a key could use its quota once per worker"
+                "GATEWAY_WORKERS > 1 needs REDIS_URL (or REDIS_SENTINELS): without it every "
+                "worker would keep its own limits and a key could use its quota once per worker"
             )
         return self
+
+    @property
+    def uses_redis(self) -> bool:
+        """Whether limits and key-cache events go through Redis (a URL or sentinels)."""
+        return bool(self.redis_url or self.sentinel_addresses)
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """REDIS_SENTINELS as (host, port) pairs."""
+        return [_host_and_port(part) for part in (self.redis_sentinels or "").split(",") if part]
 
     @property
     def media_domains(self) -> tuple[str, ...]:
@@ -180,3 +276,13 @@ class Settings(BaseSettings):
 def backend_urls(value: str) -> list[str]:
     """Split a comma-separated VLLM_URL into clean base URLs."""
     return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+
+
+def _host_and_port(address: str) -> tuple[str, int]:
+    """ "host:port" (port 26379, Sentinel's, when left out) as a pair; ValueError if malformed."""
+    host, colon, port = address.strip().rpartition(":")
+    if not colon:
+        host, port = address.strip(), "26379"
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"REDIS_SENTINELS: {address!r} is not host:port")
+    return host, int(port)

@@ -4,17 +4,15 @@ PostgreSQL and Redis, in front of a `vllm-gateway simulator` process."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.books import hammer, recorded
 from tests.support.databases import flushed_redis, fresh_postgres
 from tests.support.processes import Process, cli_env, start
 from tests.support.redis_server import PrivateRedis
@@ -83,50 +81,6 @@ def start_gateway(
     return start(args, env, tmp_path / name / "gateway.log", port)
 
 
-async def hammer(urls: list[str], key: str) -> list[tuple[int, int, int]]:
-    """ATTEMPTS chat requests over CONNECTIONS connections, spread over the gateways."""
-    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
-    results: list[tuple[int, int, int]] = []
-    async with httpx.AsyncClient(
-        limits=limits, timeout=60, headers={"authorization": f"Bearer {key}"}
-    ) as client:
-        gate = asyncio.Semaphore(CONNECTIONS)
-
-        async def one(index: int) -> None:
-            body = {
-                "model": "sim-model",
-                "messages": [{"role": "user", "content": f"request number {index}"}],
-                "max_tokens": 1 + index % 7,
-                "stream": index % 3 == 0,
-            }
-            if body["stream"]:
-                body["stream_options"] = {"include_usage": True}
-            async with gate:
-                url = urls[index % len(urls)] + "/v1/chat/completions"
-                response = await client.post(url, json=body)
-            if response.status_code != 200:
-                results.append((response.status_code, 0, 0))
-                return
-            usage = _usage(response)
-            results.append((200, usage["prompt_tokens"], usage["completion_tokens"]))
-
-        await asyncio.gather(*(one(index) for index in range(ATTEMPTS)))
-    return results
-
-
-def _usage(response: httpx.Response) -> dict[str, int]:
-    if response.headers["content-type"].startswith("application/json"):
-        usage: dict[str, int] = response.json()["usage"]
-        return usage
-    for line in reversed(response.text.splitlines()):
-        if line.startswith("data: {") and '"usage"' in line:
-            chunk = json.loads(line[len("data: ") :])
-            if chunk.get("usage"):
-                found: dict[str, int] = chunk["usage"]
-                return found
-    raise AssertionError("stream without a usage chunk")
-
-
 def scrape(url: str, key_id: str) -> tuple[float, float]:
     """(requests answered 200, requests refused by the daily limit) from /metrics."""
     response = httpx.get(f"{url}/metrics", headers={"authorization": f"Bearer {ADMIN_KEY}"})
@@ -142,34 +96,6 @@ def scrape(url: str, key_id: str) -> tuple[float, float]:
                 assert sample.labels["reason"] == "requests_per_day"
                 refused += sample.value
     return served, refused
-
-
-async def recorded(postgres_url: str, key_id: str) -> dict[str, Any]:
-    dsn = "postgresql://" + postgres_url.split("://", 1)[1]
-    connection = await asyncpg.connect(dsn)
-    try:
-        events = await connection.fetchrow(
-            "SELECT count(*) AS n, count(DISTINCT request_id) AS ids, "
-            "coalesce(sum(prompt_tokens), 0) AS p, coalesce(sum(completion_tokens), 0) AS c, "
-            "count(*) FILTER (WHERE status <> 200) AS failed "
-            "FROM usage_events WHERE key_id = $1 AND admitted",
-            key_id,
-        )
-        refusals = await connection.fetchrow(
-            "SELECT count(*) AS n, count(DISTINCT request_id) AS ids, "
-            "count(*) FILTER (WHERE status = 429 AND reason = 'requests_per_day') AS daily "
-            "FROM usage_events WHERE key_id = $1 AND NOT admitted",
-            key_id,
-        )
-        daily = await connection.fetchrow(
-            "SELECT coalesce(sum(requests), 0) AS n, coalesce(sum(prompt_tokens), 0) AS p, "
-            "coalesce(sum(completion_tokens), 0) AS c, coalesce(sum(rejected), 0) AS r "
-            "FROM usage_daily WHERE key_id = $1",
-            key_id,
-        )
-    finally:
-        await connection.close()
-    return {"events": dict(events), "refusals": dict(refusals), "daily": dict(daily)}
 
 
 @pytest.mark.timeout(300)
@@ -200,7 +126,9 @@ def test_a_daily_limit_is_exact_across_workers_and_instances(
         assert created.status_code in (200, 201), created.text
         key_id, key = created.json()["id"], created.json()["key"]
 
-        results = asyncio.run(hammer([gateway.url for gateway in gateways], key))
+        results = asyncio.run(
+            hammer([gateway.url for gateway in gateways], key, ATTEMPTS, CONNECTIONS)
+        )
         statuses = [status for status, _, _ in results]
         assert (statuses.count(200), statuses.count(429)) == (DAILY_LIMIT, ATTEMPTS - DAILY_LIMIT)
         prompt = sum(p for status, p, _ in results if status == 200)

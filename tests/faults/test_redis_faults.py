@@ -93,10 +93,15 @@ def test_a_release_lost_with_its_connection_is_sent_again(
             redis_url=f"redis://127.0.0.1:{proxy.port}/0", gateway_redis_timeout=0.5
         )
         _, key = gateway.create_key(max_concurrency=1)
-        simulator.app.state.simulator.inject_failure(200, delay=1.0)
+        engine = simulator.app.state.simulator
+        engine.inject_failure(200, delay=1.0)
+        before = len(engine.requests)
         with ThreadPoolExecutor(1) as pool:
             held = pool.submit(chat, gateway, key)
-            time.sleep(0.5)
+            deadline = time.monotonic() + 10
+            while not any(r.path == "/v1/chat/completions" for r in engine.requests[before:]):
+                assert time.monotonic() < deadline, "the held request never reached the backend"
+                time.sleep(0.02)  # admitted: its slot is taken in Redis
             proxy.refuse()  # the held request's release goes nowhere
             assert held.result().status_code == 200
         time.sleep(0.5)
@@ -164,3 +169,24 @@ def test_a_killed_workers_slots_come_back_within_a_lease(
             time.sleep(0.2)
     finally:
         doomed.kill()
+
+
+def test_an_invalidation_redis_could_not_take_is_sent_again(
+    gateway_factory: GatewayFactory, own_redis: PrivateRedis
+) -> None:
+    # The subscribers keep their connections through a stall (they wait for messages without
+    # a timeout), so nothing makes them read their keys again: only a resend can reach them.
+    publisher, listener = (
+        start(gateway_factory, own_redis, gateway_key_cache_ttl=3600) for _ in range(2)
+    )
+    key_id, key = publisher.create_key()
+    bearer = {"authorization": f"Bearer {key}"}
+    assert httpx.get(f"{listener.url}/v1/models", headers=bearer).status_code == 200  # cached
+    own_redis.pause()
+    publisher.call(publisher.services.keys.revoke(key_id))  # its publish times out
+    time.sleep(0.3)
+    own_redis.resume()
+    deadline = time.monotonic() + 3
+    while httpx.get(f"{listener.url}/v1/models", headers=bearer).status_code == 200:
+        assert time.monotonic() < deadline, "the revocation never reached the other instance"
+        time.sleep(0.05)

@@ -34,10 +34,13 @@ def _accepts(port: int) -> bool:
 class PrivateRedis:
     """One redis-server process that this test run owns, in a temp dir, persisting nothing."""
 
-    def __init__(self, binary: str, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self, binary: str, directory: Path, port: int | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.binary = binary
         self.directory = directory
         self.port = port or _free_port()
+        self.args = args  # more redis-server options, e.g. ("--replicaof", "127.0.0.1", "6380")
         self.process: subprocess.Popen[bytes] | None = None
 
     def url(self, db: int = 0) -> str:
@@ -61,6 +64,7 @@ class PrivateRedis:
                 str(self.directory),
                 "--loglevel",
                 "warning",
+                *self.args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

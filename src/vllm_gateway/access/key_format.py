@@ -18,8 +18,14 @@ KEY_LENGTH: Final = len(KEY_PREFIX) + _ID_LENGTH + _SECRET_LENGTH
 def new_key() -> tuple[str, str, str]:
     """A fresh (public id, secret, full key)."""
     key_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LENGTH))
+    secret, full_key = new_secret(key_id)
+    return key_id, secret, full_key
+
+
+def new_secret(key_id: str) -> tuple[str, str]:
+    """A fresh (secret, full key) for an existing key id (a rotation)."""
     secret = "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(_SECRET_LENGTH))
-    return key_id, secret, KEY_PREFIX + key_id + secret
+    return secret, KEY_PREFIX + key_id + secret
 
 
 def parse_key(presented: str | None) -> tuple[str, str] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,8 +15,9 @@ from vllm_gateway.limits.model import LIMIT_FIELDS, LIMIT_NAMES, Limits
 
 KeyStatus = Literal["active", "revoked", "expired"]
 
-EDITABLE_FIELDS = ("name", "email", *LIMIT_NAMES, "models", "expires_at")
-_LIMIT_BOUNDS = {spec.name: (spec.low, spec.high) for spec in LIMIT_FIELDS}
+EDITABLE_FIELDS = ("name", "email", *LIMIT_NAMES, "models", "expires_at", "team_id", "priority")
+PRIORITIES = ("high", "normal", "low")
+_LIMIT_SPECS = {spec.name: spec for spec in LIMIT_FIELDS}
 _MAX_MODELS = 256
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -36,6 +38,9 @@ class KeyRecord:
     models: tuple[str, ...]
     limits: Limits
     status: KeyStatus
+    team_id: str | None = None
+    previous_valid_until: datetime | None = None  # the old secret works until then
+    priority: str = "normal"  # its share of a saturated fleet (routing/admission.py)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict with ISO 8601 times."""
@@ -45,12 +50,15 @@ class KeyRecord:
             "email": self.email,
             "prefix": self.prefix,
             "status": self.status,
-            "created_at": _iso(self.created_at),
-            "last_used_at": _iso(self.last_used_at),
-            "revoked_at": _iso(self.revoked_at),
-            "expires_at": _iso(self.expires_at),
+            "created_at": iso_time(self.created_at),
+            "last_used_at": iso_time(self.last_used_at),
+            "revoked_at": iso_time(self.revoked_at),
+            "expires_at": iso_time(self.expires_at),
             "models": list(self.models),
+            "priority": self.priority,
             **self.limits.to_json(),
+            "team_id": self.team_id,
+            "previous_secret_valid_until": iso_time(self.previous_valid_until),
         }
 
 
@@ -63,7 +71,7 @@ class CreatedKey:
     record: KeyRecord
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso_time(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
@@ -99,6 +107,9 @@ def record_from_row(row: Mapping[Any, Any], now: float) -> KeyRecord:
         models=tuple(json.loads(row["models"] or "[]")),
         limits=Limits.from_mapping(row),
         status=status,
+        team_id=row.get("team_id"),
+        previous_valid_until=as_utc(row.get("previous_valid_until")),
+        priority=row.get("priority") or "normal",
     )
 
 
@@ -110,12 +121,16 @@ def validate_fields(fields: Mapping[str, Any], now: float) -> dict[str, Any]:
             columns[name] = _name(value)
         elif name == "email":
             columns[name] = _email(value)
-        elif name in _LIMIT_BOUNDS:
+        elif name in _LIMIT_SPECS:
             columns[name] = _limit(name, value)
         elif name == "models":
             columns[name] = json.dumps(_models(value))
         elif name == "expires_at":
             columns[name] = _expiry(value, now)
+        elif name == "team_id":
+            columns[name] = _team_id(value)
+        elif name == "priority":
+            columns[name] = _priority(value)
         else:
             raise _bad(name, f"unknown field {name!r}")
     return columns
@@ -151,14 +166,25 @@ def _email(value: Any) -> str | None:
     return email
 
 
-def _limit(name: str, value: Any) -> int | None:
+def _limit(name: str, value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(name, f"{name} must be an integer or null")
-    low, high = _LIMIT_BOUNDS[name]
-    if not low <= value <= high:
-        raise _bad(name, f"{name} must be between {low} and {high} (null: unlimited)")
+    spec = _LIMIT_SPECS[name]
+    money = spec.kind is float
+    if isinstance(value, bool) or not isinstance(value, float | int if money else int):
+        raise _bad(name, f"{name} must be {'a number' if money else 'an integer'} or null")
+    if money and not math.isfinite(value):
+        raise _bad(name, f"{name} must be a finite number")
+    if not spec.low <= value <= spec.high:
+        raise _bad(name, f"{name} must be between {spec.low:g} and {spec.high:g} (null: unlimited)")
+    return float(value) if money else value
+
+
+def _team_id(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 32 or _CONTROL.search(value):
+        raise _bad("team_id", "team_id must be a team's id or null")
     return value
 
 
@@ -177,6 +203,14 @@ def _models(value: Any) -> list[str]:
         if model not in models:
             models.append(model)
     return sorted(models)
+
+
+def _priority(value: Any) -> str:
+    if value is None:
+        return "normal"
+    if value not in PRIORITIES:
+        raise _bad("priority", "priority must be high, normal or low")
+    return str(value)
 
 
 def _expiry(value: Any, now: float) -> datetime | None:

@@ -5,18 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from vllm_gateway.access.client_key import ClientKey
-from vllm_gateway.access.key_format import display_prefix, hash_secret, new_key, parse_key
+from vllm_gateway.access.client_key import ClientKey, allowed_models
+from vllm_gateway.access.invalidations import Invalidations
+from vllm_gateway.access.key_format import (
+    display_prefix,
+    hash_secret,
+    new_key,
+    new_secret,
+    parse_key,
+)
 from vllm_gateway.access.key_records import (
     EDITABLE_FIELDS,
     CreatedKey,
@@ -24,11 +32,14 @@ from vllm_gateway.access.key_records import (
     record_from_row,
     validate_fields,
 )
+from vllm_gateway.audit import log as audit
+from vllm_gateway.audit.actor import SYSTEM, Actor
 from vllm_gateway.clock import Clock
 from vllm_gateway.db import keys as db_keys
+from vllm_gateway.db import teams as db_teams
 from vllm_gateway.db.engine import Database
 from vllm_gateway.errors import GatewayError
-from vllm_gateway.limits.model import LIMIT_NAMES
+from vllm_gateway.limits.model import LIMIT_NAMES, NO_LIMITS, Limits
 from vllm_gateway.outages import Outage
 from vllm_gateway.settings import Settings
 
@@ -39,6 +50,8 @@ INVALIDATE_CHANNEL: Final = "vgw:keys:invalidate"
 CHANGED: Final = "changed"
 REVOKED: Final = "revoked"
 DELETED: Final = "deleted"
+EVERY_KEY: Final = "*"
+"""The key id of an invalidation that concerns every key (a team changed)."""
 _LOOKUP_TIMEOUT = 3.0  # seconds; a database that hangs counts as unavailable
 _NEGATIVE_CACHE_SIZE = 4096
 _NEGATIVE_CACHE_TTL = 30.0
@@ -77,6 +90,8 @@ class _Verified:
     secret_hash: str
     revoked: bool
     valid_until: float  # time.monotonic()
+    previous_hash: str | None = None  # the secret before a rotation...
+    previous_until: float = 0.0  # ...accepted until then (gateway clock)
 
 
 class KeyStore:
@@ -94,6 +109,7 @@ class KeyStore:
         self._clock = clock
         self._settings = settings
         self._redis = redis
+        self._invalidations = None if redis is None else Invalidations(redis, INVALIDATE_CHANNEL)
         self._subscriber = subscriber or redis
         self.outage = Outage("database (key lookups)", log)
         self._ttl = settings.gateway_key_cache_ttl
@@ -128,11 +144,18 @@ class KeyStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self._invalidations is not None:
+            await self._invalidations.close()
         if self._pubsub is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.aclose()
             self._pubsub = None
         await self._flush_used()
+
+    @property
+    def database(self) -> Database:
+        """The database the keys live in."""
+        return self._database
 
     @property
     def knows_keys(self) -> bool:
@@ -161,7 +184,12 @@ class KeyStore:
             if verified is None:
                 raise _invalid_key()
         # The secret is checked before the status so a known id alone reveals nothing.
-        if not hmac.compare_digest(hash_secret(secret), verified.secret_hash):
+        presented_hash = hash_secret(secret)
+        if not hmac.compare_digest(presented_hash, verified.secret_hash) and not (
+            verified.previous_hash is not None
+            and hmac.compare_digest(presented_hash, verified.previous_hash)
+            and self._clock() < verified.previous_until
+        ):
             raise _invalid_key()
         if verified.revoked:
             raise KeyRefused(verified.key, "This API key has been revoked.", "key_revoked")
@@ -199,6 +227,9 @@ class KeyStore:
                 self._database.engine.connect() as connection,
             ):
                 row = await db_keys.fetch_key(connection, key_id)
+                team = None
+                if row is not None and row["team_id"] is not None:
+                    team = await db_teams.fetch_team(connection, row["team_id"])
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             # A refused connection surfaces as OSError from asyncpg, a hanging one as a timeout.
             self.outage.down(exc, "known keys work from their last known record")
@@ -212,17 +243,26 @@ class KeyStore:
                 self._remember_unknown(key_id, time.monotonic() + _NEGATIVE_CACHE_TTL)
             return None
         record = record_from_row(row, self._clock())
+        team_models = None if team is None else tuple(json.loads(team["models"] or "[]"))
+        models, restricted = allowed_models(record.models, team_models)
+        previous_until = record.previous_valid_until
         verified = _Verified(
             key=ClientKey(
                 id=record.id,
                 name=record.name,
-                models=frozenset(record.models),
+                models=models,
                 expires_at=None if record.expires_at is None else record.expires_at.timestamp(),
                 limits=record.limits,
+                team_id=None if team is None else team["id"],
+                team_limits=NO_LIMITS if team is None else Limits.from_mapping(team),
+                restricted=restricted,
+                priority=record.priority,
             ),
             secret_hash=row["secret_hash"],
             revoked=record.revoked_at is not None,
             valid_until=valid_until,
+            previous_hash=row["previous_secret_hash"],
+            previous_until=0.0 if previous_until is None else previous_until.timestamp(),
         )
         if cacheable:
             # Kept even past its TTL (then only as the last known record, for outages).
@@ -244,7 +284,11 @@ class KeyStore:
 
         A revocation or deletion applies at once, even when the database cannot be read;
         after another change the old record stays, as the last known one, for outages.
+        EVERY_KEY drops what is known of every key.
         """
+        if key_id == EVERY_KEY:
+            self.invalidate_all()
+            return
         self._generation += 1
         self._unknown.pop(key_id, None)
         verified = self._cache.get(key_id)
@@ -255,6 +299,10 @@ class KeyStore:
             revoked = verified.revoked or change == REVOKED
             self._cache[key_id] = replace(verified, revoked=revoked, valid_until=0.0)
 
+    async def team_changed(self) -> None:
+        """A team changed: every worker reads its keys again (teams change rarely)."""
+        await self._changed(EVERY_KEY)
+
     def invalidate_all(self) -> None:
         """Read every key again at its next use (the old records stay for outages)."""
         self._generation += 1
@@ -263,12 +311,8 @@ class KeyStore:
 
     async def _changed(self, key_id: str, change: str = CHANGED) -> None:
         self.invalidate(key_id, change)
-        if self._redis is None:
-            return
-        try:
-            await self._redis.publish(INVALIDATE_CHANNEL, f"{key_id}:{change}")
-        except (RedisError, OSError):
-            log.warning("could not publish a key invalidation; other workers rely on the TTL")
+        if self._invalidations is not None:
+            await self._invalidations.publish(f"{key_id}:{change}")
 
     async def _listen(self) -> None:
         assert self._pubsub is not None
@@ -322,7 +366,10 @@ class KeyStore:
         email: str | None = None,
         models: Any = (),
         expires_at: datetime | None = None,
-        **limits: int | None,
+        team_id: str | None = None,
+        priority: str = "normal",
+        actor: Actor = SYSTEM,
+        **limits: float | None,
     ) -> CreatedKey:
         """Create a key; the returned CreatedKey holds the full key, shown only this once.
 
@@ -333,10 +380,14 @@ class KeyStore:
         values["daily_requests"] = self._settings.gateway_default_daily_requests
         values.update(limits)
         now = self._clock()
-        columns = validate_fields(
-            {"name": name, "email": email, "models": models, "expires_at": expires_at, **values},
-            now,
-        )
+        fields = {
+            "name": name,
+            "email": email,
+            "models": models,
+            "expires_at": expires_at,
+            "priority": priority,
+        }
+        columns = validate_fields({**fields, **values, "team_id": team_id}, now)
         for _attempt in range(3):
             key_id, secret, full_key = new_key()
             row = {
@@ -348,14 +399,25 @@ class KeyStore:
                 "last_used_at": None,
                 "revoked_at": None,
             }
+            record = record_from_row(row, now)
             try:
                 async with self._database.engine.begin() as connection:
+                    await _check_team(connection, columns.get("team_id"))
                     await db_keys.insert_key(connection, row)
+                    await audit.record(
+                        connection,
+                        actor,
+                        now,
+                        "key.create",
+                        "key",
+                        key_id,
+                        after=record.to_json(),
+                    )
             except IntegrityError:
                 continue  # an id collision: astronomically rare, just draw again
             self.invalidate(key_id)
             log.info("created API key %s", key_id)
-            return CreatedKey(id=key_id, key=full_key, record=record_from_row(row, now))
+            return CreatedKey(id=key_id, key=full_key, record=record)
         raise GatewayError(500, "could not allocate a key id", "internal_error")
 
     async def list_keys(
@@ -365,10 +427,11 @@ class KeyStore:
         query: str | None = None,
         limit: int = 1000,
         offset: int = 0,
+        team_ids: list[str] | None = None,
         sort: str = "created_at",
         descending: bool = True,
     ) -> list[KeyRecord]:
-        """Keys, newest first unless sorted otherwise, filtered by status and a search."""
+        """Keys, newest first unless sorted otherwise, filtered by status, a search and teams."""
         self._check_status(status)
         if sort not in db_keys.SORTS:
             raise GatewayError(
@@ -386,12 +449,19 @@ class KeyStore:
                 query=query,
                 limit=limit,
                 offset=offset,
+                team_ids=team_ids,
                 sort=sort,
                 descending=descending,
             )
         return [record_from_row(row, now) for row in rows]
 
-    async def count_keys(self, *, status: str | None = None, query: str | None = None) -> int:
+    async def count_keys(
+        self,
+        *,
+        status: str | None = None,
+        query: str | None = None,
+        team_ids: list[str] | None = None,
+    ) -> int:
         """How many keys match the filters of list_keys."""
         self._check_status(status)
         async with self._database.engine.connect() as connection:
@@ -400,6 +470,7 @@ class KeyStore:
                 now=datetime.fromtimestamp(self._clock(), UTC),
                 status=status,
                 query=query,
+                team_ids=team_ids,
             )
 
     @staticmethod
@@ -417,48 +488,133 @@ class KeyStore:
             raise _not_found(key_id)
         return record_from_row(row, self._clock())
 
-    async def update(self, key_id: str, **changes: Any) -> KeyRecord:
+    async def update(self, key_id: str, *, actor: Actor = SYSTEM, **changes: Any) -> KeyRecord:
         """Change a key's editable fields; takes effect at once in every worker."""
         unknown = sorted(set(changes) - set(EDITABLE_FIELDS))
         if unknown:
             raise GatewayError(
                 400, f"unknown field {unknown[0]!r}", "invalid_request", param=unknown[0]
             )
-        columns = validate_fields(changes, self._clock())
+        now = self._clock()
+        columns = validate_fields(changes, now)
         if columns:
+            before = await self.get(key_id)
             async with self._database.engine.begin() as connection:
+                if "team_id" in columns:
+                    await _check_team(connection, columns["team_id"])
                 found = await db_keys.update_key(connection, key_id, columns)
-            if not found:
-                raise _not_found(key_id)
+                if not found:
+                    raise _not_found(key_id)
+                row = await db_keys.fetch_key(connection, key_id)
+                assert row is not None
+                await audit.record(
+                    connection,
+                    actor,
+                    now,
+                    "key.update",
+                    "key",
+                    key_id,
+                    before=before.to_json(),
+                    after=record_from_row(row, now).to_json(),
+                )
             await self._changed(key_id)
             log.info("updated API key %s (%s)", key_id, ", ".join(sorted(columns)))
         return await self.get(key_id)
 
-    async def revoke(self, key_id: str) -> KeyRecord:
-        """Revoke a key (its usage history stays); takes effect at once in every worker."""
-        now = datetime.fromtimestamp(self._clock(), UTC)
-        async with self._database.engine.begin() as connection:
-            await db_keys.revoke_key(connection, key_id, now)
+    async def rotate(self, key_id: str, overlap: timedelta, *, actor: Actor = SYSTEM) -> CreatedKey:
+        """A new secret for the same key id (same limits, team and history).
+
+        The secret it replaces keeps working for `overlap` (zero: it stops at once); a
+        secret from an earlier rotation stops now.
+        """
+        if overlap < timedelta(0) or overlap > timedelta(days=365):
+            raise GatewayError(
+                400, "overlap must be between 0 and 365 days", "invalid_request", param="overlap"
+            )
+        now = self._clock()
+        before = await self.get(key_id)
+        if before.status == "revoked":
+            raise GatewayError(
+                409, f"API key {key_id!r} is revoked: it cannot be rotated.", "conflict"
+            )
+        async with self._database.engine.connect() as connection:
             row = await db_keys.fetch_key(connection, key_id)
         if row is None:
             raise _not_found(key_id)
+        secret, full_key = new_secret(key_id)
+        until = datetime.fromtimestamp(now, UTC) + overlap
+        columns = {
+            "secret_hash": hash_secret(secret),
+            "previous_secret_hash": row["secret_hash"] if overlap else None,
+            "previous_valid_until": until if overlap else None,
+        }
+        async with self._database.engine.begin() as connection:
+            if not await db_keys.update_key(connection, key_id, columns):
+                raise _not_found(key_id)
+            fresh = await db_keys.fetch_key(connection, key_id)
+            assert fresh is not None
+            record = record_from_row(fresh, now)
+            await audit.record(
+                connection,
+                actor,
+                now,
+                "key.rotate",
+                "key",
+                key_id,
+                before=before.to_json(),
+                after=record.to_json(),
+            )
+        await self._changed(key_id)
+        log.info("rotated API key %s (old secret valid for %s)", key_id, overlap)
+        return CreatedKey(id=key_id, key=full_key, record=record)
+
+    async def revoke(self, key_id: str, *, actor: Actor = SYSTEM) -> KeyRecord:
+        """Revoke a key (its usage history stays); takes effect at once in every worker."""
+        now = self._clock()
+        before = await self.get(key_id)
+        async with self._database.engine.begin() as connection:
+            await db_keys.revoke_key(connection, key_id, datetime.fromtimestamp(now, UTC))
+            row = await db_keys.fetch_key(connection, key_id)
+            if row is None:
+                raise _not_found(key_id)
+            record = record_from_row(row, now)
+            await audit.record(
+                connection,
+                actor,
+                now,
+                "key.revoke",
+                "key",
+                key_id,
+                before=before.to_json(),
+                after=record.to_json(),
+            )
         await self._changed(key_id, REVOKED)
         log.info("revoked API key %s", key_id)
-        return record_from_row(row, self._clock())
+        return record
 
-    async def delete(self, key_id: str) -> KeyRecord:
+    async def delete(self, key_id: str, *, actor: Actor = SYSTEM) -> KeyRecord:
         """Delete a key and its usage history; returns what was deleted."""
         async with self._database.engine.connect() as connection:
             row = await db_keys.fetch_key(connection, key_id)
         if row is None:
             raise _not_found(key_id)
+        now = self._clock()
+        record = record_from_row(row, now)
         # A write transaction that starts with a write: SQLite takes its lock up front.
         async with self._database.engine.begin() as connection:
             if not await db_keys.delete_key(connection, key_id):
                 raise _not_found(key_id)
+            await audit.record(
+                connection, actor, now, "key.delete", "key", key_id, before=record.to_json()
+            )
         await self._changed(key_id, DELETED)
         log.info("deleted API key %s and its usage", key_id)
-        return record_from_row(row, self._clock())
+        return record
+
+
+async def _check_team(connection: Any, team_id: str | None) -> None:
+    if team_id is not None and await db_teams.fetch_team(connection, team_id) is None:
+        raise GatewayError(400, f"No team with id {team_id!r}.", "invalid_request", param="team_id")
 
 
 def _not_found(key_id: str) -> GatewayError:

@@ -27,6 +27,9 @@ class UsageEvent:
     admitted: bool = True  # passed every check, admission and routing
     reason: str | None = None  # why it was refused or failed, or "client_closed"
     estimated: bool = False  # tokens are the gateway's estimate (a stream cut before usage)
+    cost_usd: float = 0.0  # at the model's price when the event was written (0: no price)
+    team_id: str | None = None  # the key's team at the time
+    queued_ms: float = 0.0  # time it waited for a saturated fleet (fair admission)
 
     def row(self) -> tuple[Any, ...]:
         """The fields in declaration order (the journal's line, db/usage.EVENT_COLUMNS' order)."""
@@ -46,6 +49,9 @@ class UsageEvent:
             self.admitted,
             self.reason,
             self.estimated,
+            self.cost_usd,
+            self.team_id,
+            self.queued_ms,
         )
 
     @classmethod

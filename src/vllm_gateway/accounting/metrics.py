@@ -92,6 +92,19 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
+        self._part_up = Gauge(
+            "vgw_part_up",
+            "Whether a part the gateway depends on answers (1) or is in an outage (0)",
+            ["part"],
+            registry=self.registry,
+            multiprocess_mode="livemin",  # down when any live worker finds it down
+        )
+        self._usage_pending = Gauge(
+            "vgw_usage_events_pending",
+            "Usage events recorded (journaled) but not yet written to the database",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
         if self._shared_dir is None:
             # Read at scrape time, so the hot path only touches a plain int.
             self._in_flight.set_function(lambda: self.in_flight)
@@ -150,6 +163,14 @@ class Metrics:
     def set_backend_up(self, backend: str, up: bool) -> None:
         """Record the outcome of a backend health check."""
         self._backend_up.labels(backend).set(1 if up else 0)
+
+    def set_part_up(self, part: str, up: bool) -> None:
+        """Record whether a dependency (e.g. "redis_limits", "database_usage") answers."""
+        self._part_up.labels(part).set(1 if up else 0)
+
+    def set_usage_pending(self, events: int) -> None:
+        """Record how many usage events wait for the database."""
+        self._usage_pending.set(events)
 
     def _forget_dead_workers(self) -> None:
         """Drop the live gauges of workers that died (a crash leaves their files behind)."""

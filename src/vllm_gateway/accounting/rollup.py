@@ -63,6 +63,9 @@ def roll_up(events: Sequence[UsageEvent]) -> Rollup:
                 event.admitted,
                 reason,
                 event.estimated,
+                event.cost_usd,
+                None if event.team_id is None else cut(event.team_id, 32),
+                event.queued_ms,
             )
         )
         day_number = int(event.ts // 86400)
@@ -85,4 +88,5 @@ def roll_up(events: Sequence[UsageEvent]) -> Rollup:
             rollup.rejections[refusal] = rollup.rejections.get(refusal, 0) + 1
         delta.prompt_tokens += prompt
         delta.completion_tokens += completion
+        delta.cost_usd += event.cost_usd
     return rollup

@@ -9,11 +9,12 @@ from typing import Any
 
 from vllm_gateway.db.usage import COUNTED
 
-COLUMNS = ("day", "key_id", "model", *COUNTED, "total_tokens")
+COLUMNS = ("day", "key_id", "model", *COUNTED, "total_tokens", "cost_usd")
 
 
 def csv_row(row: Any) -> dict[str, Any]:
-    """A usage_daily row with its counts as ints and its total tokens."""
+    """A usage_daily row with its counts as ints, its total tokens and its cost (to a
+    millionth of a dollar, the precision budgets are kept in)."""
     counts = {name: int(row[name] or 0) for name in COUNTED}
     total = counts["prompt_tokens"] + counts["completion_tokens"]
     return {
@@ -22,6 +23,7 @@ def csv_row(row: Any) -> dict[str, Any]:
         "model": row["model"],
         **counts,
         "total_tokens": total,
+        "cost_usd": round(float(row["cost_usd"] or 0.0), 6),
     }
 
 

@@ -5,7 +5,18 @@ from __future__ import annotations
 import click
 
 from vllm_gateway import __version__
-from vllm_gateway.cli import admin, db, keys, serve, simulator, usage
+from vllm_gateway.cli import (
+    admin,
+    audit,
+    backends,
+    db,
+    keys,
+    prices,
+    serve,
+    simulator,
+    teams,
+    usage,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,9 +29,13 @@ for command in (
     serve.serve,
     simulator.simulator,
     keys.keys,
+    teams.teams,
+    prices.prices,
+    audit.audit,
     usage.usage,
     db.db,
     admin.admin,
+    backends.backends,
 ):
     cli.add_command(command)
 

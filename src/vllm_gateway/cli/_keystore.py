@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 from typing import TypeVar
 
 import click
-import redis.asyncio as aioredis
 from sqlalchemy.exc import SQLAlchemyError
 
 from vllm_gateway.access.keys import KeyStore
+from vllm_gateway.access.teams import TeamStore
 from vllm_gateway.clock import system_clock
 from vllm_gateway.db.engine import (
     Database,
@@ -20,6 +20,7 @@ from vllm_gateway.db.engine import (
     open_database_read_only,
 )
 from vllm_gateway.errors import GatewayError
+from vllm_gateway.redis_connect import open_redis
 from vllm_gateway.settings import Settings
 
 T = TypeVar("T")
@@ -58,12 +59,19 @@ async def read_database_for_cli(settings: Settings) -> AsyncIterator[Database | 
 async def open_key_store(settings: Settings) -> AsyncIterator[KeyStore]:
     """A KeyStore that publishes invalidations on Redis when REDIS_URL is set."""
     async with open_database_for_cli(settings) as database:
-        redis = aioredis.from_url(settings.redis_url) if settings.redis_url else None
+        redis = open_redis(settings, timeout=5.0)
         try:
             yield KeyStore(database, system_clock, settings, redis)
         finally:
             if redis is not None:
                 await redis.aclose()
+
+
+@asynccontextmanager
+async def open_team_store(settings: Settings) -> AsyncIterator[TeamStore]:
+    """A TeamStore whose changes reach running gateways' key caches through Redis."""
+    async with open_key_store(settings) as keys:
+        yield TeamStore(keys.database, system_clock, keys)
 
 
 @asynccontextmanager

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from vllm_gateway.access.key_records import CreatedKey, KeyRecord
+from vllm_gateway.audit.actor import cli_actor
 from vllm_gateway.cli._keystore import open_key_store, read_key_store, run
 from vllm_gateway.cli.settings_loader import load_settings
 from vllm_gateway.limits.model import LIMIT_FIELDS
@@ -36,20 +37,37 @@ def _parse_limit(ctx: click.Context, param: click.Parameter, value: str | None) 
     return int(text)
 
 
+def _parse_money(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """An amount in USD (`12.50`, `$12.50`), or `unlimited`."""
+    if value is None:
+        return None
+    text = value.strip().lower().removeprefix("$")
+    if text in {"unlimited", "none"}:
+        return None
+    try:
+        amount = float(text)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an amount in USD or 'unlimited'") from None
+    if not amount >= 0 or amount == float("inf"):
+        raise click.BadParameter(f"{value!r} is not an amount >= 0")
+    return amount
+
+
 def limit_options(command: F) -> F:
     """Add one `--<limit> N|unlimited` option per limit of LIMIT_FIELDS."""
     for spec in reversed(LIMIT_FIELDS):
+        money = spec.kind is float
         command = click.option(
             spec.flag,
             spec.name,
-            metavar="N|unlimited",
-            callback=_parse_limit,
+            metavar="USD|unlimited" if money else "N|unlimited",
+            callback=_parse_money if money else _parse_limit,
             help=f"{spec.description}.",
         )(command)
     return command
 
 
-def given_limits(values: dict[str, int | None]) -> dict[str, int | None]:
+def given_limits(values: dict[str, float | None]) -> dict[str, float | None]:
     """The limits that were set on the command line (the others keep their default)."""
     context = click.get_current_context()
     return {
@@ -59,16 +77,16 @@ def given_limits(values: dict[str, int | None]) -> dict[str, int | None]:
     }
 
 
-def parse_duration(text: str) -> timedelta:
+def parse_duration(text: str, option: str = "--expires-in") -> timedelta:
     """`30d`, `12h`, `90m`, `2w` or `3600s` as a timedelta."""
     match = _DURATION.match(text)
     if match is None or int(match.group(1)) == 0:
         raise click.BadParameter(
-            f"{text!r} is not a duration like 30d, 12h, 90m, 2w", param_hint="--expires-in"
+            f"{text!r} is not a duration like 30d, 12h, 90m, 2w", param_hint=option
         )
     seconds = int(match.group(1)) * _UNITS[match.group(2)]
     if seconds > 100 * 365 * 86400:
-        raise click.BadParameter("at most 100 years", param_hint="--expires-in")
+        raise click.BadParameter("at most 100 years", param_hint=option)
     return timedelta(seconds=seconds)
 
 
@@ -86,14 +104,24 @@ def keys() -> None:
 @limit_options
 @click.option("--models", help="Comma-separated models the key may use [default: all].")
 @click.option("--expires-in", help="Lifetime such as 30d, 12h, 2w [default: never expires].")
+@click.option("--team", "team_id", help="The id of the team the key belongs to.")
+@click.option(
+    "--priority",
+    type=click.Choice(["high", "normal", "low"]),
+    default="normal",
+    show_default=True,
+    help="Its share of a saturated fleet's turns (fair admission).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object (with `key`).")
 def create(
     name: str,
     email: str | None,
     models: str | None,
     expires_in: str | None,
+    team_id: str | None,
+    priority: str,
     as_json: bool,
-    **limits: int | None,
+    **limits: float | None,
 ) -> None:
     """Create a key and print it. The key is shown only this once."""
     expires_at = None if expires_in is None else datetime.now(UTC) + parse_duration(expires_in)
@@ -104,8 +132,11 @@ def create(
             return await store.create(
                 name=name,
                 email=email,
-                models=_model_list(models) or [],
+                models=model_list(models) or [],
                 expires_at=expires_at,
+                team_id=team_id,
+                actor=cli_actor(),
+                priority=priority,
                 **given_limits(limits),
             )
 
@@ -132,6 +163,8 @@ def create(
 @limit_options
 @click.option("--models", help="Comma-separated models the key may use (empty: all).")
 @click.option("--expires-in", help="A new lifetime from now, such as 30d ('never': no expiry).")
+@click.option("--team", "team_id", help="Move the key to this team ('none': out of any team).")
+@click.option("--priority", type=click.Choice(["high", "normal", "low"]), help="A new priority.")
 @click.option("--json", "as_json", is_flag=True, help="Print the key as a JSON object.")
 def update(
     key_id: str,
@@ -139,27 +172,33 @@ def update(
     email: str | None,
     models: str | None,
     expires_in: str | None,
+    team_id: str | None,
+    priority: str | None,
     as_json: bool,
-    **limits: int | None,
+    **limits: float | None,
 ) -> None:
-    """Change a key's name, limits, models or expiry; only the options given change."""
+    """Change a key's name, limits, models, team or expiry; only the options given change."""
     changes: dict[str, Any] = given_limits(limits)
+    if team_id is not None:
+        changes["team_id"] = None if team_id.strip().lower() in {"", "none"} else team_id
     if name is not None:
         changes["name"] = name
     if email is not None:
         changes["email"] = email or None
     if models is not None:
-        changes["models"] = _model_list(models)
+        changes["models"] = model_list(models)
     if expires_in is not None:
         never = expires_in.strip().lower() == "never"
         changes["expires_at"] = None if never else datetime.now(UTC) + parse_duration(expires_in)
+    if priority is not None:
+        changes["priority"] = priority
     if not changes:
         raise click.UsageError("nothing to change: give at least one option")
     settings = load_settings()
 
     async def work() -> KeyRecord:
         async with open_key_store(settings) as store:
-            return await store.update(key_id, **changes)
+            return await store.update(key_id, actor=cli_actor(), **changes)
 
     record = run(work)
     if as_json:
@@ -168,7 +207,7 @@ def update(
     click.echo(f"updated {record.id} ({record.name}): {', '.join(sorted(changes))}")
 
 
-def _model_list(models: str | None) -> list[str] | None:
+def model_list(models: str | None) -> list[str] | None:
     if models is None:
         return None
     if not models.strip():
@@ -197,12 +236,13 @@ def list_keys(status: str | None, query: str | None, as_json: bool) -> None:
     if not records:
         click.echo("no keys", err=True)
         return
-    rows = [("ID", "NAME", "STATUS", "DAILY REQ", "RPM", "MODELS", "CREATED", "LAST USED")]
+    rows = [("ID", "NAME", "STATUS", "TEAM", "DAILY REQ", "RPM", "MODELS", "CREATED", "LAST USED")]
     rows += [
         (
             r.id,
             r.name if len(r.name) <= 30 else r.name[:29] + "…",
             r.status,
+            r.team_id or "-",
             _limit(r.limits.daily_requests),
             _limit(r.limits.rpm),
             ",".join(r.models) or "all",
@@ -241,13 +281,42 @@ def show(key_id: str, as_json: bool) -> None:
 
 @keys.command(epilog=_CACHE_NOTE)
 @click.argument("key_id")
+@click.option(
+    "--overlap",
+    default="24h",
+    show_default=True,
+    help="How long the old secret keeps working, such as 24h, 30m ('0': stops at once).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object (with `key`).")
+def rotate(key_id: str, overlap: str, as_json: bool) -> None:
+    """Issue a new secret for the same key (limits, team, history kept); print it once."""
+    grace = timedelta(0) if overlap.strip() == "0" else parse_duration(overlap, "--overlap")
+    settings = load_settings()
+
+    async def work() -> CreatedKey:
+        async with open_key_store(settings) as store:
+            return await store.rotate(key_id, grace, actor=cli_actor())
+
+    created = run(work)
+    if as_json:
+        payload = {**created.record.to_json(), "key": created.key}
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        return
+    click.echo(created.key)
+    until = created.record.previous_valid_until
+    old = "stopped working" if until is None else f"works until {until.isoformat()}"
+    click.echo(f"Rotated key {created.id}; the old secret {old}.", err=True)
+
+
+@keys.command(epilog=_CACHE_NOTE)
+@click.argument("key_id")
 def revoke(key_id: str) -> None:
     """Revoke a key; its usage history is kept."""
     settings = load_settings()
 
     async def work() -> KeyRecord:
         async with open_key_store(settings) as store:
-            return await store.revoke(key_id)
+            return await store.revoke(key_id, actor=cli_actor())
 
     record = run(work)
     click.echo(f"revoked {record.id} ({record.name})")
@@ -264,7 +333,7 @@ def delete(key_id: str, yes: bool) -> None:
 
     async def work() -> KeyRecord:
         async with open_key_store(settings) as store:
-            return await store.delete(key_id)
+            return await store.delete(key_id, actor=cli_actor())
 
     record = run(work)
     click.echo(f"deleted {record.id} ({record.name}) and its usage history")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import sys
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -16,7 +18,7 @@ from vllm_gateway.db import keys as db_keys
 from vllm_gateway.db import usage as db_usage
 from vllm_gateway.settings import Settings
 
-COLUMNS = ("day", "key_id", "model", *db_usage.COUNTED)
+COLUMNS = ("day", "key_id", "model", *db_usage.COUNTED, "cost_usd")
 _TOTALS = db_usage.COUNTED
 
 
@@ -51,8 +53,22 @@ async def _rows(
     return [{column: row[column] for column in COLUMNS} for row in rows], reasons
 
 
+async def _report(settings: Settings, where: db_usage.UsageFilter, by: str) -> list[dict[str, Any]]:
+    async with read_database_for_cli(settings) as database:
+        if database is None:  # no tables yet: nothing was used
+            return []
+        async with database.engine.connect() as connection:
+            return [dict(row) for row in await db_usage.report(connection, where, by)]
+
+
 @click.command()
 @click.option("--key", "key", metavar="ID", help="Only this key (its id).")
+@click.option("--team", "team", metavar="ID", help="Only the keys of this team (its id).")
+@click.option(
+    "--by",
+    type=click.Choice(db_usage.REPORT_GROUPS),
+    help="Totals (cost included) per key, team, model or day instead of the daily rows.",
+)
 @click.option("--model", help="Only this model.")
 @click.option("--since", metavar="DATE", callback=_day, help="First UTC day, YYYY-MM-DD.")
 @click.option("--until", metavar="DATE", callback=_day, help="Last UTC day, YYYY-MM-DD.")
@@ -60,6 +76,8 @@ async def _rows(
 @click.option("--json", "as_json", is_flag=True, help="JSON: the totals and a row per day.")
 def usage(
     key: str | None,
+    team: str | None,
+    by: str | None,
     model: str | None,
     since: str | None,
     until: str | None,
@@ -72,12 +90,18 @@ def usage(
     if since and until and since > until:
         raise click.BadParameter("--since is after --until", param_hint="--since")
     settings = load_settings()
-    rows, reasons = run(lambda: _rows(settings, db_usage.UsageFilter(key, model, since, until)))
+    where = db_usage.UsageFilter(key, model, since, until, team_id=team)
+    if by is not None:
+        _print_report(run(lambda: _report(settings, where, by)), by, as_csv, as_json)
+        return
+    rows, reasons = run(lambda: _rows(settings, where))
     for row in rows:
         for name in _TOTALS:
             row[name] = int(row[name])
-    totals = {name: sum(row[name] for row in rows) for name in _TOTALS}
+        row["cost_usd"] = round(float(row["cost_usd"] or 0.0), 6)
+    totals: dict[str, Any] = {name: sum(row[name] for row in rows) for name in _TOTALS}
     totals["total_tokens"] = totals["prompt_tokens"] + totals["completion_tokens"]
+    totals["cost_usd"] = round(sum(row["cost_usd"] for row in rows), 6)
     if as_json:
         document = {
             **totals,
@@ -93,7 +117,37 @@ def usage(
         _print_table(rows, totals)
 
 
-def _print_table(rows: list[dict[str, Any]], totals: dict[str, int]) -> None:
+def _print_report(rows: list[dict[str, Any]], by: str, as_csv: bool, as_json: bool) -> None:
+    """Totals per group: a JSON array, CSV, or a table."""
+    group = {"key": ["key_id", "name"], "team": ["team_id"], "model": ["model"], "day": ["day"]}
+    columns = [*group[by], *_TOTALS, "total_tokens", "cost_usd"]
+    shown = [
+        {
+            **{name: row[name] for name in group[by]},
+            **{name: int(row[name]) for name in _TOTALS},
+            "total_tokens": int(row["prompt_tokens"]) + int(row["completion_tokens"]),
+            "cost_usd": round(float(row["cost_usd"] or 0.0), 6),
+        }
+        for row in rows
+    ]
+    if as_json:
+        click.echo(json.dumps(shown, indent=2))
+        return
+    if as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(shown)
+        return
+    if not shown:
+        click.echo("No usage recorded for this selection.")
+        return
+    cells = [columns] + [["-" if r[c] is None else str(r[c]) for c in columns] for r in shown]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    for line in cells:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+
+
+def _print_table(rows: list[dict[str, Any]], totals: dict[str, Any]) -> None:
     if not rows:
         click.echo("No usage recorded for this selection.")
         return
@@ -108,6 +162,7 @@ def _print_table(rows: list[dict[str, Any]], totals: dict[str, int]) -> None:
         "prompt",
         "completion",
         "total",
+        "cost_usd",
     )
     lines = [
         (
@@ -116,10 +171,17 @@ def _print_table(rows: list[dict[str, Any]], totals: dict[str, int]) -> None:
             row["model"],
             *(f"{row[name]:,}" for name in _TOTALS),
             f"{row['prompt_tokens'] + row['completion_tokens']:,}",
+            f"{row['cost_usd']:.6f}",
         )
         for row in rows
     ]
-    total_line = ("total", "", "", *(f"{totals[name]:,}" for name in (*_TOTALS, "total_tokens")))
+    total_line = (
+        "total",
+        "",
+        "",
+        *(f"{totals[name]:,}" for name in (*_TOTALS, "total_tokens")),
+        f"{totals['cost_usd']:.6f}",
+    )
     widths = [
         max(len(line[i]) for line in (header, *lines, total_line)) for i in range(len(header))
     ]

@@ -42,11 +42,16 @@ async def insert_session(
     csrf_token: str,
     created_at: datetime,
     expires_at: datetime,
+    user_id: int | None = None,
 ) -> None:
-    """Store a new login session."""
+    """Store a new login session (of an admin account, or None: of the admin key)."""
     await connection.execute(
         insert(admin_sessions).values(
-            id_hash=id_hash, csrf_token=csrf_token, created_at=created_at, expires_at=expires_at
+            id_hash=id_hash,
+            csrf_token=csrf_token,
+            created_at=created_at,
+            expires_at=expires_at,
+            user_id=user_id,
         )
     )
 

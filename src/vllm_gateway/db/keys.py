@@ -32,8 +32,14 @@ SORTS = ("created_at", "name", "last_used_at", "expires_at", "usage_today")
 
 
 def _filtered(
-    statement: Select[Any], now: datetime, status: str | None, query: str | None
+    statement: Select[Any],
+    now: datetime,
+    status: str | None,
+    query: str | None,
+    team_ids: Sequence[str] | None = None,
 ) -> Select[Any]:
+    if team_ids is not None:
+        statement = statement.where(api_keys.c.team_id.in_(list(team_ids)))
     not_expired = or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now)
     if status == "active":
         statement = statement.where(api_keys.c.revoked_at.is_(None), not_expired)
@@ -76,10 +82,11 @@ async def fetch_keys(
     offset: int = 0,
     sort: str = "created_at",
     descending: bool = True,
+    team_ids: Sequence[str] | None = None,
 ) -> Sequence[RowMapping]:
-    """Key rows filtered by status and a case-insensitive search, sorted (newest first by
-    default), one page of them. Keys never used or without expiry sort last either way."""
-    statement = _filtered(select(api_keys), now, status, query)
+    """Key rows filtered by status, a case-insensitive search and teams, sorted (newest first
+    by default), one page of them. Keys never used or without expiry sort last either way."""
+    statement = _filtered(select(api_keys), now, status, query, team_ids)
     if sort == "usage_today":
         today = _asked_today(now.strftime("%Y-%m-%d"))
         key: Any = func.coalesce(today.c.asked, 0)
@@ -101,9 +108,11 @@ async def count_keys(
     now: datetime,
     status: str | None = None,
     query: str | None = None,
+    team_ids: Sequence[str] | None = None,
 ) -> int:
     """How many keys the filters match."""
-    statement = _filtered(select(func.count()).select_from(api_keys), now, status, query)
+    count = select(func.count()).select_from(api_keys)
+    statement = _filtered(count, now, status, query, team_ids)
     return int((await connection.execute(statement)).scalar_one())
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -19,7 +21,7 @@ from sqlalchemy import (
     true,
 )
 
-from vllm_gateway.limits.model import INT32_MAX, LIMIT_FIELDS
+from vllm_gateway.limits.model import INT32_MAX, LIMIT_FIELDS, LimitField
 
 # Stable constraint names so migrations can alter them on every dialect.
 metadata = MetaData(
@@ -33,12 +35,15 @@ metadata = MetaData(
 )
 
 
-def limit_columns() -> list[Column[int]]:
+def limit_columns() -> list[Column[Any]]:
     """A nullable column per limit (LIMIT_FIELDS), wide enough for its bounds."""
-    return [
-        Column(spec.name, BigInteger if spec.high > INT32_MAX else Integer, nullable=True)
-        for spec in LIMIT_FIELDS
-    ]
+    return [Column(spec.name, _limit_type(spec), nullable=True) for spec in LIMIT_FIELDS]
+
+
+def _limit_type(spec: LimitField) -> Any:
+    if spec.kind is float:
+        return Double
+    return BigInteger if spec.high > INT32_MAX else Integer
 
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY, not a BIGINT one.
@@ -58,11 +63,79 @@ api_keys = Table(
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("models", Text, nullable=False, default="[]"),
     *limit_columns(),
+    Column("team_id", String(32), nullable=True, index=True),
+    # Rotation: the secret before the last rotation works until previous_valid_until.
+    Column("previous_secret_hash", String(64), nullable=True),
+    Column("previous_valid_until", DateTime(timezone=True), nullable=True),
+    Column("priority", String(8), nullable=False, server_default="normal"),
     # The keys page sorts by these, a page at a time, over any number of keys.
     Index("ix_api_keys_created_at", "created_at", "id"),
     Index("ix_api_keys_name", "name", "id"),
     Index("ix_api_keys_last_used_at", "last_used_at", "id"),
     Index("ix_api_keys_expires_at", "expires_at", "id"),
+)
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("models", Text, nullable=False, default="[]"),
+    *limit_columns(),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+model_prices = Table(
+    "model_prices",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("input_per_million", Double, nullable=False),
+    Column("cached_input_per_million", Double, nullable=True),
+    Column("output_per_million", Double, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+admin_users = Table(
+    "admin_users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(200), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=True),  # null: single sign-on only
+    Column("role", String(20), nullable=False),
+    Column("team_ids", Text, nullable=False, default="[]"),  # a team_manager's teams
+    Column("oidc_subject", String(255), nullable=True, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("disabled_at", DateTime(timezone=True), nullable=True),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("ts", Double, nullable=False, index=True),
+    Column("actor", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("address", String(100), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target_type", String(32), nullable=False),
+    Column("target_id", String(200), nullable=True),
+    Column("before", Text, nullable=True),
+    Column("after", Text, nullable=True),
+    Index("ix_audit_log_target", "target_type", "target_id"),
+)
+
+budget_alerts = Table(
+    "budget_alerts",
+    metadata,
+    Column("subject_kind", String(16), nullable=False),
+    Column("subject_id", String(32), nullable=False),
+    Column("period", String(10), nullable=False),  # YYYY-MM-DD or YYYY-MM
+    Column("threshold", Integer, nullable=False),  # percent: 80 or 100
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    Column("spent_usd", Double, nullable=False),
+    Column("budget_usd", Double, nullable=False),
+    PrimaryKeyConstraint("subject_kind", "subject_id", "period", "threshold"),
 )
 
 usage_events = Table(
@@ -84,6 +157,9 @@ usage_events = Table(
     Column("admitted", Boolean, nullable=False, server_default=true()),
     Column("reason", String(64), nullable=True),
     Column("estimated", Boolean, nullable=False, server_default=false()),
+    Column("cost_usd", Double, nullable=False, server_default="0"),
+    Column("team_id", String(32), nullable=True),
+    Column("queued_ms", Double, nullable=False, server_default="0"),  # fair admission's wait
     Index("ix_usage_events_key_id_ts", "key_id", "ts"),
     Index("uq_usage_events_request_id", "request_id", unique=True),
 )
@@ -101,6 +177,7 @@ usage_daily = Table(
     Column("latency_ms_sum", Double, nullable=False, default=0.0),
     Column("rejected", BigInteger, nullable=False, server_default="0"),
     Column("cancelled", BigInteger, nullable=False, server_default="0"),
+    Column("cost_usd", Double, nullable=False, server_default="0"),
     PrimaryKeyConstraint("day", "key_id", "model"),
     Index("ix_usage_daily_key_id_day", "key_id", "day"),
 )
@@ -157,4 +234,5 @@ admin_sessions = Table(
     Column("csrf_token", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("user_id", Integer, nullable=True),  # null: the break-glass admin key (owner)
 )

@@ -45,6 +45,7 @@ class DailyDelta:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_ms_sum: float = 0.0
+    cost_usd: float = 0.0
 
 
 COUNTED = ("requests", "errors", "rejected", "cancelled", "prompt_tokens", "completion_tokens")
@@ -66,6 +67,9 @@ EVENT_COLUMNS = (
     "admitted",
     "reason",
     "estimated",
+    "cost_usd",
+    "team_id",
+    "queued_ms",
 )
 """The order of the values in each row given to insert_events."""
 
@@ -123,12 +127,13 @@ async def add_to_daily(
             "prompt_tokens": delta.prompt_tokens,
             "completion_tokens": delta.completion_tokens,
             "latency_ms_sum": delta.latency_ms_sum,
+            "cost_usd": delta.cost_usd,
         }
         for (day, key_id, model), delta in sorted(deltas.items())
     ]
-    statement = _insert(dialect)(usage_daily).values(rows)
+    statement = insert_for(dialect)(usage_daily).values(rows)
     excluded = statement.excluded
-    counted = (*COUNTED, "latency_ms_sum")
+    counted = (*COUNTED, "latency_ms_sum", "cost_usd")
     await connection.execute(
         statement.on_conflict_do_update(
             index_elements=[usage_daily.c.day, usage_daily.c.key_id, usage_daily.c.model],
@@ -137,7 +142,7 @@ async def add_to_daily(
     )
 
 
-def _insert(dialect: str) -> Any:
+def insert_for(dialect: str) -> Any:
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
@@ -151,7 +156,7 @@ async def add_rejections(
         {"day": day, "key_id": key_id, "model": model, "reason": reason, "count": count}
         for (day, key_id, model, reason), count in sorted(counts.items())
     ]
-    statement = _insert(dialect)(usage_daily_rejections).values(rows)
+    statement = insert_for(dialect)(usage_daily_rejections).values(rows)
     table = usage_daily_rejections.c
     await connection.execute(
         statement.on_conflict_do_update(
@@ -171,7 +176,7 @@ async def add_auth_failures(
         {"minute": minute, "reason": reason, "count": count}
         for (minute, reason), count in sorted(counts.items())
     ]
-    statement = _insert(dialect)(auth_failures).values(rows)
+    statement = insert_for(dialect)(auth_failures).values(rows)
     await connection.execute(
         statement.on_conflict_do_update(
             index_elements=[auth_failures.c.minute, auth_failures.c.reason],
@@ -194,6 +199,8 @@ class UsageFilter:
     model: str | None = None
     since: str | None = None
     until: str | None = None
+    team_id: str | None = None  # the keys in this team now
+    key_ids: tuple[str, ...] | None = None  # only these keys (a team manager's view)
 
     def clauses(self, table: Table = usage_daily) -> list[ColumnElement[bool]]:
         """The WHERE clauses for these filters, on a table with day, key_id and model."""
@@ -206,6 +213,11 @@ class UsageFilter:
             clauses.append(table.c.day >= self.since)
         if self.until is not None:
             clauses.append(table.c.day <= self.until)
+        if self.team_id is not None:
+            members = select(api_keys.c.id).where(api_keys.c.team_id == self.team_id)
+            clauses.append(table.c.key_id.in_(members))
+        if self.key_ids is not None:
+            clauses.append(table.c.key_id.in_(self.key_ids))
         return clauses
 
 
@@ -218,6 +230,7 @@ def _sums() -> list[Any]:
         func.coalesce(func.sum(usage_daily.c.prompt_tokens), 0).label("prompt_tokens"),
         func.coalesce(func.sum(usage_daily.c.completion_tokens), 0).label("completion_tokens"),
         func.coalesce(func.sum(usage_daily.c.latency_ms_sum), 0.0).label("latency_ms_sum"),
+        func.coalesce(func.sum(usage_daily.c.cost_usd), 0.0).label("cost_usd"),
     ]
 
 
@@ -282,6 +295,48 @@ async def top_keys(
         .limit(limit)
     )
     return (await connection.execute(statement)).mappings().all()
+
+
+REPORT_GROUPS = ("key", "team", "model", "day")
+"""What a cost report may total by."""
+
+
+async def report(connection: AsyncConnection, where: UsageFilter, by: str) -> Sequence[RowMapping]:
+    """Sums (cost included) per key, team (the key's team now), model or day, costliest first."""
+    sums = _sums()
+    joined = usage_daily.outerjoin(api_keys, api_keys.c.id == usage_daily.c.key_id)
+    group: list[Any]
+    if by == "key":
+        group = [usage_daily.c.key_id.label("key_id"), api_keys.c.name.label("name")]
+    elif by == "team":
+        group = [api_keys.c.team_id.label("team_id")]
+    elif by == "model":
+        group = [usage_daily.c.model.label("model")]
+    elif by == "day":
+        group = [usage_daily.c.day.label("day")]
+    else:
+        raise ValueError(f"cannot report by {by!r}")
+    order = [usage_daily.c.day] if by == "day" else [desc(literal_column("cost_usd")), *group]
+    statement = (
+        select(*group, *sums)
+        .select_from(joined)
+        .where(*where.clauses())
+        .group_by(*group)
+        .order_by(*order)
+    )
+    return (await connection.execute(statement)).mappings().all()
+
+
+async def spent_since(
+    connection: AsyncConnection, subject_kind: str, subject_id: str, since_day: str
+) -> float:
+    """USD spent by a key or a team (its keys now) from `since_day` on, per the books."""
+    if subject_kind == "team":
+        where = UsageFilter(since=since_day, team_id=subject_id)
+    else:
+        where = UsageFilter(key_id=subject_id, since=since_day)
+    statement = select(func.coalesce(func.sum(usage_daily.c.cost_usd), 0.0)).where(*where.clauses())
+    return float((await connection.execute(statement)).scalar_one())
 
 
 async def top_models(

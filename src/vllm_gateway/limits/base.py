@@ -2,7 +2,7 @@
 
 Semantics (the in-process limiter in memory.py and the Redis one in redis.py keep the same):
 
-- A request is admitted for a list of subjects (its key; later also the key's team) in one
+- A request is admitted for a list of subjects (its key and the key's team) in one
   atomic check-and-reserve: either every limit of every subject has room and all are
   reserved, or nothing is taken and the 429 names the first limit hit.
 - requests per day: counted per UTC calendar day (date-bucketed counters, so the window
@@ -13,10 +13,14 @@ Semantics (the in-process limiter in memory.py and the Redis one in redis.py kee
   reservation fits the limit; settle() replaces the reservation with the backend's real
   count. A request is counted on the day it started.
 - concurrency: a slot is held from acquire() to settle(); the proxy settles on every path.
+- budgets (USD per UTC day, and per calendar month in UTC): like tokens, acquire() reserves
+  the request's worst-case cost (in micro-dollars) and is refused unless spent + reserved +
+  this fits; settle() replaces it with the real cost. A budget therefore stops its subject
+  within one request's worst case, and the month's counter starts at zero on the 1st.
 - A request refused after admission (e.g. its model turns out not to exist) is settled with
   `refund=True`: it then counts against no request limit, as it was never forwarded.
-- When several limits are exceeded the longest-lived one is reported (day, then tokens,
-  then minute, then concurrency) so Retry-After is never too optimistic.
+- When several limits are exceeded the longest-lived one is reported (monthly budget, day,
+  daily budget, tokens, minute, then concurrency) so Retry-After is never too optimistic.
 - A limit is only counted while it is set: a limit added mid-day starts at zero. A subject
   with no limits costs nothing here and gets no rate-limit headers.
 
@@ -37,7 +41,8 @@ from typing import Protocol
 
 from vllm_gateway.clock import seconds_to_utc_midnight, utc_day
 from vllm_gateway.errors import GatewayError
-from vllm_gateway.limits.model import Limits
+from vllm_gateway.limits.model import MICROS_PER_USD, Limits
+from vllm_gateway.limits.periods import MonthNames, PerDay, seconds_to_next_month
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -48,11 +53,13 @@ REQUESTS_PER_DAY = "requests_per_day"
 TOKENS_PER_DAY = "tokens_per_day"
 REQUESTS_PER_MINUTE = "requests_per_minute"
 CONCURRENCY = "concurrency"
+BUDGET_PER_DAY = "budget_per_day"
+BUDGET_PER_MONTH = "budget_per_month"
 
 
 @dataclass(frozen=True, slots=True)
 class Subject:
-    """Something limits apply to: a key (kind "key") or, later, a team."""
+    """Something limits apply to: a key (kind "key") or a team (kind "team")."""
 
     kind: str
     id: str
@@ -69,6 +76,8 @@ class Reservation:
     tokens: int  # reserved on every subject with a daily token limit
     headers: Headers = field(default_factory=list)
     settled: bool = False
+    cost: int = 0  # micro-USD reserved on every subject with a budget
+    month: str = ""  # the UTC month (YYYY-MM) the cost was reserved in
 
 
 class Limiter(Protocol):
@@ -79,19 +88,25 @@ class Limiter(Protocol):
         ...
 
     async def acquire(
-        self, subjects: Sequence[Subject], tokens: int, request_id: str
+        self, subjects: Sequence[Subject], tokens: int, request_id: str, cost: int = 0
     ) -> Reservation:
         """Reserve the request on every subject at once, or raise a 429 GatewayError.
 
-        Callers leave out subjects without limits (ClientKey.subjects does): they would
-        cost a counter lookup for nothing.
+        `cost` is the request's worst case in micro-USD (only needed when a subject has a
+        budget). Callers leave out subjects without limits (ClientKey.subjects does): they
+        would cost a counter lookup for nothing.
         """
         ...
 
     async def settle(
-        self, reservation: Reservation, tokens_used: int, *, refund: bool = False
+        self,
+        reservation: Reservation,
+        tokens_used: int,
+        *,
+        refund: bool = False,
+        cost_used: int = 0,
     ) -> None:
-        """Release slots, settle tokens to the real count (refund: uncount the request).
+        """Release slots, settle tokens and cost to the real ones (refund: uncount it).
 
         Idempotent; never raises.
         """
@@ -103,17 +118,30 @@ class Limiter(Protocol):
 
 
 def open_reservation(
-    now: float, days: DayNames, subjects: Sequence[Subject], tokens: int, request_id: str
+    now: float,
+    days: DayNames,
+    subjects: Sequence[Subject],
+    tokens: int,
+    request_id: str,
+    cost: int = 0,
+    months: MonthNames | None = None,
 ) -> Reservation:
     """The reservation an acquire() fills in (empty, and final, when no subject is given)."""
-    return Reservation(request_id, days(now), tuple(subjects), tokens)
+    month = months(now) if months is not None else ""
+    return Reservation(request_id, days(now), tuple(subjects), tokens, cost=cost, month=month)
 
 
 class RateLimitExceeded(GatewayError):
-    """A 429 naming the limit that was hit (`reason`, for metrics and usage)."""
+    """A 429 naming the limit that was hit (`reason`, for metrics and usage).
+
+    A budget that ran out answers OpenAI's `insufficient_quota` code; the others
+    `rate_limit_exceeded`.
+    """
 
     def __init__(self, reason: str, message: str, headers: Headers) -> None:
-        super().__init__(429, message, "rate_limit_exceeded", headers=headers, reason=reason)
+        budget = reason in (BUDGET_PER_DAY, BUDGET_PER_MONTH)
+        code = "insufficient_quota" if budget else "rate_limit_exceeded"
+        super().__init__(429, message, code, headers=headers, reason=reason)
 
 
 def format_duration(seconds: float) -> str:
@@ -143,6 +171,8 @@ class Usage:
     in_window: int = 0
     window_reset: float = WINDOW  # seconds until the oldest admission leaves the window
     tokens_today: int = 0  # used + reserved by requests in flight
+    spent_today: int = 0  # micro-USD spent + reserved today
+    spent_month: int = 0  # micro-USD spent + reserved this month
 
 
 def limit_headers(limits: Limits, now: float, usage: Usage) -> Headers:
@@ -173,10 +203,15 @@ def limit_headers(limits: Limits, now: float, usage: Usage) -> Headers:
     return headers
 
 
-def first_limit_hit(limits: Limits, usage: Usage, tokens: int) -> str | None:
+def first_limit_hit(limits: Limits, usage: Usage, tokens: int, cost: int = 0) -> str | None:
     """The longest-lived limit this request would exceed, or None when it fits."""
+    monthly, daily_budget = limits.monthly_budget_usd, limits.daily_budget_usd
+    if monthly is not None and usage.spent_month + cost > round(monthly * MICROS_PER_USD):
+        return BUDGET_PER_MONTH
     if limits.daily_requests is not None and usage.requests_today >= limits.daily_requests:
         return REQUESTS_PER_DAY
+    if daily_budget is not None and usage.spent_today + cost > round(daily_budget * MICROS_PER_USD):
+        return BUDGET_PER_DAY
     if limits.daily_tokens is not None and usage.tokens_today + tokens > limits.daily_tokens:
         return TOKENS_PER_DAY
     if limits.rpm is not None and usage.in_window >= limits.rpm:
@@ -185,13 +220,27 @@ def first_limit_hit(limits: Limits, usage: Usage, tokens: int) -> str | None:
 
 
 def rejection(
-    reason: str, subject: Subject, now: float, usage: Usage, tokens: int, headers: Headers
+    reason: str,
+    subject: Subject,
+    now: float,
+    usage: Usage,
+    tokens: int,
+    headers: Headers,
+    cost: int = 0,
 ) -> RateLimitExceeded:
     """The 429 for `reason`, with Retry-After, the x-ratelimit-* headers, and what would fit."""
     limits, who = subject.limits, f"{subject.kind} {subject.id}"
     to_midnight = seconds_to_utc_midnight(now)
     retry_after = 1.0
-    if reason == REQUESTS_PER_DAY:
+    if reason == BUDGET_PER_MONTH:
+        retry_after = seconds_to_next_month(now)
+        message = _budget_message(who, "month", limits.monthly_budget_usd, usage.spent_month, cost)
+        message += f" The budget resets on the 1st, 00:00 UTC (in {format_duration(retry_after)})."
+    elif reason == BUDGET_PER_DAY:
+        retry_after = to_midnight
+        message = _budget_message(who, "day", limits.daily_budget_usd, usage.spent_today, cost)
+        message += f" The budget resets at 00:00 UTC (in {format_duration(to_midnight)})."
+    elif reason == REQUESTS_PER_DAY:
         retry_after = to_midnight
         message = (
             f"Rate limit reached for {who}: {limits.daily_requests} requests per day. "
@@ -215,6 +264,16 @@ def rejection(
     return RateLimitExceeded(reason, message, [(b"retry-after", retry), *headers])
 
 
+def _budget_message(who: str, period: str, budget: float | None, spent: int, cost: int) -> str:
+    assert budget is not None
+    left = max(0.0, budget - spent / MICROS_PER_USD)
+    return (
+        f"Budget reached for {who}: ${budget:g} per {period}; ${left:.6f} remain and this "
+        f"request may cost up to ${cost / MICROS_PER_USD:.6f} (its worst case): set a lower "
+        "max_tokens."
+    )
+
+
 def _tokens_message(who: str, limits: Limits, usage: Usage, tokens: int, to_midnight: float) -> str:
     daily = limits.daily_tokens
     assert daily is not None
@@ -231,17 +290,10 @@ def _tokens_message(who: str, limits: Limits, usage: Usage, tokens: int, to_midn
     )
 
 
-class DayNames:
+class DayNames(PerDay):
     """utc_day() remembered for the current day: formatting a date costs more than a limit."""
 
-    __slots__ = ("_name", "_number")
+    __slots__ = ()
 
     def __init__(self) -> None:
-        self._number = -1
-        self._name = ""
-
-    def __call__(self, now: float) -> str:
-        number = int(now // 86400)
-        if number != self._number:
-            self._number, self._name = number, utc_day(now)
-        return self._name
+        super().__init__(utc_day)

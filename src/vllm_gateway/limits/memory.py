@@ -23,6 +23,7 @@ from vllm_gateway.limits.base import (
     open_reservation,
     rejection,
 )
+from vllm_gateway.limits.periods import MonthNames
 
 
 @dataclass(slots=True)
@@ -34,6 +35,9 @@ class _State:
     tokens: int = 0
     in_flight: int = 0
     recent: deque[tuple[float, str]] = field(default_factory=deque)  # (admitted at, request id)
+    spent_today: int = 0  # micro-USD
+    month: str = ""
+    spent_month: int = 0  # micro-USD
 
     def usage(self, now: float) -> Usage:
         """Counts now, after dropping admissions that left the window."""
@@ -42,7 +46,9 @@ class _State:
         while recent and recent[0][0] <= horizon:
             recent.popleft()
         reset = recent[0][0] + WINDOW - now if recent else WINDOW
-        return Usage(self.requests, len(recent), reset, self.tokens)
+        return Usage(
+            self.requests, len(recent), reset, self.tokens, self.spent_today, self.spent_month
+        )
 
 
 class InProcessLimiter:
@@ -51,36 +57,42 @@ class InProcessLimiter:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._day = DayNames()
+        self._month = MonthNames()
         self._states: dict[tuple[str, str], _State] = {}
 
-    def _state(self, subject: Subject, day: str) -> _State:
+    def _state(self, subject: Subject, day: str, now: float) -> _State:
         key = (subject.kind, subject.id)
         state = self._states.get(key)
         if state is None:
-            state = self._states[key] = _State(day)
+            state = self._states[key] = _State(day, month=self._month(now))
         elif state.day != day:
-            state.day, state.requests, state.tokens = day, 0, 0
+            state.day, state.requests, state.tokens, state.spent_today = day, 0, 0, 0
+            month = self._month(now)
+            if state.month != month:
+                state.month, state.spent_month = month, 0
         return state
 
     async def acquire(
-        self, subjects: Sequence[Subject], tokens: int, request_id: str
+        self, subjects: Sequence[Subject], tokens: int, request_id: str, cost: int = 0
     ) -> Reservation:
         """Check every limit of every subject, then reserve on all of them."""
         now = self._clock()
-        reservation = open_reservation(now, self._day, subjects, tokens, request_id)
+        reservation = open_reservation(
+            now, self._day, subjects, tokens, request_id, cost, self._month
+        )
         chosen, day = reservation.subjects, reservation.day
         if not chosen:
             return reservation
-        states = [self._state(subject, day) for subject in chosen]
+        states = [self._state(subject, day, now) for subject in chosen]
         usages = [state.usage(now) for state in states]
         for subject, state, usage in zip(chosen, states, usages, strict=True):
-            reason = first_limit_hit(subject.limits, usage, tokens)
+            reason = first_limit_hit(subject.limits, usage, tokens, cost)
             concurrency = subject.limits.max_concurrency
             if reason is None and concurrency is not None and state.in_flight >= concurrency:
                 reason = CONCURRENCY
             if reason is not None:
                 headers = limit_headers(chosen[0].limits, now, usages[0])
-                raise rejection(reason, subject, now, usage, tokens, headers)
+                raise rejection(reason, subject, now, usage, tokens, headers, cost)
         for subject, state, usage in zip(chosen, states, usages, strict=True):
             limits = subject.limits
             if limits.daily_requests is not None:
@@ -94,11 +106,19 @@ class InProcessLimiter:
                 usage.tokens_today += tokens
             if limits.max_concurrency is not None:
                 state.in_flight += 1
+            if limits.has_budget:
+                state.spent_today += cost
+                state.spent_month += cost
         reservation.headers = limit_headers(chosen[0].limits, now, usages[0])
         return reservation
 
     async def settle(
-        self, reservation: Reservation, tokens_used: int, *, refund: bool = False
+        self,
+        reservation: Reservation,
+        tokens_used: int,
+        *,
+        refund: bool = False,
+        cost_used: int = 0,
     ) -> None:
         """Give back slots, correct token reservations, and uncount a refunded request."""
         if reservation.settled:
@@ -113,6 +133,12 @@ class InProcessLimiter:
                 state.in_flight -= 1
             if limits.daily_tokens is not None and same_day:
                 state.tokens += tokens_used - reservation.tokens
+            if limits.has_budget:
+                delta = cost_used - reservation.cost
+                if same_day:
+                    state.spent_today += delta
+                if state.month == reservation.month:
+                    state.spent_month += delta
             if refund:
                 if limits.daily_requests is not None and same_day and state.requests > 0:
                     state.requests -= 1

@@ -1,8 +1,10 @@
-"""The Limits value: every limit a subject (a key; later a team) may have, declared once.
+"""The Limits value: every limit a subject (a key or a team) may have, declared once.
 
-Each field of `Limits` carries its description, bounds and command-line flag; validation,
-the admin API's schema, the CLI options and the database columns are all derived from
-`LIMIT_FIELDS`, so adding a limit is one line here (plus its migration and its check).
+Each field of `Limits` carries its description, bounds, command-line flag and type (whole
+counts, or money in USD); validation, the admin API's schema, the CLI options and the
+database columns are all derived from `LIMIT_FIELDS`, so adding a limit is one line here
+(plus its migration and its check). Budgets are USD here and in the API; the limiters count
+them in whole micro-dollars (`micros()`), so sums never drift.
 """
 
 from __future__ import annotations
@@ -14,8 +16,17 @@ INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 
 
-def _spec(description: str, low: int, high: int, flag: str) -> dict[str, Any]:
-    return {"description": description, "low": low, "high": high, "flag": flag}
+MAX_BUDGET_USD = 1e9
+MICROS_PER_USD = 1_000_000
+
+
+def _spec(description: str, low: float, high: float, flag: str, kind: type = int) -> dict[str, Any]:
+    return {"description": description, "low": low, "high": high, "flag": flag, "kind": kind}
+
+
+def micros(usd: float) -> int:
+    """Whole micro-dollars of an amount in USD (what the limiters count)."""
+    return round(usd * MICROS_PER_USD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +47,16 @@ class Limits:
         default=None,
         metadata=_spec("Requests in flight at once", 1, INT32_MAX, "--max-concurrency"),
     )
+    daily_budget_usd: float | None = field(
+        default=None,
+        metadata=_spec("Spend per UTC day, USD", 0, MAX_BUDGET_USD, "--daily-budget", float),
+    )
+    monthly_budget_usd: float | None = field(
+        default=None,
+        metadata=_spec(
+            "Spend per calendar month (UTC), USD", 0, MAX_BUDGET_USD, "--monthly-budget", float
+        ),
+    )
 
     @property
     def any(self) -> bool:
@@ -45,9 +66,15 @@ class Limits:
             or self.rpm is not None
             or self.daily_tokens is not None
             or self.max_concurrency is not None
+            or self.has_budget
         )
 
-    def to_json(self) -> dict[str, int | None]:
+    @property
+    def has_budget(self) -> bool:
+        """Whether a budget in money is set (the request's cost must then be sized)."""
+        return self.daily_budget_usd is not None or self.monthly_budget_usd is not None
+
+    def to_json(self) -> dict[str, float | None]:
         """{field: value} for every limit."""
         return {spec.name: getattr(self, spec.name) for spec in LIMIT_FIELDS}
 
@@ -63,9 +90,10 @@ class LimitField:
 
     name: str
     description: str
-    low: int
-    high: int
+    low: float
+    high: float
     flag: str
+    kind: type  # int (counts) or float (USD)
 
 
 LIMIT_FIELDS: tuple[LimitField, ...] = tuple(

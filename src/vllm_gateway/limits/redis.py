@@ -22,7 +22,8 @@ operation may be sent twice):
   second notices when Redis is back.
 
 Per subject: `<prefix>req:<day>` and `…tok:<day>` (daily counters that expire a day after
-their day ends), `…rpm` (sorted set of admission times) and `…conc` (sorted set of
+their day ends), `…usd:<day>` and `…usd:<YYYY-MM>` (micro-USD spent, for budgets), `…rpm`
+(sorted set of admission times) and `…conc` (sorted set of
 concurrency leases scored by their expiry time), each member the request id; and per
 admitted request a marker `vgw:lim:m:{<request id>}`. A key's prefix is `vgw:lim:{<id>}:`,
 another kind's `vgw:lim:<kind>:{<id>}:`. Times come from the gateway's clock.
@@ -47,6 +48,8 @@ from redis.exceptions import NoScriptError
 from vllm_gateway.clock import Clock, seconds_to_utc_midnight
 from vllm_gateway.errors import GatewayError
 from vllm_gateway.limits.base import (
+    BUDGET_PER_DAY,
+    BUDGET_PER_MONTH,
     CONCURRENCY,
     REQUESTS_PER_DAY,
     REQUESTS_PER_MINUTE,
@@ -61,13 +64,21 @@ from vllm_gateway.limits.base import (
     open_reservation,
     rejection,
 )
-from vllm_gateway.limits.model import Limits
+from vllm_gateway.limits.model import MICROS_PER_USD, Limits
+from vllm_gateway.limits.periods import MonthNames, seconds_to_next_month
 from vllm_gateway.outages import Outage
 
 log = logging.getLogger(__name__)
 
 SCRIPT = resources.files(__package__).joinpath("limits.lua").read_text(encoding="utf-8")
-_REASONS = {1: REQUESTS_PER_DAY, 2: TOKENS_PER_DAY, 3: REQUESTS_PER_MINUTE, 4: CONCURRENCY}
+_REASONS = {
+    1: REQUESTS_PER_DAY,
+    2: TOKENS_PER_DAY,
+    3: REQUESTS_PER_MINUTE,
+    4: CONCURRENCY,
+    5: BUDGET_PER_DAY,
+    6: BUDGET_PER_MONTH,
+}
 _DAY_SECONDS = 86400
 MAX_BATCH = 256
 """Operations per script call, so one call never blocks Redis for long."""
@@ -93,6 +104,10 @@ def _limit(value: int | None) -> int:
     return -1 if value is None else value
 
 
+def _budget(value: float | None) -> int:
+    return -1 if value is None else round(value * MICROS_PER_USD)
+
+
 def _flags(limits: Limits) -> str:
     return "".join(
         "0" if value is None else "1"
@@ -101,6 +116,8 @@ def _flags(limits: Limits) -> str:
             limits.daily_tokens,
             limits.rpm,
             limits.max_concurrency,
+            limits.daily_budget_usd,
+            limits.monthly_budget_usd,
         )
     )
 
@@ -134,13 +151,13 @@ class _Repair:
     not_before: float | None = None  # time.monotonic(); None: Redis has not answered yet
 
 
-def _settle_op(reservation: Reservation, tokens_used: int, refund: bool) -> str:
+def _settle_op(reservation: Reservation, tokens_used: int, refund: bool, cost_used: int = 0) -> str:
     groups = "|".join(
         f"{prefix(subject)}|{_flags(subject.limits)}" for subject in reservation.subjects
     )
     return (
         f"S|{reservation.day}|{tokens_used}|{int(refund)}|{reservation.request_id}"
-        f"|{len(reservation.subjects)}|{groups}"
+        f"|{len(reservation.subjects)}|{reservation.month}|{cost_used}|{groups}"
     )
 
 
@@ -161,6 +178,7 @@ class RedisLimiter:
         self._redis = redis
         self._clock = clock
         self._day = DayNames()
+        self._month = MonthNames()
         self._lease = lease_seconds
         self._lease_ttl = int(lease_seconds) + 1
         self._on_failure = on_failure
@@ -187,11 +205,13 @@ class RedisLimiter:
     # --- admission ------------------------------------------------------------------------
 
     async def acquire(
-        self, subjects: Sequence[Subject], tokens: int, request_id: str
+        self, subjects: Sequence[Subject], tokens: int, request_id: str, cost: int = 0
     ) -> Reservation:
         """One atomic check-and-reserve in Redis, or a 429 naming the limit hit."""
         now = self._clock()
-        reservation = open_reservation(now, self._day, subjects, tokens, request_id)
+        reservation = open_reservation(
+            now, self._day, subjects, tokens, request_id, cost, self._month
+        )
         chosen, day = reservation.subjects, reservation.day
         if not chosen:
             return reservation
@@ -201,12 +221,16 @@ class RedisLimiter:
             f"{prefix(subject)}|{_limit(subject.limits.daily_requests)}"
             f"|{_limit(subject.limits.daily_tokens)}|{_limit(subject.limits.rpm)}"
             f"|{_limit(subject.limits.max_concurrency)}"
+            f"|{_budget(subject.limits.daily_budget_usd)}"
+            f"|{_budget(subject.limits.monthly_budget_usd)}"
             for subject in chosen
         )
         marker_ttl = int(seconds_to_utc_midnight(now)) + _DAY_SECONDS
+        month_ttl = int(seconds_to_next_month(now)) + _DAY_SECONDS
         op = (
             f"A|{day}|{now!r}|{now - WINDOW!r}|{now + self._lease!r}|{tokens}|{marker_ttl}"
-            f"|{self._lease_ttl}|{request_id}|{len(chosen)}|{groups}"
+            f"|{self._lease_ttl}|{request_id}|{len(chosen)}|{reservation.month}|{cost}"
+            f"|{month_ttl}|{groups}"
         )
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._acquires.append(op)
@@ -222,7 +246,9 @@ class RedisLimiter:
         headers = limit_headers(chosen[0].limits, now, usages[0])
         if code:
             index = failing - 1
-            raise rejection(_REASONS[code], chosen[index], now, usages[index], tokens, headers)
+            raise rejection(
+                _REASONS[code], chosen[index], now, usages[index], tokens, headers, cost
+            )
         reservation.headers = headers
         if any(subject.limits.max_concurrency is not None for subject in chosen):
             self._held[request_id] = reservation
@@ -234,14 +260,19 @@ class RedisLimiter:
             return Reservation(reservation.request_id, reservation.day, (), 0)
         if self._on_failure == "local" and self._fallback is not None:
             local = await self._fallback.acquire(
-                reservation.subjects, reservation.tokens, reservation.request_id
+                reservation.subjects, reservation.tokens, reservation.request_id, reservation.cost
             )
             self._local.add(local.request_id)
             return local
         raise _unavailable()
 
     async def settle(
-        self, reservation: Reservation, tokens_used: int, *, refund: bool = False
+        self,
+        reservation: Reservation,
+        tokens_used: int,
+        *,
+        refund: bool = False,
+        cost_used: int = 0,
     ) -> None:
         """Queue the release, token correction and refund; returns at once, never raises."""
         if reservation.settled:
@@ -249,12 +280,14 @@ class RedisLimiter:
         if reservation.request_id in self._local:
             self._local.discard(reservation.request_id)
             if self._fallback is not None:
-                await self._fallback.settle(reservation, tokens_used, refund=refund)
+                await self._fallback.settle(
+                    reservation, tokens_used, refund=refund, cost_used=cost_used
+                )
             return
         reservation.settled = True
         self._held.pop(reservation.request_id, None)
         if reservation.subjects:
-            self._queue_settle(_settle_op(reservation, tokens_used, refund))
+            self._queue_settle(_settle_op(reservation, tokens_used, refund, cost_used))
 
     def _queue_settle(self, op: str) -> None:
         if self.outage.active:
@@ -416,7 +449,7 @@ class _RedisDown(Exception):
 
 def _usage(result: list[Any], index: int, now: float) -> Usage:
     """Subject `index`'s counts from an acquire's answer."""
-    base = 2 + 4 * index
-    requests, tokens, recent, oldest = result[base : base + 4]
+    base = 2 + 6 * index
+    requests, tokens, recent, oldest, spent_day, spent_month = result[base : base + 6]
     reset = float(oldest) + WINDOW - now if oldest else WINDOW
-    return Usage(int(requests), int(recent), reset, int(tokens))
+    return Usage(int(requests), int(recent), reset, int(tokens), int(spent_day), int(spent_month))

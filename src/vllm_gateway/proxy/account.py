@@ -17,6 +17,7 @@ import time
 from vllm_gateway.access.stored_responses import Owner
 from vllm_gateway.accounting.events import UsageEvent
 from vllm_gateway.errors import GatewayError
+from vllm_gateway.limits.model import MICROS_PER_USD
 from vllm_gateway.proxy.context import CLIENT_CLOSED_REQUEST, RequestContext
 from vllm_gateway.services import Services
 
@@ -43,6 +44,7 @@ def seal(ctx: RequestContext, services: Services) -> None:
     assert key is not None
     first_byte = outcome.first_byte_at
     backend = ctx.backend.name if ctx.backend is not None else ""
+    cost = services.prices.cost_micros(ctx.model, outcome.prompt_tokens, outcome.completion_tokens)
     ctx.event = event = UsageEvent(
         ts=ctx.arrived,
         request_id=ctx.request_id,
@@ -59,6 +61,9 @@ def seal(ctx: RequestContext, services: Services) -> None:
         admitted=outcome.admitted,
         reason=outcome.reason,
         estimated=outcome.estimated,
+        cost_usd=cost / MICROS_PER_USD,
+        team_id=key.team_id,
+        queued_ms=outcome.queued_ms,
     )
     services.usage.record(event)
 
@@ -72,8 +77,14 @@ async def account(ctx: RequestContext, services: Services) -> None:
     event = ctx.event
     assert event is not None
     tokens = event.prompt_tokens + event.completion_tokens
-    if ctx.reservation is not None:
-        await services.limiter.settle(ctx.reservation, tokens, refund=not outcome.admitted)
+    reservation = ctx.reservation
+    if reservation is not None:
+        cost = round(event.cost_usd * MICROS_PER_USD) if key.has_budget else 0
+        await services.limiter.settle(
+            reservation, tokens, refund=not outcome.admitted, cost_used=cost
+        )
+        if cost:
+            services.alerts.spent(reservation)
     services.metrics.request_finished(event)
     if outcome.response_id is not None and event.status == 200 and event.backend:
         await services.responses.remember(

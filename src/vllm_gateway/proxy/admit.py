@@ -3,8 +3,9 @@
 The reservation is `prompt estimate + n * max_tokens`; a request without max_tokens may
 generate whatever the model's context length leaves after its prompt, so that is what it
 reserves. max_tokens above the model's context length cannot be served by any backend: a
-400 before any limiter (or Redis) is asked. All subjects of the request (its key; later the
-key's team) are reserved in one atomic limiter call.
+400 before any limiter (or Redis) is asked. All subjects of the request (its key and the
+key's team) are reserved in one atomic limiter call; when one of them has a budget, the
+worst case is priced too (prompt at the input price, the rest at the output price).
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ async def admit(ctx: RequestContext, services: Services) -> None:
             f"{context_length} tokens",
             "max_tokens",
         )
-    ctx.tokens = worst_case_tokens(ctx.route, body, context_length)
-    ctx.reservation = await services.limiter.acquire(key.subjects, ctx.tokens, ctx.request_id)
+    ctx.tokens = tokens = worst_case_tokens(ctx.route, body, context_length)
+    cost = 0
+    if key.has_budget:
+        prompt = min(body.prompt_estimate, tokens)
+        cost = services.prices.worst_case_micros(ctx.model, prompt, tokens - prompt)
+    ctx.reservation = await services.limiter.acquire(key.subjects, tokens, ctx.request_id, cost)
     ctx.headers.extend(ctx.reservation.headers)

@@ -53,6 +53,7 @@ class Outcome:
     client_gone: bool = False
     stalled: bool = False  # the backend stopped feeding the stream (see watchdog.py)
     response_id: str | None = None  # a stored /v1/responses answer's id
+    queued_ms: float = 0.0  # time spent waiting for a saturated fleet (fair admission)
 
 
 @dataclass(slots=True)
@@ -74,6 +75,7 @@ class RequestContext:
     reservation: Reservation | None = None
     backend: Backend | None = None
     candidates: list[Backend] = field(default_factory=list)
+    lease: Backend | None = None  # the backend counting this request in flight
     headers: RawHeaders = field(default_factory=list)  # sent with every answer
     outcome: Outcome = field(default_factory=Outcome)
     event: UsageEvent | None = None  # the request's usage event, once journaled (sealed)

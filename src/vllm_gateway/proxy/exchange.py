@@ -16,7 +16,7 @@ from vllm_gateway.proxy.asgi import send_response
 from vllm_gateway.proxy.context import RequestContext
 from vllm_gateway.proxy.relay import read_whole, relay_stream
 from vllm_gateway.proxy.routes import response_id
-from vllm_gateway.proxy.upstream import open_upstream, response_headers
+from vllm_gateway.proxy.upstream import open_upstream, release_lease, response_headers
 from vllm_gateway.proxy.watchdog import StreamWatchdog, Watched
 from vllm_gateway.services import Services
 
@@ -53,8 +53,12 @@ async def exchange(ctx: RequestContext, services: Services, watchdog: StreamWatc
             ) from None
         finally:
             watchdog.unwatch(watched)
+            release_lease(ctx, services.backends)
     else:
-        await _exchange(ctx, services, watchdog, None)
+        try:
+            await _exchange(ctx, services, watchdog, None)
+        finally:
+            release_lease(ctx, services.backends)
 
 
 async def _exchange(
@@ -63,12 +67,10 @@ async def _exchange(
     pool = services.backends
     headers = dict(ctx.client.forwarded)
     headers["X-Request-Id"] = ctx.request_id
-    if pool.auth_header:
-        headers["Authorization"] = pool.auth_header
     body = ctx.body
     payload = body.forwarded() if body is not None else b""
     backend, response = await open_upstream(
-        pool, ctx.candidates, ctx.method, upstream_target(ctx), payload, headers
+        ctx, pool, ctx.method, upstream_target(ctx), payload, headers
     )
     ctx.backend = backend
     outcome = ctx.outcome
@@ -77,7 +79,7 @@ async def _exchange(
         out_headers.extend(ctx.headers)
         if response.status == 401:
             # The backend refused the gateway's own key: an operator problem, not the client's.
-            log.error("backend %s rejected VLLM_API_KEY (401)", backend.name)
+            log.error("backend %s rejected its key (401)", backend.name)
             raise GatewayError(502, "the backend refused the gateway", "backend_auth_failed")
         if response.status == 200 and response.content_type == "text/event-stream":
             own = watched is None  # a stream the request did not announce (it may happen)

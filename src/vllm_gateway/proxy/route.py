@@ -3,6 +3,11 @@
 Runs after admission, so a flood of requests naming unknown models is limited like any
 other traffic before it can make the gateway probe its backends; and the pool refreshes its
 model lists for such requests at most once per MODEL_REFRESH_INTERVAL.
+
+The pool resolves model aliases (the backend gets the name it serves) and orders the
+backends by the routing policy; a backend with room goes first. When every routable backend
+is saturated the request waits its turn in the fair admission queue (routing/admission.py),
+or gets a 503 with Retry-After. The first backend's in-flight lease is taken here.
 """
 
 from __future__ import annotations
@@ -10,30 +15,99 @@ from __future__ import annotations
 from vllm_gateway.errors import GatewayError
 from vllm_gateway.proxy.context import RequestContext
 from vllm_gateway.proxy.routes import response_id
+from vllm_gateway.proxy.upstream import take_lease
+from vllm_gateway.routing.admission import QueueRefused
 from vllm_gateway.services import Services
+
+SESSION_HEADER = b"x-session-id"
 
 
 def _no_such_response(rid: str) -> GatewayError:
     return GatewayError(404, f"No response with id {rid!r}.", "not_found", param="response_id")
 
 
+def _session_header(ctx: RequestContext) -> str | None:
+    for name, value in ctx.scope["headers"]:
+        if name == SESSION_HEADER:
+            return str(value.decode("latin-1"))
+    return None
+
+
 async def choose_backends(ctx: RequestContext, services: Services) -> None:
-    """Fill ctx.candidates; 404 for an unknown model or a response the key does not own."""
+    """Fill ctx.candidates and take the lease; 404 for an unknown model or foreign response."""
     if ctx.route.by_response_id:
         await _owner_backend(ctx, services)
+        if ctx.candidates:
+            take_lease(ctx, ctx.candidates[0])
         return
     pool = services.backends
     model = ctx.model
-    candidates = pool.candidates(model)
-    if not candidates and pool.knows_models():
+    body = ctx.body
+    payload = body.payload if body is not None else None
+    session = _session_header(ctx) if len(pool.backends) > 1 else None
+    choice = pool.choose(model, payload, session)
+    if not choice.backends and pool.knows_models():
         if await pool.refresh_models():
-            candidates = pool.candidates(model)
-        if not candidates and pool.knows_models():
+            choice = pool.choose(model, payload, session)
+        if not choice.backends and not pool.serving(choice.model) and pool.knows_models():
             raise GatewayError(
                 404, f"The model `{model}` does not exist.", "model_not_found", param="model"
             )
-    # Nothing known yet (every backend down since start): let the request try them all.
-    ctx.candidates = candidates or list(pool.backends)
+    if choice.model != model and payload is not None and body is not None:
+        body.set_model(choice.model)  # an alias: the backend gets the name it serves
+    candidates = choice.backends
+    if not candidates and not pool.serving(choice.model):
+        # Nothing known yet (every backend down since start): let the request try them all.
+        candidates = [b for b in pool.backends if not b.draining]
+    if not candidates:
+        raise GatewayError(
+            503,
+            "every backend for this model is draining",
+            "backend_unavailable",
+            headers=[(b"retry-after", b"5")],
+        )
+    ctx.candidates = candidates
+    await _make_room(ctx, services, choice.model)
+    take_lease(ctx, ctx.candidates[0])
+
+
+async def _make_room(ctx: RequestContext, services: Services, model: str) -> None:
+    """Put a backend with room first; when none has any, wait in the fair queue."""
+    pool = services.backends
+    candidates = ctx.candidates
+    first = candidates[0]
+    if not pool.saturated(first):
+        return
+    for index, backend in enumerate(candidates):
+        if backend.healthy and not pool.saturated(backend):
+            candidates.insert(0, candidates.pop(index))
+            return
+    if not any(backend.healthy for backend in candidates):
+        return  # nothing to wait for: the exchange tries them and says what failed
+    key = ctx.key
+    assert key is not None
+    try:
+        backend, waited = await pool.admission.wait(model, key.id, key.priority)
+    except QueueRefused as refused:
+        ctx.outcome.queued_ms = refused.waited * 1000
+        services.backends.fleet_metrics.waited(refused.waited, refused.reason)
+        what = (
+            "too many requests are waiting"
+            if refused.reason == "queue_full"
+            else ("no backend had room in time")
+        )
+        raise GatewayError(
+            503,
+            f"The backends for this model are saturated and {what}; retry shortly.",
+            "backends_saturated",
+            headers=[(b"retry-after", b"2")],
+        ) from None
+    ctx.outcome.queued_ms = waited * 1000
+    services.backends.fleet_metrics.waited(waited, "dispatched")
+    ctx.lease = backend  # the queue counted the request in its in-flight requests
+    if backend in candidates:
+        candidates.remove(backend)
+    candidates.insert(0, backend)
 
 
 async def _owner_backend(ctx: RequestContext, services: Services) -> None:

@@ -1,10 +1,17 @@
-"""Open the upstream request: the headers sent and kept, failover, one retry on a stale connection.
+"""Open the upstream request: the headers sent and kept, retries before the answer starts.
 
 Both directions are allowlists. Towards the backend: the content type, Accept and
-User-Agent of the client, the gateway's own request id and the backend's key; never the
+User-Agent of the client, the gateway's own request id and the backend's own key; never the
 client's credentials, cookies, hop-by-hop headers or vLLM's scheduling headers. Back to the
 client: the content type and Retry-After; nothing else a backend sets (CORS, cookies,
 caching, server banners) crosses the gateway.
+
+Retries happen here only, so only before a byte of the answer reached the client: a refused
+connection, a reset one, or vLLM's 503 (its queue is full) moves the request to the next
+candidate, at most GATEWAY_RETRY_ATTEMPTS backends within GATEWAY_RETRY_BUDGET seconds; a
+pooled connection the backend had already closed is retried once on the same backend. Every
+failure counts towards the backend's passive health (routing/health.py). The request's
+in-flight lease (ctx.lease, taken by the route step) moves with it.
 
 The URL is sent exactly as the gateway built it from checked parts (`encoded=True`): no
 client-supplied path segment is normalised into another route.
@@ -12,14 +19,19 @@ client-supplied path segment is normalised into another route.
 
 from __future__ import annotations
 
+import time
+
 import aiohttp
 from yarl import URL
 
 from vllm_gateway.errors import GatewayError
+from vllm_gateway.proxy.context import RequestContext
+from vllm_gateway.routing import health
 from vllm_gateway.routing.pool import Backend, BackendPool
 
 FORWARDED_REQUEST_HEADERS = frozenset({b"content-type", b"accept", b"user-agent"})
 KEPT_RESPONSE_HEADERS = frozenset({b"content-type", b"retry-after"})
+QUEUE_FULL = 503  # vLLM's answer when its queue is full: another backend may take it
 
 
 def response_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
@@ -32,21 +44,73 @@ def response_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, byte
     return kept
 
 
+def take_lease(ctx: RequestContext, backend: Backend) -> None:
+    """Count the request in `backend`'s in-flight requests (moving it from another)."""
+    if ctx.lease is backend:
+        return
+    release_lease(ctx, None)
+    backend.in_flight += 1
+    ctx.lease = backend
+
+
+def release_lease(ctx: RequestContext, pool: BackendPool | None) -> None:
+    """The request no longer occupies its backend; `pool` given: its speed is learned and
+    the admission queue told."""
+    backend = ctx.lease
+    if backend is not None:
+        backend.in_flight -= 1
+        ctx.lease = None
+        if pool is not None:
+            outcome = ctx.outcome
+            if outcome.completed and outcome.status == 200 and outcome.completion_tokens:
+                seconds = time.perf_counter() - ctx.started - outcome.queued_ms / 1000
+                pool.observe(backend, seconds, outcome.completion_tokens)
+            pool.capacity_changed()
+
+
+def _failed(pool: BackendPool, backend: Backend, kind: str) -> None:
+    pool.metrics.backend_error(backend.name, kind)
+    settings = pool.settings
+    health.record_failure(
+        backend, time.monotonic(), settings.gateway_eject_failures, settings.gateway_eject_seconds
+    )
+
+
+def _answered(backend: Backend, started: float) -> None:
+    health.record_success(backend)
+    backend.healthy = True  # it answers: back at once, not a probe later
+    backend.served += 1
+    elapsed = (time.perf_counter() - started) * 1000
+    previous = backend.latency_ewma_ms
+    backend.latency_ewma_ms = elapsed if previous is None else previous * 0.9 + elapsed * 0.1
+
+
 async def open_upstream(
+    ctx: RequestContext,
     pool: BackendPool,
-    candidates: list[Backend],
     method: str,
     path_and_query: str,
     body: bytes,
     headers: dict[str, str],
 ) -> tuple[Backend, aiohttp.ClientResponse]:
     """Send the request to the first backend that takes it; 502/503/504 when none does."""
+    candidates = ctx.candidates
     if not candidates:
         raise GatewayError(503, "no backend is available", "backend_unavailable")
+    settings = pool.settings
+    deadline = time.monotonic() + settings.gateway_retry_budget
+    tries = candidates[: settings.gateway_retry_attempts]
     last_error: GatewayError | None = None
-    for backend in candidates:
+    for index, backend in enumerate(tries):
+        more = index + 1 < len(tries) and time.monotonic() < deadline
+        take_lease(ctx, backend)
+        if backend.auth_header:
+            headers["Authorization"] = backend.auth_header
+        else:
+            headers.pop("Authorization", None)
         url = URL(backend.base_url + path_and_query, encoded=True)
         for attempt in (1, 2):
+            started = time.perf_counter()
             try:
                 response = await pool.session.request(
                     method,
@@ -56,11 +120,8 @@ async def open_upstream(
                     timeout=pool.request_timeout,
                     allow_redirects=False,
                 )
-                if response.status < 500 and not backend.healthy:
-                    backend.healthy = True  # it answers: back at once, not a probe later
-                return backend, response
             except aiohttp.ClientConnectorError:
-                pool.metrics.backend_error(backend.name, "connect")
+                _failed(pool, backend, "connect")
                 backend.healthy = False
                 last_error = GatewayError(
                     502, "the backend could not be reached", "backend_unreachable"
@@ -68,18 +129,29 @@ async def open_upstream(
                 break
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
                 # A pooled connection the server had already closed: try once more.
-                pool.metrics.backend_error(backend.name, "disconnect")
                 last_error = GatewayError(502, "the backend closed the connection", "backend_error")
                 if attempt == 2:
+                    _failed(pool, backend, "disconnect")
                     break
+                continue
             except TimeoutError:  # aiohttp.ServerTimeoutError included
-                pool.metrics.backend_error(backend.name, "timeout")
+                _failed(pool, backend, "timeout")
                 raise GatewayError(
                     504, "the backend did not answer in time", "backend_timeout"
                 ) from None
             except aiohttp.ClientError:
-                pool.metrics.backend_error(backend.name, "client")
+                _failed(pool, backend, "client")
                 last_error = GatewayError(502, "the backend request failed", "backend_error")
                 break
+            if response.status < 500:
+                _answered(backend, started)
+                return backend, response
+            _failed(pool, backend, f"status_{response.status}")
+            if response.status == QUEUE_FULL and more:
+                response.close()
+                break  # the next candidate may have room
+            return backend, response
+        if not more:
+            break
     assert last_error is not None
     raise last_error

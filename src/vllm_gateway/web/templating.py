@@ -50,6 +50,12 @@ class PageRenderer:
             "csrf_token": csrf_token,
             "logged_in": csrf_token is not None,
             "active": active,
+            # The signed-in role (set by current_session), for what the nav offers.
+            "admin_role": getattr(request.state, "admin_role", None) if csrf_token else None,
+            "sso_enabled": bool(
+                getattr(request.app.state, "settings", None)
+                and request.app.state.settings.gateway_oidc_issuer
+            ),
         }
         values.update(context or {})
         cache = "no-store" if csrf_token is not None else "no-cache"

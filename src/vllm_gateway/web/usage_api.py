@@ -16,11 +16,11 @@ from vllm_gateway.clock import utc_day
 from vllm_gateway.db import usage as db_usage
 from vllm_gateway.errors import GatewayError, error_responses
 from vllm_gateway.services import Services
-from vllm_gateway.web.admin_auth import require_admin
+from vllm_gateway.web.admin_auth import permit
 from vllm_gateway.web.keys_api import LimitValues
 
 router = APIRouter(tags=["usage"], responses=error_responses(400, 401, 403, 429))
-admin = [Depends(require_admin)]
+admin = [Depends(permit("usage.read"))]
 
 MAX_RANGE_DAYS = 3660
 SERIES_MINUTES = 60
@@ -40,6 +40,7 @@ class Sums(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    cost_usd: float = Field(0.0, description="At the models' prices when each request ended")
 
 
 class DaySums(Sums):
@@ -158,7 +159,7 @@ def _services(request: Request) -> Services:
     return services
 
 
-def _sums(row: Any) -> dict[str, int]:
+def _sums(row: Any) -> dict[str, Any]:
     prompt, completion = int(row["prompt_tokens"] or 0), int(row["completion_tokens"] or 0)
     return {
         "requests": int(row["requests"] or 0),
@@ -168,6 +169,7 @@ def _sums(row: Any) -> dict[str, int]:
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
+        "cost_usd": round(float(row.get("cost_usd") or 0.0), 6),
     }
 
 

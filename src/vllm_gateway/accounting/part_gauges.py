@@ -1,0 +1,46 @@
+"""The state of the parts a worker depends on, as gauges for dashboards and alerts.
+
+Every second each worker copies what it knows into its metrics: whether Redis (for the
+limits) and the database (for key lookups and for the usage writer) are in an outage, and how
+many usage events wait for the database. Copying on a timer keeps the hot path and the
+outage bookkeeping free of metrics, and works the same with one worker or several
+(prometheus_client's multiprocess files are written by each worker for itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+
+from vllm_gateway.accounting.metrics import Metrics
+from vllm_gateway.outages import Outage
+
+INTERVAL = 1.0
+
+
+def copy_parts(metrics: Metrics, parts: Mapping[str, Outage], pending: Callable[[], int]) -> None:
+    """One copy of the parts' state into the gauges."""
+    for name, outage in parts.items():
+        metrics.set_part_up(name, not outage.active)
+    metrics.set_usage_pending(pending())
+
+
+@contextlib.asynccontextmanager
+async def reporting_parts(
+    metrics: Metrics, parts: Mapping[str, Outage], pending: Callable[[], int]
+) -> AsyncIterator[None]:
+    """Keep the gauges current for as long as the context lasts."""
+
+    async def report() -> None:
+        while True:
+            copy_parts(metrics, parts, pending)
+            await asyncio.sleep(INTERVAL)
+
+    task = asyncio.create_task(report(), name="part-gauges")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

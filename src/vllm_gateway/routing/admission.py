@@ -1,0 +1,159 @@
+"""Fair admission: requests wait in the gateway while every backend for their model is saturated.
+
+Instead of piling into vLLM's first-come queue, where one noisy key delays everyone behind
+it, a request whose backends are all saturated (backend.saturated: a concurrency cap
+reached, vLLM's waiting queue past GATEWAY_SATURATION_WAITING, or metrics gone stale) waits
+here, in a queue per model, bounded in length (GATEWAY_QUEUE_MAX) and in time
+(GATEWAY_QUEUE_TIMEOUT): past either it gets a 503 with Retry-After.
+
+Dispatch is fair across keys and weighted across priorities: each priority class (high,
+normal, low: weights 4, 2, 1) is served by stride scheduling (the class with the least
+service per weight goes next, a class that was idle starts level with the others), and
+within a class the keys take turns, one request each. Whenever a backend may have room
+(a request ended, a scrape, a resume) the queue hands the next waiters a backend with room,
+counting them in its in-flight requests at once so one free slot is never promised twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vllm_gateway.routing.backend import Backend
+
+PRIORITY_WEIGHTS = {"high": 4.0, "normal": 2.0, "low": 1.0}
+
+
+class QueueRefused(Exception):
+    """The request cannot wait (the queue is full) or waited too long."""
+
+    def __init__(self, reason: str, waited: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.waited = waited
+
+
+@dataclass(eq=False)
+class _Waiter:
+    key_id: str
+    future: asyncio.Future[Backend]
+
+
+@dataclass
+class _PriorityClass:
+    weight: float
+    passed: float = 0.0  # service received / weight
+    keys: OrderedDict[str, deque[_Waiter]] = field(default_factory=OrderedDict)
+
+    def __len__(self) -> int:
+        return sum(len(waiters) for waiters in self.keys.values())
+
+
+class _ModelQueue:
+    """The waiters of one model."""
+
+    def __init__(self) -> None:
+        self.classes = {name: _PriorityClass(weight) for name, weight in PRIORITY_WEIGHTS.items()}
+        self.size = 0
+
+    def push(self, waiter: _Waiter, priority: str) -> None:
+        klass = self.classes.get(priority, self.classes["normal"])
+        if not klass.keys:
+            # An idle class starts level with the busy ones: no credit saved up while idle.
+            busy = [c.passed for c in self.classes.values() if c.keys]
+            klass.passed = max(klass.passed, min(busy, default=0.0))
+        klass.keys.setdefault(waiter.key_id, deque()).append(waiter)
+        self.size += 1
+
+    def pop(self) -> _Waiter | None:
+        busy = [c for c in self.classes.values() if c.keys]
+        if not busy:
+            return None
+        klass = min(busy, key=lambda c: c.passed)
+        key_id, waiters = next(iter(klass.keys.items()))
+        waiter = waiters.popleft()
+        if waiters:
+            klass.keys.move_to_end(key_id)  # the next key's turn
+        else:
+            del klass.keys[key_id]
+        klass.passed += 1.0 / klass.weight
+        self.size -= 1
+        return waiter
+
+    def discard(self, waiter: _Waiter) -> None:
+        for klass in self.classes.values():
+            waiters = klass.keys.get(waiter.key_id)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del klass.keys[waiter.key_id]
+                self.size -= 1
+                return
+
+
+class FairQueue:
+    """The admission queues of one worker, one per model."""
+
+    def __init__(
+        self,
+        room: Callable[[str], Backend | None],
+        max_waiting: int,
+        timeout: float,
+    ) -> None:
+        self._room = room  # a routable backend for the model with room now, if any
+        self.max_waiting = max_waiting
+        self.timeout = timeout
+        self._queues: dict[str, _ModelQueue] = {}
+        self.waiting = 0
+
+    def waiting_for(self, model: str) -> int:
+        """Requests waiting for `model`."""
+        queue = self._queues.get(model)
+        return queue.size if queue is not None else 0
+
+    async def wait(self, model: str, key_id: str, priority: str) -> tuple[Backend, float]:
+        """Wait for a backend with room; it counts the request in flight already.
+
+        Returns it and the seconds waited; QueueRefused when full or past the timeout.
+        """
+        started = time.monotonic()
+        if self.waiting >= self.max_waiting:
+            raise QueueRefused("queue_full", 0.0)
+        queue = self._queues.setdefault(model, _ModelQueue())
+        waiter = _Waiter(key_id, asyncio.get_running_loop().create_future())
+        queue.push(waiter, priority)
+        self.waiting += 1
+        try:
+            backend = await asyncio.wait_for(asyncio.shield(waiter.future), self.timeout)
+        except BaseException as exc:
+            if waiter.future.done() and not waiter.future.cancelled():
+                waiter.future.result().in_flight -= 1  # handed a slot it will not use
+            else:
+                queue.discard(waiter)
+                self.waiting -= 1
+                waiter.future.cancel()
+            if isinstance(exc, TimeoutError):
+                raise QueueRefused("queue_timeout", time.monotonic() - started) from None
+            raise
+        return backend, time.monotonic() - started
+
+    def dispatch(self) -> None:
+        """Hand backends with room to the next waiters, fairly."""
+        if not self.waiting:
+            return
+        for model, queue in list(self._queues.items()):
+            while queue.size:
+                backend = self._room(model)
+                if backend is None:
+                    break
+                waiter = queue.pop()
+                assert waiter is not None
+                self.waiting -= 1
+                if not waiter.future.done():
+                    backend.in_flight += 1  # the waiter's lease, from now
+                    waiter.future.set_result(backend)
+            if not queue.size:
+                del self._queues[model]
