@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from tests.support.databases import fresh_postgres
 from tests.support.processes import cli_env
@@ -65,6 +66,7 @@ def test_serve_names_an_unreachable_database_and_redis_in_one_line(tmp_path: Pat
     assert "hunter" not in result.stderr + result.stdout
 
 
+@pytest.mark.timeout(240)  # eight CLI processes, each importing the gateway
 def test_read_only_commands_create_nothing_and_name_unknown_keys(tmp_path: Path) -> None:
     with fresh_postgres() as url:
         listed = _run("keys", "list", "--json", cwd=tmp_path, DATABASE_URL=url)
