@@ -4,12 +4,14 @@ prompt or an answer."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import httpx
 import openai
 import pytest
 
 from tests.conftest import BACKEND_KEY, GatewayFactory
+from vllm_gateway.accounting.access_log import _Clock
 
 PROMPT = "the launch codes are 0000 and the patient is called Ada"
 
@@ -97,3 +99,11 @@ def test_text_lines_and_off(
     )
     assert answered.status_code == 200
     assert "request_id" not in capfd.readouterr().out
+
+
+@pytest.mark.parametrize("ts", [0.5, 1796130750.0, 1796130750.999, 1796130751.0625])
+def test_line_times_are_iso_8601_utc_to_the_millisecond(ts: float) -> None:
+    expected = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    clock = _Clock()
+    clock(ts - 1)  # a second formatted before: the cache must not leak into the next
+    assert clock(ts) == expected.replace("+00:00", "Z")

@@ -26,8 +26,19 @@ AccessLogFormat = Literal["json", "text", "off"]
 STDOUT = 1
 
 
-def _time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+class _Clock:
+    """ISO 8601 UTC times to the millisecond; the date and time of a second formatted once."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, ts: float) -> str:
+        second = int(ts)
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._prefix}.{int((ts - second) * 1000):03d}Z"
 
 
 def _text(value: object) -> str:
@@ -50,6 +61,7 @@ class AccessLog:
     def __init__(self, form: AccessLogFormat, fd: int = STDOUT) -> None:
         self.form = form
         self._fd = fd
+        self._time = _Clock()
 
     @property
     def enabled(self) -> bool:
@@ -60,7 +72,7 @@ class AccessLog:
         if self.form == "off":
             return
         fields = {
-            "time": _time(event.ts),
+            "time": self._time(event.ts),
             "request_id": event.request_id,
             "key_id": event.key_id,
             "team_id": event.team_id,
@@ -73,10 +85,10 @@ class AccessLog:
             "prompt_tokens": event.prompt_tokens,
             "completion_tokens": event.completion_tokens,
             "estimated": event.estimated,
-            "cost_usd": round(event.cost_usd, 6),
+            "cost_usd": round(event.cost_usd, 6) if event.cost_usd else 0.0,
             "latency_ms": _ms(event.latency_ms),
             "ttft_ms": _ms(event.ttft_ms),
-            "queued_ms": _ms(event.queued_ms),
+            "queued_ms": _ms(event.queued_ms) if event.queued_ms else 0.0,
             "backend": event.backend or None,
         }
         self._write(fields)
@@ -88,7 +100,7 @@ class AccessLog:
         if self.form == "off":
             return
         fields = {
-            "time": _time(ts),
+            "time": self._time(ts),
             "request_id": request_id,
             "key_id": None,
             "route": route,
