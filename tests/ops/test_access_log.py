@@ -4,6 +4,7 @@ prompt or an answer."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 
 import httpx
@@ -18,6 +19,18 @@ PROMPT = "the launch codes are 0000 and the patient is called Ada"
 
 def lines(captured: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in captured.splitlines() if line.startswith('{"time"')]
+
+
+def output_with(capfd: pytest.CaptureFixture[str], marker: str, count: int) -> str:
+    """Standard output once `count` lines hold `marker` (a line is written just after the
+    answer's last byte, so the client may be a moment ahead of it)."""
+    output = ""
+    deadline = time.monotonic() + 5
+    while output.count(marker) < count:
+        assert time.monotonic() < deadline, output
+        time.sleep(0.02)
+        output += capfd.readouterr().out
+    return output
 
 
 def test_json_lines_tell_each_request_and_hold_no_secret(
@@ -48,7 +61,7 @@ def test_json_lines_tell_each_request_and_hold_no_secret(
         == 401
     )
 
-    output = capfd.readouterr().out
+    output = output_with(capfd, '"request_id"', 4)
     served, refused, streamed_line, unauthenticated = lines(output)
     assert answer.usage is not None
     assert served["key_id"] == key_id and served["status"] == 200
@@ -87,7 +100,8 @@ def test_text_lines_and_off(
     assert (
         httpx.post(f"{text.url}/v1/chat/completions", json=body, headers=bearer).status_code == 200
     )
-    (line,) = [line for line in capfd.readouterr().out.splitlines() if "request_id=" in line]
+    output = output_with(capfd, "request_id=", 1)
+    (line,) = [line for line in output.splitlines() if "request_id=" in line]
     fields = dict(part.split("=", 1) for part in line.split(" "))
     assert (fields["key_id"], fields["status"], fields["model"]) == (key_id, "200", "sim-model")
     assert fields["reason"] == "-" and fields["time"].endswith("Z")
@@ -98,6 +112,7 @@ def test_text_lines_and_off(
         f"{quiet.url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}
     )
     assert answered.status_code == 200
+    time.sleep(0.3)  # what a line would have taken to appear
     assert "request_id" not in capfd.readouterr().out
 
 
