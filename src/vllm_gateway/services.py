@@ -17,6 +17,7 @@ from vllm_gateway.access.oidc import OidcClient
 from vllm_gateway.access.role_rules import RoleRule, parse_rules
 from vllm_gateway.access.stored_responses import StoredResponses
 from vllm_gateway.access.teams import TeamStore
+from vllm_gateway.accounting.access_log import AccessLog
 from vllm_gateway.accounting.alerts import BudgetAlerts
 from vllm_gateway.accounting.metrics import Metrics
 from vllm_gateway.accounting.part_gauges import reporting_parts
@@ -51,6 +52,7 @@ class Services:
     limiter: Limiter
     usage: UsageRecorder
     metrics: Metrics
+    access_log: AccessLog
     backends: BackendPool
     fleet: FleetSync  # run-time fleet changes, shared by every worker through Redis
     responses: StoredResponses
@@ -121,6 +123,7 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
             limiter=limiter,
             usage=usage,
             metrics=metrics,
+            access_log=AccessLog(settings.gateway_access_log),
             backends=backends,
             fleet=fleet,
             responses=StoredResponses(database),

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     gateway_session_ttl: float = Field(
         8 * 3600.0, gt=0, description="seconds an admin login session lasts"
     )
+    gateway_access_log: Literal["json", "text", "off"] = Field(
+        "json", description="one line per request on standard output: json, text or off"
+    )
     gateway_log_level: str = Field("info", description="debug, info, warning or error")
     gateway_redis_timeout: float = Field(
         1.0, gt=0, description="seconds a Redis call may take before Redis counts as away"

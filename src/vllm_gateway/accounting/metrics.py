@@ -23,6 +23,7 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from vllm_gateway.accounting.events import UsageEvent
 
@@ -40,6 +41,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.in_flight = 0
+        self._live_collectors: list[Collector] = []
         self._shared_dir = os.environ.get(MULTIPROCESS_ENV) or None
         self._requests = Counter(
             "vgw_requests",
@@ -51,6 +53,12 @@ class Metrics:
             "vgw_tokens",
             "Tokens reported by the backends, by key, model and kind (prompt/completion)",
             ["key_id", "model", "kind"],
+            registry=self.registry,
+        )
+        self._cost = Counter(
+            "vgw_cost_usd",
+            "What requests cost at the models' prices (USD), by key and model",
+            ["key_id", "model"],
             registry=self.registry,
         )
         self._latency = Histogram(
@@ -109,7 +117,7 @@ class Metrics:
             # Read at scrape time, so the hot path only touches a plain int.
             self._in_flight.set_function(lambda: self.in_flight)
         # labels() takes a lock each call; the children are looked up here first.
-        self._children: dict[tuple[str, str, int], tuple[Counter, Counter, Counter]] = {}
+        self._children: dict[tuple[str, str, int], tuple[Counter, Counter, Counter, Counter]] = {}
         self._model_children: dict[str, tuple[Histogram, Histogram]] = {}
 
     def request_started(self) -> None:
@@ -136,10 +144,13 @@ class Metrics:
                 self._requests.labels(event.key_id, event.model, str(event.status)),
                 self._tokens.labels(event.key_id, event.model, "prompt"),
                 self._tokens.labels(event.key_id, event.model, "completion"),
+                self._cost.labels(event.key_id, event.model),
             )
             self._children[(event.key_id, event.model, event.status)] = children
-        requests, prompt, completion = children
+        requests, prompt, completion, cost = children
         requests.inc()
+        if event.cost_usd:
+            cost.inc(event.cost_usd)
         if event.prompt_tokens:
             prompt.inc(event.prompt_tokens)
         if event.completion_tokens:
@@ -172,6 +183,12 @@ class Metrics:
         """Record how many usage events wait for the database."""
         self._usage_pending.set(events)
 
+    def register_live(self, collector: Collector) -> None:
+        """A collector read at scrape time from this worker (kept when workers share metrics,
+        where the rest comes from the shared files)."""
+        self.registry.register(collector)
+        self._live_collectors.append(collector)
+
     def _forget_dead_workers(self) -> None:
         """Drop the live gauges of workers that died (a crash leaves their files behind)."""
         assert self._shared_dir is not None
@@ -196,6 +213,8 @@ class Metrics:
         self._forget_dead_workers()
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=self._shared_dir)  # type: ignore[no-untyped-call]
+        for collector in self._live_collectors:
+            registry.register(collector)
         return bytes(generate_latest(registry))
 
 

@@ -85,7 +85,7 @@ async def account(ctx: RequestContext, services: Services) -> None:
         )
         if cost:
             services.alerts.spent(reservation)
-    services.metrics.request_finished(event)
+    finished(services, event)
     if outcome.response_id is not None and event.status == 200 and event.backend:
         await services.responses.remember(
             outcome.response_id, Owner(key.id, event.backend), ctx.arrived
@@ -113,4 +113,21 @@ def record_refusal(
         reason=error.reason,
     )
     services.usage.record(event)
+    finished(services, event)
+
+
+def finished(services: Services, event: UsageEvent) -> None:
+    """A request by a known key ended: its metrics and its access log line."""
     services.metrics.request_finished(event)
+    services.access_log.request(event)
+
+
+def record_unauthenticated(
+    services: Services, request_id: str, path: str, error: GatewayError, arrived: float
+) -> None:
+    """A request refused before any key was known: a per-minute count, never a row of its own."""
+    services.usage.record_unauthenticated(error.reason, arrived)
+    services.metrics.rejected(error.reason, "")
+    services.access_log.unauthenticated(
+        ts=arrived, request_id=request_id, route=path, status=error.status, reason=error.reason
+    )

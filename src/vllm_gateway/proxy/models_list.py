@@ -11,7 +11,7 @@ from starlette.types import Scope, Send
 
 from vllm_gateway.access.keys import KeyRefused
 from vllm_gateway.errors import GatewayError
-from vllm_gateway.proxy.account import record_refusal
+from vllm_gateway.proxy.account import record_refusal, record_unauthenticated
 from vllm_gateway.proxy.asgi import JSON_CONTENT_TYPE, send_error, send_response
 from vllm_gateway.proxy.context import ClientHeaders, RawHeaders
 from vllm_gateway.services import Services
@@ -38,8 +38,7 @@ async def list_models(
         await send_error(send, refused, headers)
         return
     except GatewayError as error:
-        services.usage.record_unauthenticated(error.reason, arrived)
-        services.metrics.rejected(error.reason, "")
+        record_unauthenticated(services, request_id, scope["path"], error, arrived)
         await send_error(send, error, headers)
         return
     if scope["method"] != "GET":

@@ -17,7 +17,7 @@ import contextlib
 import logging
 
 from vllm_gateway.errors import GatewayError
-from vllm_gateway.proxy.account import CLIENT_CLOSED, account, seal
+from vllm_gateway.proxy.account import CLIENT_CLOSED, account, record_unauthenticated, seal
 from vllm_gateway.proxy.admit import admit
 from vllm_gateway.proxy.asgi import ClientGone, send_error
 from vllm_gateway.proxy.authenticate import authenticate
@@ -79,8 +79,7 @@ class Pipeline:
             await authenticate(ctx, services)
         except GatewayError as error:
             if ctx.key is None:
-                services.usage.record_unauthenticated(error.reason, ctx.arrived)
-                services.metrics.rejected(error.reason, "")
+                record_unauthenticated(services, ctx.request_id, ctx.path, error, ctx.arrived)
                 await send_error(ctx.send, error, ctx.headers)
                 return
             await self._refuse(ctx, error)

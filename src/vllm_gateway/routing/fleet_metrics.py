@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from vllm_gateway.accounting.metrics import Metrics
 
 _WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -47,16 +49,17 @@ class _BackendCollector(Collector):
 class FleetMetrics:
     """Admission waits (a histogram by outcome) and per-backend gauges."""
 
-    def __init__(self, registry: CollectorRegistry, status: Callable[[], list[dict[str, Any]]]):
+    def __init__(self, metrics: Metrics, status: Callable[[], list[dict[str, Any]]]):
         self._wait = Histogram(
             "vgw_admission_wait_seconds",
             "Time requests waited for a saturated fleet, by outcome (dispatched, queue_full, "
             "queue_timeout)",
             ["outcome"],
             buckets=_WAIT_BUCKETS,
-            registry=registry,
+            registry=metrics.registry,
         )
-        registry.register(_BackendCollector(status))
+        # Read at scrape time from this worker's pool (with several workers: the scraped one's).
+        metrics.register_live(_BackendCollector(status))
 
     def waited(self, seconds: float, outcome: str) -> None:
         """A request waited `seconds` in the admission queue, then was dispatched or refused."""

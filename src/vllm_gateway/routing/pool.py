@@ -102,7 +102,7 @@ class BackendPool:
         self.admission = FairQueue(
             self.room, settings.gateway_queue_max, settings.gateway_queue_timeout
         )
-        self.fleet_metrics = FleetMetrics(metrics.registry, self.status)
+        self.fleet_metrics = FleetMetrics(metrics, self.status)
 
     @property
     def session(self) -> aiohttp.ClientSession:
