@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from tests.support.databases import fresh_postgres
 from tests.support.processes import cli_env
@@ -64,6 +66,7 @@ def test_serve_names_an_unreachable_database_and_redis_in_one_line(tmp_path: Pat
     assert "hunter" not in result.stderr + result.stdout
 
 
+@pytest.mark.timeout(240)  # eight CLI processes, each importing the gateway
 def test_read_only_commands_create_nothing_and_name_unknown_keys(tmp_path: Path) -> None:
     with fresh_postgres() as url:
         listed = _run("keys", "list", "--json", cwd=tmp_path, DATABASE_URL=url)
@@ -110,3 +113,16 @@ def test_an_empty_default_daily_limit_means_unlimited(tmp_path: Path) -> None:
     )
     assert created.returncode == 0, created.stderr
     assert json.loads(created.stdout)["daily_requests"] is None
+
+
+def test_the_demo_port_option_is_checked(tmp_path: Path) -> None:
+    alone = _run("serve", "--demo-port", "9000", cwd=tmp_path)
+    assert alone.returncode == 2 and "--demo-port needs --demo" in alone.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        busy = _run("serve", "--demo", "--demo-port", str(port), cwd=tmp_path)
+    assert busy.returncode == 1
+    assert busy.stderr.strip().splitlines()[-1] == (
+        f"Error: --demo-port {port}: ports {port} are not free"
+    )

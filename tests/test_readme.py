@@ -65,6 +65,8 @@ def test_every_skipped_block_still_exists() -> None:
         assert any(first.startswith(start_of_line) for first in firsts), start_of_line
 
 
+# A dozen CLI commands, each a fresh Python process importing the gateway: slow on a busy machine.
+@pytest.mark.timeout(300)
 def test_readme_commands_work_as_written(demo: tuple[Process, str, Path]) -> None:
     process, admin_key, directory = demo
     banner = process.log.read_text()
@@ -73,6 +75,8 @@ def test_readme_commands_work_as_written(demo: tuple[Process, str, Path]) -> Non
         DATABASE_PATH=str(directory / "gateway.db"),
         GATEWAY_JOURNAL_DIR=str(directory / "cli-journal"),
         ADMIN_KEY=admin_key,
+        # What `admin users create` asks for, as a reader would type it at the prompt.
+        GATEWAY_NEW_ADMIN_PASSWORD="correct horse battery staple",
     )
     # One shell for all bash blocks, as a reader typing them into one terminal; the key
     # the first block keeps in KEY is exported for the Python blocks.

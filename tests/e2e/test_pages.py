@@ -63,7 +63,9 @@ def test_wrong_admin_key_shows_an_error(page: Page, gateway: Gateway) -> None:
 
 def test_login_page_offers_no_open_redirect(page: Page, gateway: Gateway) -> None:
     page.goto(gateway.url + "/login?next=//evil.example/steal")
-    assert page.locator("input[name=next]").get_attribute("value") == "/dashboard"
+    # Every login form on the page (the admin key's, and the accounts' one) goes home instead.
+    targets = page.locator("input[name=next]").evaluate_all("inputs => inputs.map(i => i.value)")
+    assert targets and set(targets) == {"/dashboard"}
     screenshot(page, "login")
 
 
@@ -138,5 +140,12 @@ def test_api_docs_work_offline(page: Page, gateway: Gateway) -> None:
     page.on("request", lambda request: requested.append(request.url))
     page.goto(gateway.url + "/docs")
     expect(page.get_by_text("List keys").first).to_be_visible()
+    # The client API too: open the chat operation, by keyboard.
+    chat = page.locator("#client-post-v1-chat-completions")
+    chat.locator("summary").focus()
+    page.keyboard.press("Enter")
+    expect(chat).to_have_attribute("open", "")
+    for text in ("messages", "top_p", "text/event-stream", "retry-after", "rate_limit_exceeded"):
+        expect(chat).to_contain_text(text)
     assert all(url.startswith(gateway.url) for url in requested), requested
     screenshot(page, "docs")

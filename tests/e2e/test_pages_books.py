@@ -135,6 +135,26 @@ def test_usage_reports_page_filters_and_exports_csv(
     assert sum(int(row["cancelled"]) for row in rows) == 1
     screenshot(page, "reports")
 
+    # A team's keys (issue 12): the report for the team is the report for its one key.
+    admin = {"Authorization": f"Bearer {shared_gateway.admin_key}"}
+    team = httpx.post(
+        shared_gateway.url + "/api/v1/teams", json={"name": "research"}, headers=admin
+    ).json()
+    moved = httpx.patch(
+        f"{shared_gateway.url}/api/v1/keys/{traffic.quiet_id}",
+        json={"team_id": team["id"]},
+        headers=admin,
+    )
+    assert moved.status_code == 200, moved.text
+    page.goto(shared_gateway.url + "/reports")
+    expect(totals.locator("[data-total=requests]")).to_have_text("4")
+    page.get_by_label("Team").select_option(label="research")
+    page.get_by_role("button", name="Show").click()
+    expect(totals.locator("[data-total=requests]")).to_have_text("2")
+    expect(totals.locator("[data-total=rejected]")).to_have_text("1")
+    expect(keys.locator("tr")).to_have_count(1)
+    expect(totals.locator("[data-total=cost_usd]")).to_contain_text("$0")
+
 
 def _any_day(page: Page) -> str:
     """The since= value the page put in its URL (whatever today is in the browser)."""
@@ -154,5 +174,5 @@ def test_usage_export_needs_the_admin_and_checks_its_dates(shared_gateway: Gatew
     header = answer.text.splitlines()[0]
     assert header == (
         "day,key_id,model,requests,errors,rejected,cancelled,prompt_tokens,completion_tokens,"
-        "total_tokens"
+        "total_tokens,cost_usd"
     )

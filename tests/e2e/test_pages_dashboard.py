@@ -82,7 +82,7 @@ def test_dashboard_new_key_action_leads_to_a_working_chat(page: Page, gateway: G
     page.goto(gateway.url + "/")
     page.get_by_role("link", name="Admin login").first.click()
     page.fill("#admin_key", gateway.admin_key)
-    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("button", name="Log in", exact=True).click()
     expect(page).to_have_url(gateway.url + "/dashboard")
     page.get_by_role("link", name="New key").click()
     dialog = page.locator("#key-form-dialog")

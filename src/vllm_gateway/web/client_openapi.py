@@ -203,6 +203,26 @@ _DETAILED: dict[str, tuple[str, str, str | None, str]] = {
 }
 
 
+_NAMES = {
+    "/v1/responses": "Responses API (stored answers are the key's own)",
+    "/v1/messages": "Anthropic Messages API",
+    "/v1/embeddings": "Embeddings",
+    "/v1/audio/transcriptions": "Transcribe audio (multipart)",
+    "/v1/audio/translations": "Translate audio (multipart)",
+    "/tokenize": "Tokenize",
+    "/detokenize": "Detokenize",
+    "/pooling": "Pooling",
+    "/classify": "Classify",
+    "/score": "Score",
+    "/v1/score": "Score",
+    "/rerank": "Rerank",
+    "/v1/rerank": "Rerank",
+    "/v2/rerank": "Rerank",
+    "/v1/responses/{id}": "Fetch a stored response",
+    "/v1/responses/{id}/cancel": "Cancel a stored response",
+}
+
+
 def _identifier(path: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in path.strip("/"))
 
@@ -223,7 +243,8 @@ def _errors() -> dict[str, Any]:
 def _operation(route: Route, method: str) -> dict[str, Any]:
     path = route.name
     summary, description, request_schema, answer_schema = _DETAILED.get(
-        path, (f"Forwarded: {path}", "Forwarded to vLLM as sent (see vLLM's docs).", None, "")
+        path,
+        (_NAMES.get(path, path), "Forwarded to vLLM as sent (see vLLM's docs).", None, ""),
     )
     ok: dict[str, Any] = {"description": "The backend's answer", "headers": _HEADER_SCHEMAS}
     if answer_schema:

@@ -219,6 +219,7 @@ def _report_filter(
     model: str | None,
     since: str | None,
     until: str | None,
+    team_id: str | None = None,
 ) -> tuple[db_usage.UsageFilter, date, date]:
     """A report's filter and its first and last day; the range defaults to the last 30 days."""
     last = _parse_day(until, "until") or date.fromisoformat(utc_day(services.clock()))
@@ -227,7 +228,9 @@ def _report_filter(
         raise GatewayError(400, "since is after until", "invalid_request", param="since")
     if (last - first).days >= MAX_RANGE_DAYS:
         raise GatewayError(400, "at most ten years at once", "invalid_request", param="since")
-    where = db_usage.UsageFilter(key_id or None, model or None, first.isoformat(), last.isoformat())
+    where = db_usage.UsageFilter(
+        key_id or None, model or None, first.isoformat(), last.isoformat(), team_id or None
+    )
     return where, first, last
 
 
@@ -237,6 +240,7 @@ SinceParam = Annotated[
     str | None, Query(description="First day, YYYY-MM-DD (UTC) [default: 29 days ago]")
 ]
 UntilParam = Annotated[str | None, Query(description="Last day, YYYY-MM-DD [default: today]")]
+TeamParam = Annotated[str | None, Query(description="Only the keys now in this team")]
 
 
 @router.get("/api/v1/usage", response_model=UsageReport, dependencies=admin)
@@ -246,10 +250,11 @@ async def usage_report(
     model: ModelParam = None,
     since: SinceParam = None,
     until: UntilParam = None,
+    team_id: TeamParam = None,
 ) -> UsageReport:
     """Totals, a daily series and per-key and per-model sums over a range of days."""
     services = _services(request)
-    where, first, last = _report_filter(services, key_id, model, since, until)
+    where, first, last = _report_filter(services, key_id, model, since, until, team_id)
     async with services.database.engine.connect() as connection:
         totals = await db_usage.daily_totals(connection, where)
         refusals = await db_usage.rejections_by_reason(connection, where)
@@ -284,10 +289,11 @@ async def usage_export(
     model: ModelParam = None,
     since: SinceParam = None,
     until: UntilParam = None,
+    team_id: TeamParam = None,
 ) -> Response:
     """The billing export as CSV: one row per UTC day, key and model (as `usage --csv`)."""
     services = _services(request)
-    where, first, last = _report_filter(services, key_id, model, since, until)
+    where, first, last = _report_filter(services, key_id, model, since, until, team_id)
     async with services.database.engine.connect() as connection:
         rows = await db_usage.daily_rows(connection, where)
     filename = f"usage-{first.isoformat()}-to-{last.isoformat()}.csv"

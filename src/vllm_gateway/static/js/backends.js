@@ -47,7 +47,7 @@ function row(backend, now) {
 }
 
 async function refresh() {
-  const body = document.getElementById("backends");
+  const body = document.getElementById("fleet-backends");
   if (!body) return;
   const answer = await adminApi("/api/v1/backends");
   const now = Date.now();

@@ -300,5 +300,14 @@ function setupMenu() {
   });
 }
 
+/** Every .responsive-table names its cells as its rows change, whoever renders them. */
+function setupResponsiveTables() {
+  for (const body of document.querySelectorAll(".responsive-table tbody")) {
+    labelRows(body);
+    new MutationObserver(() => labelRows(body)).observe(body, { childList: true });
+  }
+}
+
 setupTheme();
 setupMenu();
+setupResponsiveTables();

@@ -9,6 +9,12 @@ const METHODS = ["get", "post", "put", "patch", "delete"];
 
 let doc = null;
 
+/** Text whose `backticked` parts become <code>, as the OpenAPI descriptions write them. */
+function prose(tag, props, text) {
+  const parts = String(text).split("`");
+  return el(tag, props, ...parts.map((part, index) => (index % 2 ? el("code", { class: "font-mono text-xs" }, part) : part)));
+}
+
 function slug(text) {
   return String(text).toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/(^-|-$)/g, "");
 }
@@ -57,7 +63,7 @@ function schemaView(schema, seen = new Set()) {
         el("code", { class: "docs-field" }, field),
         el("span", { class: "docs-type" }, typeOf(value)),
         required.has(field) ? el("span", { class: "badge badge-amber" }, "required") : null,
-        nested.description || value.description ? el("p", { class: "docs-note" }, value.description || nested.description) : null,
+        nested.description || value.description ? prose("p", { class: "docs-note" }, value.description || nested.description) : null,
         child ? schemaView(value, inner) : null,
       );
     }),
@@ -119,7 +125,7 @@ function responsesView(responses) {
             "div",
             { class: "flex flex-wrap items-baseline gap-2" },
             el("span", { class: `badge font-mono ${status.startsWith("2") ? "badge-green" : "badge-red"}` }, status),
-            el("span", { class: "text-sm" }, answer.description || ""),
+            prose("span", { class: "text-sm" }, answer.description || ""),
             types.length ? el("span", { class: "docs-note" }, types.join(", ")) : null,
           ),
           headers.length ? el("p", { class: "docs-note" }, `Headers: ${headers.join(", ")}`) : null,
@@ -149,7 +155,7 @@ function operationView(path, method, operation) {
     el(
       "div",
       { class: "space-y-4 border-t border-slate-200 px-4 py-4 dark:border-slate-800" },
-      operation.description ? el("p", { class: "text-sm" }, operation.description) : null,
+      operation.description ? prose("p", { class: "text-sm" }, operation.description) : null,
       auth ? el("p", { class: "docs-note" }, `Authentication: a ${auth} (Bearer or x-api-key).`) : null,
       parametersView(operation.parameters),
       bodyView(operation.requestBody),
@@ -179,7 +185,7 @@ function render() {
         "section",
         { id: `tag-${slug(tag.name)}`, "aria-labelledby": `tag-${slug(tag.name)}-title` },
         el("h2", { id: `tag-${slug(tag.name)}-title`, class: "text-lg font-semibold text-slate-900 capitalize dark:text-white" }, tag.name),
-        tag.description ? el("p", { class: "mt-1 text-sm text-slate-600 dark:text-slate-400" }, tag.description) : null,
+        tag.description ? prose("p", { class: "mt-1 text-sm text-slate-600 dark:text-slate-400" }, tag.description) : null,
         el("div", { class: "card mt-3 divide-y divide-slate-200 overflow-hidden dark:divide-slate-800" }, ...operations.map((args) => operationView(...args))),
       ),
     ),

@@ -175,7 +175,11 @@ function listParams() {
   return params;
 }
 
+const sortSelect = document.getElementById("key-sort");
+
 function showSort() {
+  const chosen = `${view.sort}:${view.order}`;
+  if ([...sortSelect.options].some((option) => option.value === chosen)) sortSelect.value = chosen;
   for (const head of document.querySelectorAll("th[data-sort]")) {
     const sorted = head.dataset.sort === view.sort;
     head.setAttribute("aria-sort", sorted ? (view.order === "asc" ? "ascending" : "descending") : "none");
@@ -517,6 +521,10 @@ for (const button of document.querySelectorAll("[data-sort-button]")) {
     restart();
   });
 }
+sortSelect.addEventListener("change", () => {
+  [view.sort, view.order] = sortSelect.value.split(":");
+  restart();
+});
 previous.addEventListener("click", () => {
   view.offset = Math.max(0, view.offset - PAGE_SIZE);
   load();

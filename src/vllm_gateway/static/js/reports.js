@@ -9,6 +9,8 @@ const since = document.getElementById("r-since");
 const until = document.getElementById("r-until");
 const keySelect = document.getElementById("r-key");
 const modelSelect = document.getElementById("r-model");
+const teamSelect = document.getElementById("r-team");
+const money = new Intl.NumberFormat(undefined, { style: "currency", currency: "USD", maximumFractionDigits: 4 });
 const exportLink = document.getElementById("export-csv");
 const errorBox = document.getElementById("report-error");
 
@@ -31,6 +33,7 @@ function selectionFromUrl() {
     until: params.get("until") || isoDay(today),
     key_id: params.get("key_id") || "",
     model: params.get("model") || "",
+    team_id: params.get("team_id") || "",
   };
 }
 
@@ -73,6 +76,7 @@ function renderTotals(report) {
   setTotal("rejected", fmt.number(totals.rejected), asked ? `${fmt.percent(totals.rejected / asked)} of asked` : "");
   setTotal("errors", fmt.number(totals.errors), totals.requests ? `${fmt.percent(totals.errors / totals.requests)} of admitted` : "");
   setTotal("cancelled", fmt.number(totals.cancelled), "neither refused nor failed");
+  setTotal("cost_usd", money.format(totals.cost_usd ?? 0), "at the models' prices");
   setTotal(
     "total_tokens",
     fmt.compact(totals.total_tokens),
@@ -113,7 +117,7 @@ function keyLabel(item) {
 
 function renderKeys(items) {
   const body = document.getElementById("report-keys");
-  if (!items.length) return emptyRow(body, 5, "No usage in this range.");
+  if (!items.length) return emptyRow(body, 6, "No usage in this range.");
   body.replaceChildren(
     ...items.map((item) =>
       el(
@@ -128,6 +132,7 @@ function renderKeys(items) {
         number(item.rejected),
         number(item.errors),
         number(item.total_tokens),
+        cell(money.format(item.cost_usd ?? 0), "text-right"),
       ),
     ),
   );
@@ -148,7 +153,7 @@ function renderModels(items) {
 function renderDays(days) {
   const body = document.getElementById("report-days");
   const used = days.filter((d) => d.requests || d.rejected).reverse();
-  if (!used.length) return emptyRow(body, 7, "No usage in this range.");
+  if (!used.length) return emptyRow(body, 8, "No usage in this range.");
   body.replaceChildren(
     ...used.map((d) =>
       el(
@@ -161,6 +166,7 @@ function renderDays(days) {
         number(d.cancelled),
         number(d.prompt_tokens),
         number(d.completion_tokens),
+        cell(money.format(d.cost_usd ?? 0), "text-right"),
       ),
     ),
   );
@@ -168,7 +174,13 @@ function renderDays(days) {
 }
 
 function selectionFromForm() {
-  return { since: since.value, until: until.value, key_id: keySelect.value, model: modelSelect.value };
+  return {
+    since: since.value,
+    until: until.value,
+    key_id: keySelect.value,
+    model: modelSelect.value,
+    team_id: teamSelect.value,
+  };
 }
 
 async function load(selection) {
@@ -205,4 +217,17 @@ form.addEventListener("submit", (event) => {
 
 window.addEventListener("popstate", () => load(selectionFromUrl()));
 
-load(selectionFromUrl());
+/** The team filter, for those who may list the teams (none offered otherwise). */
+async function loadTeams(chosen) {
+  try {
+    const teams = await adminApi("/api/v1/teams");
+    fillSelect(teamSelect, teams.data.map((team) => [team.id, team.name]), chosen);
+    document.getElementById("r-team-field").hidden = teams.data.length === 0;
+  } catch {
+    document.getElementById("r-team-field").hidden = true;
+  }
+}
+
+const initial = selectionFromUrl();
+loadTeams(initial.team_id);
+load(initial);
