@@ -108,6 +108,7 @@ class Traffic:
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
+            "cost_usd": 0.0,  # no prices are set here
         }
 
 
