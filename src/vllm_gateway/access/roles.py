@@ -27,6 +27,9 @@ PERMISSIONS: Final[dict[str, frozenset[str]]] = {
     "team_usage.read": _ALL,
     "audit.read": _STAFF,
     "users.manage": frozenset({"owner"}),
+    # For the fleet's admin routes (backends list, drain, resume) when they land.
+    "backends.read": frozenset({"owner", "admin", "viewer"}),
+    "backends.write": _STAFF,
 }
 """Permission -> the roles that have it. A team_manager's are limited to their teams."""
 
