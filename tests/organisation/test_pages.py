@@ -19,7 +19,7 @@ def sign_in(page: Page, gateway: Gateway, username: str | None = None, to: str =
     else:
         page.fill("#username", username)
         page.fill("#password", PASSWORD)
-        page.get_by_role("button", name="Log in with an account").click()
+        page.get_by_role("button", name="Use an account").click()
     page.wait_for_url(f"{gateway.url}{to}")
 
 
