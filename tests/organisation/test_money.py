@@ -106,20 +106,26 @@ def test_a_team_budget_stops_its_keys_and_alerts_reach_the_webhook(
     # Never over the budget, and stopped only when the next worst case would not fit.
     worst_case = (16 * 10 + 10 * 20) / 1e6  # a generous bound on one request's worst case
     assert budget - worst_case <= spent <= budget
-    # Alerts at 80% and 100%... the 100% one only once the books reach the whole budget,
-    # which a worst-case reservation may stop short of; 80% must have been crossed.
-    wait_for(lambda: len(hook.received) >= 1)
-    headers, raw = hook.received[0]
-    payload = json.loads(raw)
-    assert payload["type"] == "budget.threshold"
-    assert payload["subject_kind"] == "team" and payload["subject_id"] == team["id"]
-    assert payload["threshold_percent"] == 80 and payload["period"] == "month"
-    signed = headers["x-gateway-timestamp"].encode() + b"." + raw
-    expected = hmac.new(ALERT_SECRET.encode(), signed, hashlib.sha256).hexdigest()
-    assert headers["x-gateway-signature"] == f"sha256={expected}"
-    assert hook.attempts >= 2  # the first delivery was refused and retried
+    # Alerts at 80% (from the books) and 100% (the budget refused a request), each once,
+    # each signed; the first delivery was refused by the receiver and sent again.
+    wait_for(lambda: len(hook.received) >= 2)
+    thresholds = []
+    for headers, raw in hook.received:
+        payload = json.loads(raw)
+        assert payload["type"] == "budget.threshold"
+        assert payload["subject_kind"] == "team" and payload["subject_id"] == team["id"]
+        assert payload["period"] == "month" and payload["budget_usd"] == budget
+        signed = headers["x-gateway-timestamp"].encode() + b"." + raw
+        expected = hmac.new(ALERT_SECRET.encode(), signed, hashlib.sha256).hexdigest()
+        assert headers["x-gateway-signature"] == f"sha256={expected}"
+        thresholds.append(payload["threshold_percent"])
+    assert sorted(thresholds) == [80, 100]
+    assert hook.attempts == 3  # one refused (500), then both delivered
     alerts = httpx.get(f"{gateway.url}/api/v1/alerts", headers=admin(gateway)).json()["data"]
-    assert {(a["subject_id"], a["threshold"]) for a in alerts} >= {(team["id"], 80)}
+    assert {(a["subject_id"], a["threshold"]) for a in alerts} == {
+        (team["id"], 80),
+        (team["id"], 100),
+    }
 
     # The CLI's books show the same cost, per day in JSON and CSV, and per team.
     monkeypatch.setenv("DATABASE_URL", gateway.settings.database_url or "")

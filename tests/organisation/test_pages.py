@@ -19,7 +19,7 @@ def sign_in(page: Page, gateway: Gateway, username: str | None = None, to: str =
     else:
         page.fill("#username", username)
         page.fill("#password", PASSWORD)
-        page.get_by_role("button", name="Log in with an account").click()
+        page.get_by_role("button", name="Use an account").click()
     page.wait_for_url(f"{gateway.url}{to}")
 
 
@@ -35,7 +35,7 @@ def test_an_owner_manages_teams_prices_users_and_reads_the_audit(
     form.get_by_label("Requests per day").fill("500")
     form.get_by_label("Monthly budget, USD").fill("25")
     form.get_by_role("button", name="Create team").click()
-    row = page.locator("#teams-body tr", has_text="research")
+    row = page.locator("#teams-body tr[data-team]", has_text="research")
     expect(row).to_contain_text("daily requests 500")
     expect(row).to_contain_text("$25.0000/month")
     expect(row).to_contain_text("$0.0000")  # nothing spent yet this month
@@ -44,6 +44,11 @@ def test_an_owner_manages_teams_prices_users_and_reads_the_audit(
     form.get_by_label("Requests per day").fill("600")
     form.get_by_role("button", name="Save team").click()
     expect(row).to_contain_text("daily requests 600")
+    team = gateway.call(gateway.services.teams.list_teams())[0]
+    gateway.create_key(name="member-key", team_id=team.id)
+    page.reload()
+    row.get_by_role("button", name="Keys").click()
+    expect(page.get_by_test_id("team-members")).to_contain_text("1 keys")
 
     page.goto(f"{gateway.url}/prices")
     prices = page.get_by_test_id("price-form")
@@ -83,7 +88,9 @@ def test_a_viewer_is_offered_only_what_it_may_do(
     sign_in(page, gateway, "val")
     expect(page.locator("#teams-body tr", has_text="shown")).to_contain_text("rpm 5")
     expect(page.get_by_test_id("team-form")).to_have_count(0)
-    expect(page.locator("#teams-body button")).to_have_count(0)
+    expect(page.locator("#teams-body button", has_text="Edit")).to_have_count(0)
+    expect(page.locator("#teams-body button", has_text="Delete")).to_have_count(0)
+    expect(page.locator("#teams-body button", has_text="Keys")).to_have_count(1)  # reading
     nav = page.get_by_role("navigation", name="Main").first
     expect(nav.get_by_role("link", name="Teams")).to_be_visible()
     expect(nav.get_by_role("link", name="Prices")).to_be_visible()

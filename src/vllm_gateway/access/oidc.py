@@ -27,10 +27,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 
 from vllm_gateway.errors import GatewayError
 
@@ -106,6 +102,9 @@ class OidcClient:
 
     async def start(self, redirect_uri: str) -> tuple[str, dict[str, Any]]:
         """(the provider's authorization URL, what the cookie must carry back)."""
+        # Imported here: a gateway without single sign-on never loads them (~17 MiB).
+        from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
         metadata = await self.metadata()
         state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         verifier = secrets.token_urlsafe(48)  # 64 characters: within RFC 7636's 43-128
@@ -146,6 +145,10 @@ class OidcClient:
         return self._verify(tokens["id_token"], keys, flow["nonce"])
 
     def _verify(self, id_token: str, keys: dict[str, Any], nonce: str) -> dict[str, Any]:
+        from joserfc import jwt
+        from joserfc.errors import JoseError
+        from joserfc.jwk import KeySet
+
         try:
             token = jwt.decode(id_token, KeySet.import_key_set(keys))  # type: ignore[arg-type]
             registry = jwt.JWTClaimsRegistry(

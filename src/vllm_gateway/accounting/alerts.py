@@ -2,7 +2,9 @@
 
 After a request with a cost settles, its budgeted subjects are marked; a background loop
 (every CHECK_SECONDS, for two rounds so the usage writer's last batch is in) compares
-what the books say was spent this UTC day and month with each budget. A crossed threshold
+what the books say was spent this UTC day and month with each budget. Since admission
+reserves each request's worst case, the books rarely reach a budget exactly: the 100%
+alert is also sent when the budget refuses a request (`exhausted`). A crossed threshold
 is claimed once in `budget_alerts` (shared by every instance: the first claim wins) and
 POSTed as JSON to GATEWAY_ALERT_WEBHOOK, signed with HMAC-SHA256 over
 `<timestamp>.<body>` in `X-Gateway-Signature: sha256=<hex>` (timestamp in
@@ -29,7 +31,7 @@ from vllm_gateway.clock import Clock, utc_day
 from vllm_gateway.db import alerts as db_alerts
 from vllm_gateway.db import usage as db_usage
 from vllm_gateway.db.engine import Database
-from vllm_gateway.limits.base import Reservation, Subject
+from vllm_gateway.limits.base import BUDGET_PER_DAY, Reservation, Subject
 from vllm_gateway.limits.periods import utc_month
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ class BudgetAlerts:
         self._task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
+        self._exhausted: set[tuple[str, str, str]] = set()
 
     def start(self) -> None:
         """Start the checking loop."""
@@ -90,6 +93,30 @@ class BudgetAlerts:
             await asyncio.wait(self._sends, timeout=5)
         if self._session is not None:
             await self._session.close()
+
+    def exhausted(self, subject: Subject, reason: str) -> None:
+        """A budget refused a request: it is used up, as far as requests go (the 100% alert)."""
+        now = self._clock()
+        daily = reason == BUDGET_PER_DAY
+        period = "day" if daily else "month"
+        name = utc_day(now) if daily else utc_month(now)
+        first_day = name if daily else name + "-01"
+        limits = subject.limits
+        budget = limits.daily_budget_usd if daily else limits.monthly_budget_usd
+        if budget is None or (subject.kind, subject.id, name) in self._exhausted:
+            return
+        self._exhausted.add((subject.kind, subject.id, name))  # one claim per period here
+        task = asyncio.create_task(
+            self._guarded(self._claim(subject, period, name, first_day, budget, 100, now))
+        )
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    async def _guarded(self, work: Any) -> None:
+        try:
+            await work
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("budget alert not recorded: %s", exc)
 
     def spent(self, reservation: Reservation) -> None:
         """A request of these subjects cost something: check their budgets soon."""
@@ -128,42 +155,60 @@ class BudgetAlerts:
             async with self._database.engine.connect() as connection:
                 spent = await db_usage.spent_since(connection, subject.kind, subject.id, first_day)
             for threshold in THRESHOLDS:
-                if spent < budget * threshold / 100:
-                    continue
-                alert = {
-                    "subject_kind": subject.kind,
-                    "subject_id": subject.id,
-                    "period": name,
-                    "threshold": threshold,
-                    "sent_at": datetime.fromtimestamp(now, UTC),
-                    "spent_usd": spent,
-                    "budget_usd": budget,
-                }
-                async with self._database.engine.begin() as connection:
-                    claimed = await db_alerts.claim_alert(connection, alert)
-                if claimed:
-                    log.warning(
-                        "%s %s reached %d%% of its %s budget ($%.4f of $%g)",
-                        subject.kind,
-                        subject.id,
-                        threshold,
-                        period,
-                        spent,
-                        budget,
+                if spent >= budget * threshold / 100:
+                    await self._claim(
+                        subject, period, name, first_day, budget, threshold, now, spent
                     )
-                    self._send(
-                        {
-                            "type": "budget.threshold",
-                            "subject_kind": subject.kind,
-                            "subject_id": subject.id,
-                            "period": period,
-                            "period_name": name,
-                            "threshold_percent": threshold,
-                            "spent_usd": round(spent, 6),
-                            "budget_usd": budget,
-                            "ts": now,
-                        }
-                    )
+
+    async def _claim(
+        self,
+        subject: Subject,
+        period: str,
+        name: str,
+        first_day: str,
+        budget: float,
+        threshold: int,
+        now: float,
+        spent: float | None = None,
+    ) -> None:
+        """Record the threshold once across instances; the first to record it sends it."""
+        if spent is None:
+            async with self._database.engine.connect() as connection:
+                spent = await db_usage.spent_since(connection, subject.kind, subject.id, first_day)
+        alert = {
+            "subject_kind": subject.kind,
+            "subject_id": subject.id,
+            "period": name,
+            "threshold": threshold,
+            "sent_at": datetime.fromtimestamp(now, UTC),
+            "spent_usd": spent,
+            "budget_usd": budget,
+        }
+        async with self._database.engine.begin() as connection:
+            if not await db_alerts.claim_alert(connection, alert):
+                return
+        log.warning(
+            "%s %s reached %d%% of its %s budget ($%.4f of $%g)",
+            subject.kind,
+            subject.id,
+            threshold,
+            period,
+            spent,
+            budget,
+        )
+        self._send(
+            {
+                "type": "budget.threshold",
+                "subject_kind": subject.kind,
+                "subject_id": subject.id,
+                "period": period,
+                "period_name": name,
+                "threshold_percent": threshold,
+                "spent_usd": round(spent, 6),
+                "budget_usd": budget,
+                "ts": now,
+            }
+        )
 
     def _send(self, payload: dict[str, Any]) -> None:
         if not self._webhook:

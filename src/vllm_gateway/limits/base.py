@@ -55,6 +55,7 @@ REQUESTS_PER_MINUTE = "requests_per_minute"
 CONCURRENCY = "concurrency"
 BUDGET_PER_DAY = "budget_per_day"
 BUDGET_PER_MONTH = "budget_per_month"
+BUDGET_REASONS = frozenset({BUDGET_PER_DAY, BUDGET_PER_MONTH})
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +139,13 @@ class RateLimitExceeded(GatewayError):
     `rate_limit_exceeded`.
     """
 
-    def __init__(self, reason: str, message: str, headers: Headers) -> None:
-        budget = reason in (BUDGET_PER_DAY, BUDGET_PER_MONTH)
+    def __init__(
+        self, reason: str, message: str, headers: Headers, subject: Subject | None = None
+    ) -> None:
+        budget = reason in BUDGET_REASONS
         code = "insufficient_quota" if budget else "rate_limit_exceeded"
         super().__init__(429, message, code, headers=headers, reason=reason)
+        self.subject = subject  # whose limit was hit
 
 
 def format_duration(seconds: float) -> str:
@@ -261,7 +265,7 @@ def rejection(
             "be in flight. Retry when one has finished."
         )
     retry = str(max(1, math.ceil(retry_after))).encode()
-    return RateLimitExceeded(reason, message, [(b"retry-after", retry), *headers])
+    return RateLimitExceeded(reason, message, [(b"retry-after", retry), *headers], subject)
 
 
 def _budget_message(who: str, period: str, budget: float | None, spent: int, cost: int) -> str:

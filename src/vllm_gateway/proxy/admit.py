@@ -10,6 +10,7 @@ worst case is priced too (prompt at the input price, the rest at the output pric
 
 from __future__ import annotations
 
+from vllm_gateway.limits.base import BUDGET_REASONS, RateLimitExceeded
 from vllm_gateway.proxy.context import RequestContext
 from vllm_gateway.proxy.request_body import RequestBody, bad_request
 from vllm_gateway.proxy.routes import Route
@@ -45,5 +46,10 @@ async def admit(ctx: RequestContext, services: Services) -> None:
     if key.has_budget:
         prompt = min(body.prompt_estimate, tokens)
         cost = services.prices.worst_case_micros(ctx.model, prompt, tokens - prompt)
-    ctx.reservation = await services.limiter.acquire(key.subjects, tokens, ctx.request_id, cost)
+    try:
+        ctx.reservation = await services.limiter.acquire(key.subjects, tokens, ctx.request_id, cost)
+    except RateLimitExceeded as refused:
+        if refused.subject is not None and refused.reason in BUDGET_REASONS:
+            services.alerts.exhausted(refused.subject, refused.reason)
+        raise
     ctx.headers.extend(ctx.reservation.headers)

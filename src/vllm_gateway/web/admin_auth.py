@@ -295,7 +295,7 @@ async def login(
     next_url: str = Form("", alias="next"),
 ) -> Response:
     """Exchange the admin key, or an account's username and password, for a session cookie."""
-    target = safe_next(next_url)
+    target = safe_next(next_url or request.query_params.get("next"))
     try:
         accepted, user_id = await _check_login(request, admin_key, username.strip(), password)
     except GatewayError as throttled:

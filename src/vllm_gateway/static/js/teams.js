@@ -31,22 +31,47 @@ function edit(team) {
   form.querySelector("#team-save span").textContent = "Save team";
 }
 
+function members(team, usage) {
+  // The team's keys with their usage and cost over the last 30 days.
+  const lines = usage.by_key.map((key) =>
+    el(
+      "li",
+      { dataset: { key: key.key_id } },
+      `${key.name ?? key.key_id}: ${fmt.number(key.requests)} requests, ` +
+        `${fmt.number(Number(key.prompt_tokens) + Number(key.completion_tokens))} tokens, ${money(key.cost_usd)}`,
+    ),
+  );
+  const text = `${fmt.number(team.key_count)} keys · last 30 days: ${fmt.number(usage.requests)} requests, ${money(usage.cost_usd)}`;
+  return el(
+    "tr",
+    { hidden: true, "data-testid": "team-members" },
+    el("td", { class: "table-cell", colspan: "7" }, el("p", { class: "text-sm" }, text), el("ul", { class: "mt-2 text-sm" }, lines)),
+  );
+}
+
 async function row(team) {
   let spent = "—";
+  let detail = null;
   try {
     const usage = await adminApi(`/api/v1/teams/${encodeURIComponent(team.id)}/usage`);
     spent = money(usage.spent_this_month_usd);
+    detail = members(team, usage);
   } catch {
     // A role without the team's usage simply sees no spend.
   }
   const actions = el("td", { class: "table-cell text-right" });
+  if (detail) {
+    actions.append(
+      el("button", { type: "button", class: "btn btn-ghost", onclick: () => { detail.hidden = !detail.hidden; } }, "Keys"),
+    );
+  }
   if (canWrite) {
     actions.append(
       el("button", { type: "button", class: "btn btn-ghost", onclick: () => edit(team) }, "Edit"),
       el("button", { type: "button", class: "btn btn-ghost", onclick: () => remove(team) }, "Delete"),
     );
   }
-  return el(
+  const main = el(
     "tr",
     { dataset: { team: team.id } },
     cell(team.name, "font-medium"),
@@ -57,12 +82,13 @@ async function row(team) {
     cell(team.models.join(", ") || "all"),
     actions,
   );
+  return detail ? [main, detail] : [main];
 }
 
 async function load() {
   try {
     const teams = await adminApi("/api/v1/teams");
-    const rows = await Promise.all(teams.data.map(row));
+    const rows = (await Promise.all(teams.data.map(row))).flat();
     body.replaceChildren(...rows);
     if (!rows.length) body.append(el("tr", {}, cell("No teams yet.", "text-slate-500")));
     showError(null);
