@@ -239,9 +239,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="workload size (0.3: quick)")
     parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--workloads", default="uniform,sessions,noisy")
-    parser.add_argument(
-        "--cache-tokens", type=int, default=8_000, help="prefix cache per instance"
-    )
+    parser.add_argument("--cache-tokens", type=int, default=8_000, help="prefix cache per instance")
     parser.add_argument(
         "--sessions",
         default=None,
