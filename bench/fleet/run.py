@@ -38,6 +38,10 @@ POLICIES = ("round_robin", "least_loaded", "cache_aware")
 SPEEDS = "1,1,1,0.25"
 INSTANCES = 4
 MAX_NUM_SEQS = 16
+QUEUED_CAP = 4
+"""The per-backend cap of the noisy-key runs: 16 requests at once fleet-wide, fewer than the
+load, so requests queue in the gateway (and the machine's two cores keep up)."""
+QUIET_CLIENTS = 2
 HERE = Path(__file__).resolve().parent
 
 
@@ -130,6 +134,41 @@ def _create_key(url: str, admin_key: str, name: str) -> str:
         return str(json.loads(answer.read())["key"])
 
 
+def _fleet_file(path: Path, ports: list[int], cap: int) -> Path:
+    path.write_text(
+        "".join(
+            f'[[backends]]\nurl = "http://127.0.0.1:{port}/v1"\nname = "sim{i}"\n'
+            f"max_concurrency = {cap}\n"
+            for i, port in enumerate(ports)
+        )
+    )
+    return path
+
+
+@contextmanager
+def _gateway(
+    directory: Path, name: str, fleet: Path, policy: str, sim_key: str, extra: dict[str, str]
+) -> Iterator[tuple[str, str]]:
+    """A gateway process over `fleet`; yields its URL and admin key."""
+    admin_key = "admin-" + secrets.token_hex(16)
+    port = _free_ports(1)
+    env = _env(
+        VLLM_API_KEY=sim_key,
+        GATEWAY_BACKENDS_FILE=str(fleet),
+        GATEWAY_ROUTING=policy,
+        DATABASE_PATH=str(directory / f"{name}.db"),
+        GATEWAY_ADMIN_KEY=admin_key,
+        GATEWAY_JOURNAL_DIR=str(directory / f"{name}-journal"),
+        GATEWAY_HOST="127.0.0.1",
+        GATEWAY_LOG_LEVEL="warning",
+        **extra,
+    )
+    url = f"http://127.0.0.1:{port}"
+    with _process(["serve", "--port", str(port)], env, directory / f"{name}.log") as process:
+        _wait(f"{url}/readyz", process)
+        yield url, admin_key
+
+
 def run_policy(
     policy: str,
     directory: Path,
@@ -143,89 +182,55 @@ def run_policy(
     sim_key = "bench-backend-" + secrets.token_hex(8)
     first = _free_ports(INSTANCES)
     ports = list(range(first, first + INSTANCES))
-    fleet = directory / f"{policy}.toml"
-    fleet.write_text(
-        "".join(
-            f'[[backends]]\nurl = "http://127.0.0.1:{port}/v1"\nname = "sim{i}"\n'
-            f"max_concurrency = {MAX_NUM_SEQS}\n"
-            for i, port in enumerate(ports)
-        )
-    )
     sim_args = [
-        "simulator",
-        "--port",
-        str(first),
-        "--instances",
-        str(INSTANCES),
-        "--speeds",
-        SPEEDS,
-        "--model",
-        workloads.MODEL,
-        "--tokens-per-second",
-        "50",
-        "--max-num-seqs",
-        str(MAX_NUM_SEQS),
-        "--prefix-cache-tokens",
-        "6000",
-        "--prefill-tokens-per-second",
-        "1500",
+        *("simulator", "--port", str(first), "--instances", str(INSTANCES)),
+        *("--speeds", SPEEDS, "--model", workloads.MODEL, "--tokens-per-second", "50"),
+        *("--max-num-seqs", str(MAX_NUM_SEQS), "--prefix-cache-tokens", str(cache_tokens)),
+        *("--prefill-tokens-per-second", "1500"),
     ]
-    admin_key = "admin-" + secrets.token_hex(16)
-    gateway_port = _free_ports(1)
-    gateway_env = _env(
-        VLLM_URL=f"http://127.0.0.1:{first}/v1",
-        VLLM_API_KEY=sim_key,
-        GATEWAY_BACKENDS_FILE=str(fleet),
-        GATEWAY_ROUTING=policy,
-        DATABASE_PATH=str(directory / f"{policy}.db"),
-        GATEWAY_ADMIN_KEY=admin_key,
-        GATEWAY_JOURNAL_DIR=str(directory / f"{policy}-journal"),
-        GATEWAY_HOST="127.0.0.1",
-        GATEWAY_LOG_LEVEL="warning",
-        **extra_env,
-    )
-    url = f"http://127.0.0.1:{gateway_port}"
     results: dict[str, Any] = {}
+
+    def measured(name: str, coro: Any, quiet: list[str]) -> None:
+        before = _cache_counters(ports)
+        run: workloads.Run = asyncio.run(coro)
+        after = _cache_counters(ports)
+        hits = [a[0] - b[0] for a, b in zip(after, before, strict=True)]
+        queries = [a[1] - b[1] for a, b in zip(after, before, strict=True)]
+        total = sum(queries)
+        results[name] = summarize(run, sum(hits) / total if total else 0.0, quiet)
+        shares = " ".join(
+            f"{q / total:.0%}/{h / q if q else 0:.0%}" for h, q in zip(hits, queries, strict=True)
+        )
+        print(
+            f"  {policy:<13} {name:<10} done in {run.seconds:.1f} s; per instance, "
+            f"share of prompt tokens/hit rate: {shares}",
+            flush=True,
+        )
+
     with _process(sim_args, _env(VLLM_API_KEY=sim_key), directory / f"{policy}-sim.log") as sim:
         for port in ports:
             _wait(f"http://127.0.0.1:{port}/health", sim)
-        with _process(
-            ["serve", "--port", str(gateway_port)], gateway_env, directory / f"{policy}-gw.log"
-        ) as gw:
-            _wait(f"{url}/readyz", gw)
-            key = _create_key(url, admin_key, "bench")
-            quiet = [_create_key(url, admin_key, f"quiet{i}") for i in range(3)]
-            noisy = _create_key(url, admin_key, "noisy")
-
-            def measured(name: str, coro: Any) -> workloads.Run:
-                before = _cache_counters(ports)
-                run: workloads.Run = asyncio.run(coro)
-                after = _cache_counters(ports)
-                hits = [a[0] - b[0] for a, b in zip(after, before, strict=True)]
-                queries = [a[1] - b[1] for a, b in zip(after, before, strict=True)]
-                total = sum(queries)
-                results[name] = summarize(run, sum(hits) / total if total else 0.0, quiet)
-                shares = " ".join(
-                    f"{q / total:.0%}/{h / q if q else 0:.0%}"
-                    for h, q in zip(hits, queries, strict=True)
-                )
-                print(
-                    f"  {policy:<13} {name:<10} done in {run.seconds:.1f} s; per instance, "
-                    f"share of prompt tokens/hit rate: {shares}",
-                    flush=True,
-                )
-                return run
-
+        fleet = _fleet_file(directory / f"{policy}.toml", ports, MAX_NUM_SEQS)
+        with _gateway(directory, policy, fleet, policy, sim_key, extra_env) as (url, admin):
+            key = _create_key(url, admin, "bench")
             if "uniform" in chosen:
-                measured("uniform", workloads.uniform(url, key, int(240 * scale), 32))
+                measured("uniform", workloads.uniform(url, key, int(240 * scale), 32), [])
             if "sessions" in chosen:
-                measured("sessions", workloads.sessions(url, key, shape))
-            if "noisy" in chosen:
+                measured("sessions", workloads.sessions(url, key, shape), [])
+        if "noisy" in chosen:
+            # A fleet the load saturates: the gateway caps each backend at QUEUED_CAP.
+            capped = _fleet_file(directory / f"{policy}-capped.toml", ports, QUEUED_CAP)
+            name = f"{policy}-capped"
+            with _gateway(directory, name, capped, policy, sim_key, extra_env) as (url, admin):
+                key = _create_key(url, admin, "warm-up")  # the gateway learns each speed
+                asyncio.run(workloads.uniform(url, key, 60, 8))
+                quiet = [_create_key(url, admin, f"quiet{i}") for i in range(3)]
+                noisy = _create_key(url, admin, "noisy")
                 seconds = 10 * scale
-                quiet_clients = {k: 2 for k in quiet}
-                measured("alone", workloads.keyed_load(url, quiet_clients, seconds))
-                load = {**quiet_clients, noisy: 60}  # ten times the three quiet keys' together
-                measured("noisy", workloads.keyed_load(url, load, seconds))
+                alone = {k: QUIET_CLIENTS for k in quiet}
+                measured("alone", workloads.keyed_load(url, alone, seconds), quiet)
+                load = {**alone, noisy: 10 * QUIET_CLIENTS}  # ten times each quiet key's load
+                measured("noisy", workloads.keyed_load(url, load, seconds), quiet)
     return results
 
 
@@ -234,9 +239,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="workload size (0.3: quick)")
     parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--workloads", default="uniform,sessions,noisy")
-    parser.add_argument(
-        "--cache-tokens", type=int, default=14_000, help="prefix cache per instance"
-    )
+    parser.add_argument("--cache-tokens", type=int, default=8_000, help="prefix cache per instance")
     parser.add_argument(
         "--sessions",
         default=None,

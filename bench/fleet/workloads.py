@@ -99,6 +99,7 @@ class SessionShape:
     user_words: int = 40
     assistant_words: int = 40
     stagger: float = 0.1  # seconds between chat starts (they arrive over time)
+    think: float = 0.4  # a user reads and types for up to this long between turns
 
 
 async def sessions(url: str, key: str, shape: SessionShape) -> Run:
@@ -107,6 +108,7 @@ async def sessions(url: str, key: str, shape: SessionShape) -> Run:
     system_prompts = [words(f"sys{s}w", shape.system_words) for s in range(shape.systems)]
 
     async def chat(session: aiohttp.ClientSession, number: int) -> None:
+        rng = random.Random(number)
         await asyncio.sleep(number * shape.stagger)
         messages = [{"role": "system", "content": system_prompts[number % shape.systems]}]
         for turn in range(shape.turns):
@@ -115,6 +117,7 @@ async def sessions(url: str, key: str, shape: SessionShape) -> Run:
             run.samples.append(await _stream(session, url, key, messages, 16))
             answer = words(f"s{number}t{turn}a", shape.assistant_words)
             messages.append({"role": "assistant", "content": answer})
+            await asyncio.sleep(rng.uniform(0, shape.think))  # users do not move in lockstep
 
     started = time.perf_counter()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:

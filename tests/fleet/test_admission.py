@@ -31,7 +31,7 @@ def test_a_quiet_key_is_served_between_a_noisy_keys_queued_requests(
     gateway = start_gateway(fleet_file(tmp_path / "f.toml", sims[:1], max_concurrency=1))
     _, noisy = gateway.create_key("noisy")
     _, quiet = gateway.create_key("quiet")
-    sims[0].speed(30)  # 6 tokens: ~0.2 s each, one at a time
+    sims[0].speed(10)  # 6 tokens: ~0.6 s each, one at a time
     done: dict[str, float] = {}
     answers: list[httpx.Response] = []
     threads = [_fire(gateway, noisy, f"noisy {i}", done, answers) for i in range(8)]

@@ -78,10 +78,11 @@ async def _make_room(ctx: RequestContext, services: Services, model: str) -> Non
     first = candidates[0]
     if not pool.saturated(first):
         return
-    for index, backend in enumerate(candidates):
-        if backend.healthy and not pool.saturated(backend):
-            candidates.insert(0, candidates.pop(index))
-            return
+    roomy = pool.room(model)
+    if roomy is not None and roomy in candidates:
+        candidates.remove(roomy)
+        candidates.insert(0, roomy)
+        return
     if not any(backend.healthy for backend in candidates):
         return  # nothing to wait for: the exchange tries them and says what failed
     key = ctx.key

@@ -216,14 +216,32 @@ class BackendPool:
             update_relative_costs(self.backends)
 
     def room(self, model: str) -> Backend | None:
-        """The least loaded routable backend serving `model` that has room now, if any."""
+        """The routable backend serving `model` to send one more request to now, if any.
+
+        The least loaded one with room; but none when a backend at its concurrency cap would
+        still be the cheaper choice (a clearly slower backend with room is not worth it: a
+        slot of the faster one frees sooner than the slower one would answer).
+        """
         now = time.monotonic()
         settings = self.settings
         stale, limit = settings.gateway_metrics_stale_after, settings.gateway_saturation_waiting
-        free = [
-            b for b in self.serving(model) if b.routable(now) and not b.saturated(now, stale, limit)
-        ]
-        return min(free, key=Backend.score) if free else None
+        free: list[Backend] = []
+        capped: list[Backend] = []
+        for backend in self.serving(model):
+            if not backend.routable(now):
+                continue
+            if not backend.saturated(now, stale, limit):
+                free.append(backend)
+            elif (
+                backend.max_concurrency is not None and backend.in_flight >= backend.max_concurrency
+            ):
+                capped.append(backend)
+        if not free:
+            return None
+        best = min(free, key=Backend.score)
+        if capped and best.score() > min(backend.score() for backend in capped):
+            return None
+        return best
 
     async def refresh_models(self) -> bool:
         """Re-read the model lists unless that was done in the last MODEL_REFRESH_INTERVAL.

@@ -51,7 +51,7 @@ async function refresh() {
   if (!body) return;
   const answer = await adminApi("/api/v1/backends");
   const now = Date.now();
-  document.getElementById("backends-routing").textContent =
+  document.getElementById("fleet-routing").textContent =
     `routing: ${answer.routing}, waiting in the gateway: ${answer.waiting}`;
   body.replaceChildren(...answer.data.map((backend) => row(backend, now)));
   previous = new Map(answer.data.map((backend) => [backend.name, [backend.served, now]]));
