@@ -115,7 +115,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_server: PrivateRedis) 
     gateways: list[Process] = []
     try:
         backend.wait_ready("/health")
-        with fresh_postgres() as postgres_url, flushed_redis(redis_server.url(11)) as redis_url:
+        with fresh_postgres() as postgres_url, flushed_redis(redis_server.url(12)) as redis_url:
             try:
                 gateways = [
                     start_gateway(

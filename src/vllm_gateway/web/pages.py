@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
-from vllm_gateway.errors import error_responses
 from vllm_gateway.services import Services
-from vllm_gateway.web.admin_auth import current_session, require_admin, safe_next
+from vllm_gateway.web.admin_auth import current_session, safe_next
 from vllm_gateway.web.templating import PageRenderer, renderer
 
 router = APIRouter()
@@ -144,15 +143,3 @@ async def docs_page(request: Request) -> Response:
             "base_url": str(request.base_url).rstrip("/"),
         },
     )
-
-
-@router.get(
-    "/api/v1/backends",
-    dependencies=[Depends(require_admin)],
-    tags=["operations"],
-    summary="Backend health",
-    responses=error_responses(401, 403, 429),
-)
-async def backends_api(request: Request) -> dict[str, list[dict[str, Any]]]:
-    """Measured health of every backend: name (host:port), healthy, models, latency."""
-    return {"data": backend_status(request)}
