@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -88,11 +89,30 @@ def _run(summary: dict[str, object], chunks: int) -> StreamRun:
     return StreamRun("sqlite", 4, chunks, 50.0, [StreamSlice(summary, 0.1, 51.0)], "key")
 
 
+def established(port: int) -> int:
+    """TCP connections established to `port` on this host (from /proc/net/tcp)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+            count += 1
+    return count
+
+
+def kill_once_streaming(port: int, pid: int, streams: int) -> None:
+    """SIGKILL the upstream as soon as `streams` connections are open to it."""
+    deadline = time.monotonic() + 30
+    while established(port) < streams and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)  # a few chunks on the way
+    os.kill(pid, signal.SIGKILL)
+
+
 def test_streaming_audit_rejects_a_stream_cut_short() -> None:
-    # A real cut: the upstream dies while four streams are open.
+    # A real cut: the upstream dies while four streams are open (100 chunks: a second each).
     options = StreamOptions(streams=(4,), chunks=100, interval_ms=INTERVAL_MS, rounds=1)
     with running_paced_upstream(INTERVAL_MS) as (port, pid):
-        threading.Timer(0.3, os.kill, (pid, signal.SIGKILL)).start()
+        threading.Thread(target=kill_once_streaming, args=(port, pid, 4), daemon=True).start()
         summary, _ = run_client(port, None, 4, 100, options)
     check = streams_check(_run(summary, 100))
     assert not check.ok
