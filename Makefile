@@ -19,11 +19,11 @@ run: $(STAMP)
 	@if [ -z "$$VLLM_URL" ]; then exec $(BIN)/vllm-gateway serve --demo; \
 	else exec $(BIN)/vllm-gateway serve; fi
 
-# Four test processes on two cores: most tests wait on servers and subprocesses. Each has
+# Three test processes on two cores: most tests wait on servers and subprocesses. Each has
 # its own private redis-server and databases; a module's tests stay in one process.
 test: $(STAMP)
 	bash scripts/test-prerequisites.sh
-	$(BIN)/pytest -q -n 4 --dist loadfile --durations=15
+	$(BIN)/pytest -q -n 3 --dist loadfile --durations=15
 
 check: $(STAMP)
 	$(BIN)/ruff check src tests bench soak
