@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.databases import flushed_redis, fresh_postgres, sqlite_url
-from tests.support.redis_server import PrivateRedis, private_redis
+from tests.support.databases import fresh_postgres, sqlite_url
+from tests.support.redis_server import PrivateRedis, flushed_redis, private_redis
 from tests.support.servers import RunningServer, free_port, serve
 from vllm_gateway.app import create_app
 from vllm_gateway.clock import Clock, system_clock
@@ -66,7 +66,7 @@ def own_redis() -> Iterator[PrivateRedis]:
 @pytest.fixture
 def redis_url(redis_server: PrivateRedis) -> Iterator[str]:
     """Database 0 of the suite's private Redis, flushed before and after the test."""
-    with flushed_redis(redis_server.url(0)) as url:
+    with flushed_redis(redis_server, 0) as url:
         yield url
 
 

@@ -13,9 +13,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.books import hammer, recorded
-from tests.support.databases import flushed_redis, fresh_postgres
+from tests.support.databases import fresh_postgres
 from tests.support.processes import Process, cli_env, start
-from tests.support.redis_server import PrivateRedis
+from tests.support.redis_server import PrivateRedis, flushed_redis
 from tests.support.servers import free_port
 
 BACKEND_KEY = "exact-backend-" + "k" * 20
@@ -58,7 +58,7 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture
 def shared_redis(redis_server: PrivateRedis) -> Iterator[str]:
-    with flushed_redis(redis_server.url(9)) as url:
+    with flushed_redis(redis_server, 9) as url:
         yield url
 
 

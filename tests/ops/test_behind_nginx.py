@@ -23,9 +23,9 @@ from bench.procs import stop, wait_for_port
 from bench.upstream import nginx_binary
 
 from tests.support.books import hammer, recorded
-from tests.support.databases import flushed_redis, fresh_postgres
+from tests.support.databases import fresh_postgres
 from tests.support.processes import Process, cli_env, start, start_gateway
-from tests.support.redis_server import PrivateRedis
+from tests.support.redis_server import PrivateRedis, flushed_redis
 from tests.support.servers import free_port
 
 DEPLOYED = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "vllm-gateway.conf"
@@ -115,7 +115,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_server: PrivateRedis) 
     gateways: list[Process] = []
     try:
         backend.wait_ready("/health")
-        with fresh_postgres() as postgres_url, flushed_redis(redis_server.url(12)) as redis_url:
+        with fresh_postgres() as postgres_url, flushed_redis(redis_server, 12) as redis_url:
             try:
                 gateways = [
                     start_gateway(

@@ -12,9 +12,9 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support.databases import flushed_redis, fresh_postgres
+from tests.support.databases import fresh_postgres
 from tests.support.processes import Process, cli_env, start, start_gateway
-from tests.support.redis_server import PrivateRedis
+from tests.support.redis_server import PrivateRedis, flushed_redis
 from tests.support.servers import free_port
 
 BACKEND_KEY = "team-backend-" + "k" * 20
@@ -83,7 +83,7 @@ async def booked(postgres_url: str, team_id: str) -> tuple[int, int]:
 def test_a_team_limit_is_exact_across_workers_and_instances(
     tmp_path: Path, backend: Process, redis_server: PrivateRedis
 ) -> None:
-    with fresh_postgres() as postgres_url, flushed_redis(redis_server.url(11)) as redis_url:
+    with fresh_postgres() as postgres_url, flushed_redis(redis_server, 11) as redis_url:
         gateways = [
             start_gateway(
                 tmp_path,

@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
-import redis
 
 POSTGRES_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://127.0.0.1:5432/test")
 
@@ -52,16 +51,3 @@ def fresh_postgres() -> Iterator[str]:
         yield database.url
     finally:
         database.drop()
-
-
-@contextmanager
-def flushed_redis(url: str) -> Iterator[str]:
-    """A database of the suite's own private Redis, emptied before and after use."""
-    client = redis.Redis.from_url(url)
-    client.ping()
-    client.flushdb()
-    try:
-        yield url
-    finally:
-        client.flushdb()
-        client.close()

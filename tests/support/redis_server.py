@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import redis
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -129,3 +131,18 @@ def private_redis() -> Iterator[PrivateRedis]:
             yield server
         finally:
             server.stop()
+
+
+@contextmanager
+def flushed_redis(server: PrivateRedis, db: int) -> Iterator[str]:
+    """The URL of database `db` of a private redis-server this run started, emptied before
+    and after use. It takes the server, not a URL, so no test can flush a Redis it does not own."""
+    url = server.url(db)
+    client = redis.Redis.from_url(url)
+    client.ping()
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
