@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -322,9 +322,31 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
         await client.aclose()
 
 
-async def test_workers_sharing_redis_share_the_limits(redis_client: aioredis.Redis) -> None:
+LimiterFactory = Callable[..., Limiter]
+
+
+@pytest.fixture
+async def limiters() -> AsyncIterator[LimiterFactory]:
+    """create_limiter, closing every limiter before its Redis client closes: a limiter left
+    open keeps a send in flight past the test's loop, and its connection is then collected."""
+    created: list[Limiter] = []
+
+    def create(*args: Any) -> Limiter:
+        created.append(create_limiter(*args))
+        return created[-1]
+
+    try:
+        yield create
+    finally:
+        for limiter in created:
+            await limiter.close()
+
+
+async def test_workers_sharing_redis_share_the_limits(
+    redis_client: aioredis.Redis, limiters: LimiterFactory
+) -> None:
     clock = DrivenClock()
-    workers = [create_limiter(settings(), redis_client, clock) for _ in range(3)]
+    workers = [limiters(settings(), redis_client, clock) for _ in range(3)]
     key = make_key(daily_requests=25, max_concurrency=10)
     results = await asyncio.gather(
         *(acquire(workers[i % 3], key, 1) for i in range(90)), return_exceptions=True
@@ -345,12 +367,12 @@ async def test_workers_sharing_redis_share_the_limits(redis_client: aioredis.Red
 
 
 async def test_a_lease_expires_when_its_worker_never_settles(
-    redis_client: aioredis.Redis,
+    redis_client: aioredis.Redis, limiters: LimiterFactory
 ) -> None:
     clock = DrivenClock()
-    crashed = create_limiter(settings(), redis_client, clock)
+    crashed = limiters(settings(), redis_client, clock)
     await acquire(crashed, make_key(max_concurrency=1), 0)  # never settled, never renewed
-    survivor = create_limiter(settings(), redis_client, clock)
+    survivor = limiters(settings(), redis_client, clock)
     await rejected(survivor, make_key(max_concurrency=1))
     clock.now += LEASE - 1
     await rejected(survivor, make_key(max_concurrency=1))
@@ -360,11 +382,11 @@ async def test_a_lease_expires_when_its_worker_never_settles(
 
 
 async def test_a_running_request_keeps_its_slot_past_the_lease(
-    redis_client: aioredis.Redis,
+    redis_client: aioredis.Redis, limiters: LimiterFactory
 ) -> None:
     # Real time, a 3 s lease renewed every second while the request runs.
     short = settings(gateway_limit_lease_seconds=3)
-    worker, other = (create_limiter(short, redis_client, time.time) for _ in range(2))
+    worker, other = (limiters(short, redis_client, time.time) for _ in range(2))
     worker.start()
     key = make_key(max_concurrency=1)
     try:
@@ -381,9 +403,9 @@ async def test_a_running_request_keeps_its_slot_past_the_lease(
 
 
 async def test_scripts_are_reloaded_after_redis_forgets_them(
-    redis_client: aioredis.Redis,
+    redis_client: aioredis.Redis, limiters: LimiterFactory
 ) -> None:
-    limiter = create_limiter(settings(), redis_client, DrivenClock())
+    limiter = limiters(settings(), redis_client, DrivenClock())
     key = make_key(daily_requests=2, max_concurrency=1)
     await redis_client.script_flush()
     reservation = await acquire(limiter, key, 0)
@@ -394,14 +416,14 @@ async def test_scripts_are_reloaded_after_redis_forgets_them(
 
 
 async def test_redis_down_rejects_with_503_and_settle_does_not_raise(
-    redis_client: aioredis.Redis,
+    redis_client: aioredis.Redis, limiters: LimiterFactory
 ) -> None:
     clock = DrivenClock()
     key = make_key(max_concurrency=1)
-    reservation = await acquire(create_limiter(settings(), redis_client, clock), key, 0)
+    reservation = await acquire(limiters(settings(), redis_client, clock), key, 0)
     unreachable = aioredis.from_url("redis://127.0.0.1:1/0")
     try:
-        limiter = create_limiter(settings(), unreachable, clock)
+        limiter = limiters(settings(), unreachable, clock)
         with pytest.raises(GatewayError) as caught:
             await acquire(limiter, key, 0)
         assert caught.value.status == 503
@@ -416,9 +438,9 @@ async def test_redis_down_rejects_with_503_and_settle_does_not_raise(
 
 
 async def test_a_cancelled_acquire_gives_back_what_redis_took(
-    redis_client: aioredis.Redis,
+    redis_client: aioredis.Redis, limiters: LimiterFactory
 ) -> None:
-    limiter = create_limiter(settings(), redis_client, DrivenClock())
+    limiter = limiters(settings(), redis_client, DrivenClock())
     key = make_key(max_concurrency=1, daily_tokens=100)
     waiting = asyncio.ensure_future(acquire(limiter, key, 60))
     await asyncio.sleep(0)  # the operation is queued for Redis
@@ -440,11 +462,13 @@ class CountingRedis(aioredis.Redis):
         return await super().execute_command(*args, **options)
 
 
-async def test_operations_arriving_together_share_one_round_trip(redis_url: str) -> None:
+async def test_operations_arriving_together_share_one_round_trip(
+    redis_url: str, limiters: LimiterFactory
+) -> None:
     client = CountingRedis.from_url(redis_url)
     client.sent = []
     try:
-        limiter = create_limiter(settings(), client, DrivenClock())
+        limiter = limiters(settings(), client, DrivenClock())
         key = make_key(daily_requests=500, max_concurrency=500)
         reservations = await asyncio.gather(*(acquire(limiter, key, 1) for _ in range(300)))
         await asyncio.gather(*(limiter.settle(r, 1) for r in reservations))
@@ -460,8 +484,10 @@ async def test_operations_arriving_together_share_one_round_trip(redis_url: str)
         await client.aclose()
 
 
-async def test_daily_counters_expire_after_their_day(redis_client: aioredis.Redis) -> None:
-    limiter = create_limiter(settings(), redis_client, DrivenClock())
+async def test_daily_counters_expire_after_their_day(
+    redis_client: aioredis.Redis, limiters: LimiterFactory
+) -> None:
+    limiter = limiters(settings(), redis_client, DrivenClock())
     await acquire(limiter, make_key(daily_requests=5, daily_tokens=5), 1)
     for name in (b"vgw:lim:{k1}:req:2025-03-14", b"vgw:lim:{k1}:tok:2025-03-14"):
         ttl = await redis_client.ttl(name)

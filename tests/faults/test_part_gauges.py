@@ -13,6 +13,7 @@ from tests.conftest import Gateway, GatewayFactory
 from tests.support.clients import post_json
 from tests.support.redis_server import PrivateRedis
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.usage import recorded_events
 
 BODY = {"model": "sim-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
 
@@ -30,7 +31,7 @@ def samples(gateway: Gateway) -> dict[tuple[str, str], float]:
     return found
 
 
-def eventually(check: Callable[[], bool], seconds: float = 5) -> None:
+def eventually(check: Callable[[], object], seconds: float = 5) -> None:
     deadline = time.monotonic() + seconds
     while not check():
         assert time.monotonic() < deadline, "the gauges never showed it"
@@ -59,6 +60,8 @@ def test_events_waiting_for_a_refused_database_are_counted(
     gateway = gateway_factory(database_url=through_proxy, gateway_usage_flush_interval=0.1)
     _, key = gateway.create_key()
     assert post_json(gateway, key, "/v1/chat/completions", BODY).status_code == 200
+    # The event is recorded once the answer has gone out: wait until it is in the database.
+    eventually(lambda: recorded_events(gateway), seconds=10)
     eventually(lambda: samples(gateway).get(("vgw_usage_events_pending", "")) == 0)
     proxy.refuse()
     for _ in range(4):
@@ -75,3 +78,4 @@ def test_events_waiting_for_a_refused_database_are_counted(
     proxy.restore()
     eventually(lambda: samples(gateway)[("vgw_usage_events_pending", "")] == 0, seconds=15)
     assert samples(gateway)[("vgw_part_up", "database_usage")] == 1
+    assert len(recorded_events(gateway)) == 5
