@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.clients import OPEN_CLIENTS
 from tests.support.databases import fresh_postgres, sqlite_url
 from tests.support.redis_server import PrivateRedis, flushed_redis, private_redis
 from tests.support.servers import RunningServer, free_port, serve
@@ -20,6 +21,13 @@ from vllm_gateway.settings import Settings
 from vllm_gateway.simulator import SimulatorConfig, create_simulator_app
 
 BACKEND_KEY = "backend-secret-" + "x" * 16
+
+
+@pytest.fixture(autouse=True)
+def close_openai_clients() -> Iterator[None]:
+    """Close the openai clients the test made (its servers stop after this)."""
+    yield
+    OPEN_CLIENTS.close()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import Gateway, GatewayFactory
-from tests.support.clients import error_of
+from tests.support.clients import client_for, error_of
 from vllm_gateway.db.tables import admin_sessions, api_keys
 
 CHAT = [{"role": "user", "content": "hello"}]
@@ -93,7 +93,7 @@ def test_create_returns_the_key_once_and_it_works(
     assert (created["rpm"], created["models"]) == (10, ["sim-model"])
     assert created["expires_at"].startswith("2099-01-01T00:00:00")
 
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
+    client = client_for(gateway, key)
     assert client.chat.completions.create(model="sim-model", messages=CHAT).choices
 
     # The key never comes back, is never stored, never logged.
@@ -159,7 +159,7 @@ def test_revocation_through_the_api_stops_the_key_at_once(
     gateway = gateway_factory(gateway_key_cache_ttl=3600)
     with admin_client(gateway) as admin:
         created = admin.post("/api/v1/keys", json={"name": "r"}).json()
-        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=created["key"], max_retries=0)
+        client = client_for(gateway, created["key"])
         assert client.models.list().data
         assert admin.post(f"/api/v1/keys/{created['id']}/revoke").status_code == 200
         with pytest.raises(openai.PermissionDeniedError) as raised:
@@ -236,7 +236,7 @@ def test_admin_api_refuses_missing_wrong_and_client_keys(gateway: Gateway) -> No
 
 
 def test_the_admin_key_is_not_a_client_key(gateway: Gateway) -> None:
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.admin_key, max_retries=0)
+    client = client_for(gateway, gateway.admin_key)
     with pytest.raises(openai.AuthenticationError):
         client.models.list()
 

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import GatewayFactory
 from tests.support.cli import Cli, run_entry_point
+from tests.support.clients import client_for
 from tests.support.processes import cli_env
 from vllm_gateway.access.admin_identity import AdminIdentity
 from vllm_gateway.db.engine import open_database
@@ -39,7 +40,7 @@ def test_a_key_created_with_the_cli_works_through_the_gateway(
     assert created["expires_at"] is not None
 
     gateway = gateway_factory(database_url=database_url)
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=created["key"], max_retries=0)
+    client = client_for(gateway, created["key"])
     assert client.chat.completions.create(model="sim-model", messages=CHAT).choices
     with pytest.raises(openai.PermissionDeniedError):
         client.chat.completions.create(model="other-model", messages=CHAT)
@@ -129,7 +130,7 @@ def test_cli_revocation_reaches_running_gateways_through_redis(
         database_url=database_url, redis_url=redis_url, gateway_key_cache_ttl=3600
     )
     created = cli.json("keys", "create", "--name", "watched")
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=created["key"], max_retries=0)
+    client = client_for(gateway, created["key"])
     assert client.models.list().data  # now cached for an hour
     cli.settings["REDIS_URL"] = redis_url
     cli("keys", "revoke", created["id"])

@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from tests.conftest import BACKEND_KEY, GatewayFactory
+from tests.support.clients import client_for
 from vllm_gateway.accounting.access_log import _Clock
 
 PROMPT = "the launch codes are 0000 and the patient is called Ada"
@@ -38,7 +39,7 @@ def test_json_lines_tell_each_request_and_hold_no_secret(
 ) -> None:
     gateway = gateway_factory(gateway_access_log="json")
     key_id, key = gateway.create_key("logged", models=["sim-model"])
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
+    client = client_for(gateway, key)
     answer = client.chat.completions.create(
         model="sim-model", messages=[{"role": "user", "content": PROMPT}], max_tokens=5
     )

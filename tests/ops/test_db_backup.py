@@ -6,10 +6,9 @@ import sqlite3
 import threading
 from pathlib import Path
 
-import openai
-
 from tests.conftest import GatewayFactory
 from tests.support.cli import Cli
+from tests.support.clients import client_for
 
 CHAT = [{"role": "user", "content": "back me up"}]
 
@@ -24,7 +23,7 @@ def test_a_backup_taken_under_load_is_a_working_database(
 ) -> None:
     gateway = gateway_factory()
     key_id, key = gateway.create_key("kept")
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
+    client = client_for(gateway, key)
     stop = threading.Event()
 
     def traffic() -> None:  # usage events keep being written during the backup

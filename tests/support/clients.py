@@ -8,9 +8,26 @@ import httpx
 import openai
 
 
+class OpenClients:
+    """The openai clients a test made with client_for, closed when the test ends (a client
+    left to the garbage collector leaves an unclosed socket to a later test)."""
+
+    def __init__(self) -> None:
+        self.clients: list[openai.OpenAI] = []
+
+    def close(self) -> None:
+        while self.clients:
+            self.clients.pop().close()
+
+
+OPEN_CLIENTS = OpenClients()
+
+
 def client_for(gateway: Any, key: str, **options: Any) -> openai.OpenAI:
     """The official openai client, pointed at the gateway, never retrying on its own."""
-    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0, **options)
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0, **options)
+    OPEN_CLIENTS.clients.append(client)
+    return client
 
 
 def post_json(
