@@ -133,6 +133,10 @@ class Receiver:
             return []
         return [json.loads(line) for line in self.spans_file.read_text().splitlines()]
 
+    def exported_spans(self) -> int:
+        """Spans received so far by a --count-only receiver."""
+        return sum(line["spans"] for line in self.spans())
+
     def raw(self) -> bytes:
         """Every export's body, as received."""
         return self.raw_file.read_bytes() if self.raw_file.exists() else b""
@@ -151,9 +155,11 @@ class Receiver:
 
 
 @contextmanager
-def running_receiver(directory: Path, count_only: bool = False) -> Iterator[Receiver]:
-    """A receiver process on a free port, ready; killed afterwards."""
-    port = free_port()
+def running_receiver(
+    directory: Path, count_only: bool = False, port: int | None = None
+) -> Iterator[Receiver]:
+    """A receiver process on `port` (a free one by default), ready; killed afterwards."""
+    port = port or free_port()
     spans_file, raw_file = directory / "spans.jsonl", directory / "exports.bin"
     args = [sys.executable, "-m", "tests.support.otlp_receiver", "--port", str(port)]
     args += ["--spans", str(spans_file), "--raw", str(raw_file)]
