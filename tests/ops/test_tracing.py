@@ -229,6 +229,23 @@ def test_a_client_traceparent_is_continued_to_the_backend(
     assert parent_of(headers["traceparent"]) == (trace_id, call["span_id"], True)
     assert headers["tracestate"] == "vendor=opaque"
 
+    # A client that says "not sampled" (the parent-based default sampler follows it): no
+    # span is exported, and the backend still gets the trace, not sampled.
+    unsampled_id = "a" * 32
+    answered = httpx.post(
+        f"{gateway.url}/v1/completions",
+        json={"model": "sim-model", "prompt": "once upon", "max_tokens": 3},
+        headers={
+            "authorization": f"Bearer {key}",
+            "traceparent": f"00-{unsampled_id}-{parent_id}-00",
+        },
+    )
+    assert answered.status_code == 200
+    headers = upstream_headers(simulator, answered.headers["x-request-id"])
+    assert parent_of(headers["traceparent"])[::2] == (unsampled_id, False)
+    gateway.server.stop()  # flushes what was queued
+    assert not [span for span in receiver.spans() if span["trace_id"] == unsampled_id]
+
 
 @pytest.fixture
 def black_hole() -> Iterator[int]:

@@ -76,7 +76,7 @@ def mark(span: Span, status: int, reason: str | None) -> None:
 class RequestTrace:
     """The spans of one request (ctx.trace), started by the traced pipeline."""
 
-    __slots__ = ("_parent", "_tracing", "relay", "root")
+    __slots__ = ("_parent", "_recording", "_tracing", "relay", "root")
 
     def __init__(self, tracing: Tracing, ctx: RequestContext) -> None:
         self._tracing = tracing
@@ -99,14 +99,21 @@ class RequestTrace:
             },
         )
         self._parent: Context = trace.set_span_in_context(self.root)
+        # A request the sampler left out makes no other span: the backend still gets its
+        # traceparent (not sampled), and the request costs a few microseconds, not a trace.
+        self._recording = self.root.is_recording()
         self.relay: Span | None = None
 
     def step(self, name: str) -> Span:
         """A pipeline step's span, started now (the caller ends it)."""
+        if not self._recording:
+            return trace.INVALID_SPAN
         return self._tracing.tracer.start_span(name, context=self._parent)
 
     def queued(self, route: Span, queued_ms: float) -> None:
         """The wait for a saturated fleet, under the route span: it ended a moment ago."""
+        if not self._recording:
+            return
         now = time.time_ns()
         span = self._tracing.tracer.start_span(
             "admission queue",
@@ -117,6 +124,9 @@ class RequestTrace:
 
     def upstream(self, ctx: RequestContext, headers: dict[str, str]) -> Span:
         """The backend call's span, started now; its traceparent is added to `headers`."""
+        if not self._recording:
+            self._tracing.propagator.inject(headers, context=self._parent)
+            return trace.INVALID_SPAN
         route = ctx.route.name
         body = ctx.body
         model = (body.model if body is not None else None) or ctx.model
