@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +246,48 @@ def test_a_client_traceparent_is_continued_to_the_backend(
     assert parent_of(headers["traceparent"])[::2] == (unsampled_id, False)
     gateway.server.stop()  # flushes what was queued
     assert not [span for span in receiver.spans() if span["trace_id"] == unsampled_id]
+
+
+def test_a_wait_for_a_saturated_backend_is_a_span_under_route(
+    gateway_factory: GatewayFactory,
+    simulator: RunningServer,
+    receiver: Receiver,
+    tmp_path: Path,
+) -> None:
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text(
+        f'[[backends]]\nurl = "{simulator.url}/v1"\nname = "only"\n'
+        f'api_key = "{BACKEND_KEY}"\nmax_concurrency = 1\n'
+    )
+    gateway = gateway_factory(
+        gateway_backends_file=str(fleet), otel_exporter_otlp_endpoint=receiver.endpoint
+    )
+    _, key = gateway.create_key("queued")
+    simulator.app.state.simulator.tokens_per_second = 20  # 5 tokens: a quarter of a second
+    body = {
+        "model": "sim-model",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 5,
+        "ignore_eos": True,
+    }
+
+    def ask(_: int) -> httpx.Response:
+        url = f"{gateway.url}/v1/chat/completions"
+        return httpx.post(url, json=body, headers={"x-api-key": key}, timeout=10)
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(ask, range(2)))
+    assert [answer.status_code for answer in answers] == [200, 200]
+    for answer in answers:
+        receiver.wait_for(has_request(answer.headers["x-request-id"], 7))
+    spans = receiver.spans()
+    (waited,) = [span for span in spans if span["name"] == "admission queue"]
+    same_trace = {s["name"]: s for s in spans if s["trace_id"] == waited["trace_id"]}
+    root, children = same_trace["POST /v1/chat/completions"], same_trace
+    assert waited["parent_span_id"] == children["route"]["span_id"]
+    queued_ms = root["attributes"]["vllm_gateway.queued_ms"]
+    assert queued_ms > 50
+    assert abs((waited["end_ns"] - waited["start_ns"]) / 1e6 - queued_ms) < 1
 
 
 @pytest.fixture
