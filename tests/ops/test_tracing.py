@@ -172,7 +172,10 @@ def test_json_and_streamed_requests_leave_a_span_tree_with_genai_attributes(
 def test_refusals_are_marked_with_their_reason(
     gateway_factory: GatewayFactory, receiver: Receiver
 ) -> None:
-    gateway = gateway_factory(otel_exporter_otlp_traces_endpoint=receiver.endpoint + "/v1/traces")
+    gateway = gateway_factory(
+        otel_exporter_otlp_traces_endpoint=receiver.endpoint + "/v1/traces",
+        otel_exporter_otlp_headers="authorization=Bearer%20collector-token,x-tenant=ops",
+    )
     key_id, key = gateway.create_key("limited", rpm=1)
     body = {"model": "sim-model", "messages": [{"role": "user", "content": PROMPT}]}
     url = f"{gateway.url}/v1/chat/completions"
@@ -202,6 +205,9 @@ def test_refusals_are_marked_with_their_reason(
     assert "vllm_gateway.key_id" not in root["attributes"]
     assert children["authenticate"]["attributes"]["error.type"] == "invalid_api_key"
     assert wrong.encode() not in receiver.raw() and key.encode() not in receiver.raw()
+    # The collector's own headers (OTEL_EXPORTER_OTLP_HEADERS) come with every export.
+    sent = {name.lower(): value for name, value in receiver.export_headers()[0].items()}
+    assert (sent["authorization"], sent["x-tenant"]) == ("Bearer collector-token", "ops")
 
 
 def test_a_client_traceparent_is_continued_to_the_backend(

@@ -4,7 +4,8 @@
 serves `POST /v1/traces` (protobuf `ExportTraceServiceRequest`, gzip'd or not), decoded with
 opentelemetry-proto, and writes each span as one JSON line to FILE: trace, span and parent
 ids in hex, name, kind, status, attributes and the resource's attributes. `--raw` keeps every
-request body exactly as received (to grep for what must never be exported); `--count-only`
+request body exactly as received (to grep for what must never be exported), `--headers` each
+export's HTTP headers as a JSON line; `--count-only`
 writes one line per export with its span count instead (the benchmark's receiver).
 
 `running_receiver()` starts one on a free port for a test and stops it afterwards.
@@ -75,7 +76,9 @@ def decode(body: bytes) -> list[dict[str, Any]]:
     return spans
 
 
-def serve(port: int, spans_file: Path, raw_file: Path | None, count_only: bool) -> None:
+def serve(
+    port: int, spans_file: Path, raw_file: Path | None, count_only: bool, headers_file: Path | None
+) -> None:
     """Receive exports until killed."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceResponse,
@@ -93,6 +96,9 @@ def serve(port: int, spans_file: Path, raw_file: Path | None, count_only: bool) 
             if status == 200:
                 spans = decode(body)
                 with lock:
+                    if headers_file is not None:
+                        with headers_file.open("a") as out:
+                            out.write(json.dumps(dict(self.headers.items())) + "\n")
                     if raw_file is not None:
                         with raw_file.open("ab") as raw:
                             raw.write(body)
@@ -121,6 +127,7 @@ class Receiver:
     port: int
     spans_file: Path
     raw_file: Path
+    headers_file: Path
 
     @property
     def endpoint(self) -> str:
@@ -136,6 +143,12 @@ class Receiver:
     def exported_spans(self) -> int:
         """Spans received so far by a --count-only receiver."""
         return sum(line["spans"] for line in self.spans())
+
+    def export_headers(self) -> list[dict[str, str]]:
+        """The HTTP headers of every export received so far."""
+        if not self.headers_file.exists():
+            return []
+        return [json.loads(line) for line in self.headers_file.read_text().splitlines()]
 
     def raw(self) -> bytes:
         """Every export's body, as received."""
@@ -161,13 +174,14 @@ def running_receiver(
     """A receiver process on `port` (a free one by default), ready; killed afterwards."""
     port = port or free_port()
     spans_file, raw_file = directory / "spans.jsonl", directory / "exports.bin"
+    headers_file = directory / "headers.jsonl"
     args = [sys.executable, "-m", "tests.support.otlp_receiver", "--port", str(port)]
-    args += ["--spans", str(spans_file), "--raw", str(raw_file)]
+    args += ["--spans", str(spans_file), "--raw", str(raw_file), "--headers", str(headers_file)]
     root = Path(__file__).resolve().parents[2]
     process = subprocess.Popen([*args, *(["--count-only"] if count_only else [])], cwd=root)
     try:
         _wait_listening(port, process)
-        yield Receiver(process, port, spans_file, raw_file)
+        yield Receiver(process, port, spans_file, raw_file, headers_file)
     finally:
         process.kill()
         process.wait(timeout=10)
@@ -192,9 +206,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--spans", type=Path, required=True)
     parser.add_argument("--raw", type=Path)
+    parser.add_argument("--headers", type=Path)
     parser.add_argument("--count-only", action="store_true")
     args = parser.parse_args()
-    serve(args.port, args.spans, args.raw, args.count_only)
+    serve(args.port, args.spans, args.raw, args.count_only, args.headers)
 
 
 if __name__ == "__main__":
