@@ -296,6 +296,23 @@ def test_a_wait_for_a_saturated_backend_is_a_span_under_route(
     assert abs((waited["end_ns"] - waited["start_ns"]) / 1e6 - queued_ms) < 1
 
 
+def test_spans_still_queued_at_shutdown_are_flushed(
+    gateway_factory: GatewayFactory, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")  # no export but the last one
+    gateway = gateway_factory(otel_exporter_otlp_endpoint=receiver.endpoint)
+    _, key = gateway.create_key("flushed")
+    body = {"model": "sim-model", "messages": [{"role": "user", "content": "hi"}]}
+    answered = httpx.post(
+        f"{gateway.url}/v1/chat/completions", json=body, headers={"x-api-key": key}
+    )
+    assert answered.status_code == 200
+    time.sleep(0.2)
+    assert receiver.spans() == []
+    gateway.server.stop()
+    receiver.wait_for(has_request(answered.headers["x-request-id"], 7), timeout=2)
+
+
 @pytest.fixture
 def black_hole() -> Iterator[int]:
     """A port that takes connections and never answers: the worst collector."""
