@@ -116,7 +116,7 @@ def gateway_env(
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("GATEWAY_", "VLLM_", "DATABASE_", "REDIS_"))
+        if not key.startswith(("GATEWAY_", "VLLM_", "DATABASE_", "REDIS_", "OTEL_"))
     }
     env.update(
         VLLM_URL=backends,

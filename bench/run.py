@@ -26,13 +26,15 @@ from tempfile import TemporaryDirectory
 if __package__ in (None, ""):  # run as a script: `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.support.otlp_receiver import running_receiver
+
 from bench import baseline, profile, report, stream_audit, streaming
 from bench.bare_proxy import running_bare_proxy
 from bench.gateway import CLI, running_gateway
 from bench.gc_probe import probe_env
 from bench.load import wrk_binary
 from bench.paced_upstream import running_paced_upstream
-from bench.procs import rss_mb
+from bench.procs import free_port, rss_mb
 from bench.redis_server import running_redis
 from bench.streaming import StreamOptions, measure_streams, stream_key_names
 from bench.suite import (
@@ -100,14 +102,19 @@ class Side:
     env: tuple[tuple[str, str], ...]  # its settings on top of the clean environment
 
 
-def sides(args: argparse.Namespace, options: Options) -> tuple[list[Side], str | None]:
-    """This checkout's gateway, and the baseline's when asked for; the baseline's label."""
-    ours = [Side("", CLI, options.gateway_env)]
-    if args.baseline is None and not args.baseline_env:
+def sides(
+    args: argparse.Namespace, options: Options, tracing: tuple[tuple[str, str], ...] = ()
+) -> tuple[list[Side], str | None]:
+    """This checkout's gateway, and the baseline's when asked for; the baseline's label.
+
+    `tracing` (the OTEL_* settings of --tracing) is for this checkout's side only: without
+    --baseline the baseline is then this checkout without tracing."""
+    ours = [Side("", CLI, options.gateway_env + tracing)]
+    if args.baseline is None and not args.baseline_env and not tracing:
         return ours, None
     extra = tuple(_setting(text) for text in args.baseline_env)
     if args.baseline is None:
-        label = "this checkout"
+        label = "this checkout" + (" without tracing" if tracing else "")
         cli = CLI
     else:
         built = baseline.resolve(args.baseline)
@@ -115,6 +122,13 @@ def sides(args: argparse.Namespace, options: Options) -> tuple[list[Side], str |
     if extra:
         label += " with " + " ".join(f"{name}={value}" for name, value in extra)
     return [*ours, Side(BASE, cli, options.gateway_env + extra)], label
+
+
+def tracing_env(port: int | None) -> tuple[tuple[str, str], ...]:
+    """The settings that make a gateway export its traces to the receiver on `port`."""
+    if port is None:
+        return ()
+    return (("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}"),)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -173,6 +187,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="NAME=VALUE",
         help="a setting for the gateways, e.g. GATEWAY_USAGE_FLUSH_INTERVAL=2 (repeatable)",
+    )
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="A/B: this checkout's gateways export OpenTelemetry traces to an OTLP/HTTP "
+        "receiver, the baseline's (by default this checkout) do not",
     )
     parser.add_argument("--output", type=Path, help="JSON file [bench/results/<timestamp>.json]")
     parser.add_argument(
@@ -261,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         stamped = stamp.strftime("%Y%m%dT%H%M%SZ")
         return run_profile(options, args.profile_rate, stamped, args.profile_gil)
-    sides_, baseline_label = sides(args, options)  # may build the baseline: before the clock
+    receiver_port = free_port() if args.tracing else None
+    tracing = tracing_env(receiver_port)
+    sides_, baseline_label = sides(args, options, tracing)  # may build the baseline: first
     load_before = os.getloadavg()[0]
     if load_before > 1.0:
         print(
@@ -270,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     with ExitStack() as stack:
+        receiver = None
+        if receiver_port is not None:
+            spans_dir = Path(stack.enter_context(TemporaryDirectory(prefix="vgw-bench-otlp-")))
+            receiver = stack.enter_context(
+                running_receiver(spans_dir, count_only=True, port=receiver_port)
+            )
         upstream = stack.enter_context(running_upstream())
         paced_url, paced_pid = None, 0
         if stream_options is not None:
@@ -304,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             own = [run for run in streams if run.target == target.name]
             phase.checks += stream_audit.audit(phase.store, own, phase.usage)
             phases.append(phase)
+        exported = None if receiver is None else receiver.exported_spans()
     results = report.Results(runs, streams, phases, baseline_label)
     meta = {
         "started_at": stamp.isoformat(timespec="seconds"),
@@ -332,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
                 "ramp_seconds": stream_options.ramp_seconds(),
                 "slices": stream_options.rounds,
             },
+            "tracing": None
+            if receiver_port is None
+            else {"env": dict(tracing), "spans_received": exported},
             "baseline": None
             if baseline_label is None
             else {"label": baseline_label, "cli": str(sides_[1].cli), "env": dict(sides_[1].env)},
@@ -342,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{load_before:.2f} before the run"
     )
     print(report.render(results, options, stream_options or StreamOptions()))
+    if exported is not None:
+        print(f"\ntracing: the OTLP receiver got {exported} spans from the traced gateways")
     output = args.output or RESULTS / f"{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report.record(meta, results), indent=2) + "\n")

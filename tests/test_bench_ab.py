@@ -84,6 +84,20 @@ def test_baseline_env_alone_runs_this_checkout_twice_with_another_setting() -> N
     assert sides(_args(), options) == ([found[0]], None)
 
 
+def test_tracing_traces_this_checkout_against_itself_untraced() -> None:
+    from bench.run import tracing_env
+
+    options = Options(1.0, 1, (2,), 5, gateway_env=(("GATEWAY_ACCESS_LOG", "off"),))
+    tracing = tracing_env(4318)
+    found, label = sides(_args("--tracing"), options, tracing)
+    assert [(side.suffix, side.cli) for side in found] == [("", CLI), ("@base", CLI)]
+    endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    assert found[0].env == (("GATEWAY_ACCESS_LOG", "off"), endpoint)
+    assert found[1].env == (("GATEWAY_ACCESS_LOG", "off"),)
+    assert label == "this checkout without tracing"
+    assert tracing_env(None) == ()
+
+
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[Upstream]:
     with running_upstream() as running:

@@ -16,7 +16,7 @@ from vllm_gateway.http_guard import ClientLimits
 from vllm_gateway.proxy.entrance import ProxyApp, TrustedProxies
 from vllm_gateway.proxy.pipeline import Pipeline
 from vllm_gateway.proxy.policies import standard_policies
-from vllm_gateway.services import open_services
+from vllm_gateway.services import Services, open_services
 from vllm_gateway.settings import Settings
 from vllm_gateway.web import (
     admin_auth,
@@ -46,7 +46,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp |
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_services(settings, clock) as services:
             app.state.services = services
-            proxy.pipeline = Pipeline(services, standard_policies(services))
+            proxy.pipeline = _pipeline(services)
             # Everything built so far lives as long as the worker: keep it out of the
             # collector's full passes, which otherwise stall the event loop for tens of ms.
             gc.freeze()
@@ -86,6 +86,16 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp |
     proxy = ProxyApp(SecurityHeaders(api), client_limits=limits)
     # Outermost: every part (pages, admin API, hot path) sees the real client and scheme.
     return TrustedProxies(proxy, hosts) if hosts else proxy
+
+
+def _pipeline(services: Services) -> Pipeline:
+    """The hot path's pipeline: the traced one only when tracing is configured."""
+    policies = standard_policies(services)
+    if services.tracing is None:
+        return Pipeline(services, policies)
+    from vllm_gateway.tracing.pipeline import TracedPipeline  # the SDK: only when tracing
+
+    return TracedPipeline(services, policies, services.tracing)
 
 
 def create_app_from_env() -> ProxyApp | TrustedProxies:

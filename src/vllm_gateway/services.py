@@ -6,6 +6,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 
@@ -33,6 +34,9 @@ from vllm_gateway.redis_connect import open_redis
 from vllm_gateway.routing.fleet_sync import FleetSync
 from vllm_gateway.routing.pool import BackendPool
 from vllm_gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from vllm_gateway.tracing.provider import Tracing
 
 CACHE_SALT_SECRET = "cache_salt"  # noqa: S105 - the name of a secret, not one
 ALERT_SECRET = "alert_hmac"  # noqa: S105 - the name of a secret, not one
@@ -65,12 +69,19 @@ class Services:
     oidc: OidcClient | None  # set when GATEWAY_OIDC_ISSUER is
     oidc_rules: list[RoleRule]
     oidc_cookie_secret: bytes
+    tracing: Tracing | None = None  # set when an OTLP endpoint is (OTEL_EXPORTER_OTLP_*)
 
 
 @asynccontextmanager
 async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Services]:
     """Open every service in dependency order and close them in reverse."""
     async with AsyncExitStack() as stack:
+        tracing = None
+        if settings.traces_endpoint is not None:
+            # Imported here: a gateway that does not trace never loads the SDK.
+            from vllm_gateway.tracing.provider import open_tracing
+
+            tracing = await stack.enter_async_context(open_tracing(settings))  # closed last
         database = await open_database(settings)
         stack.push_async_callback(database.close)
         admin = AdminIdentity(database, settings)
@@ -136,6 +147,7 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
             oidc=_oidc_client(settings),
             oidc_rules=parse_rules(settings.gateway_oidc_roles),
             oidc_cookie_secret=await _shared_secret(database, OIDC_SECRET),
+            tracing=tracing,
         )
 
 

@@ -187,6 +187,34 @@ class Settings(BaseSettings):
         30.0, ge=0, description="seconds a request may wait for a saturated fleet (then 503)"
     )
 
+    # OpenTelemetry traces (tracing/): the standard variables; nothing is traced, and the SDK
+    # is not even imported, unless an OTLP endpoint is set.
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP base URL (traces go to its /v1/traces)"
+    )
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces URL, used as it is (overrides the base URL)"
+    )
+    otel_exporter_otlp_headers: SecretStr | None = Field(
+        None, description="headers of every export, key=value,... (e.g. the collector's token)"
+    )
+    otel_exporter_otlp_traces_headers: SecretStr | None = Field(
+        None, description="headers of trace exports (override OTEL_EXPORTER_OTLP_HEADERS)"
+    )
+    otel_service_name: str = Field("vllm-gateway", description="the traces' service.name")
+    otel_traces_sampler: Literal[
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
+    ] = Field("parentbased_always_on", description="which requests are traced")
+    otel_traces_sampler_arg: float = Field(
+        1.0, ge=0, le=1, description="the ratio of the traceidratio samplers"
+    )
+    otel_sdk_disabled: bool = Field(False, description="true: no traces, whatever is set")
+
     @field_validator("vllm_url")
     @classmethod
     def _urls_are_http(cls, value: str) -> str:
@@ -258,6 +286,16 @@ class Settings(BaseSettings):
     def sentinel_addresses(self) -> list[tuple[str, int]]:
         """REDIS_SENTINELS as (host, port) pairs."""
         return [_host_and_port(part) for part in (self.redis_sentinels or "").split(",") if part]
+
+    @property
+    def traces_endpoint(self) -> str | None:
+        """Where spans are exported (OTLP/HTTP), or None when tracing is off."""
+        if self.otel_sdk_disabled:
+            return None
+        if self.otel_exporter_otlp_traces_endpoint:
+            return self.otel_exporter_otlp_traces_endpoint
+        base = self.otel_exporter_otlp_endpoint
+        return f"{base.rstrip('/')}/v1/traces" if base else None
 
     @property
     def media_domains(self) -> tuple[str, ...]:

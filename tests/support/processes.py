@@ -20,7 +20,7 @@ def cli_env(**extra: str) -> dict[str, str]:
     env = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith(("DATABASE_", "REDIS_", "GATEWAY_", "VLLM_"))
+        if not name.startswith(("DATABASE_", "REDIS_", "GATEWAY_", "VLLM_", "OTEL_"))
     }
     env.update(extra)
     return env

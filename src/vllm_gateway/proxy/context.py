@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from vllm_gateway.limits.base import Reservation
     from vllm_gateway.proxy.request_body import RequestBody
     from vllm_gateway.routing.pool import Backend
+    from vllm_gateway.tracing.request_trace import RequestTrace
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -79,6 +80,7 @@ class RequestContext:
     headers: RawHeaders = field(default_factory=list)  # sent with every answer
     outcome: Outcome = field(default_factory=Outcome)
     event: UsageEvent | None = None  # the request's usage event, once journaled (sealed)
+    trace: RequestTrace | None = None  # its spans, when tracing is on (tracing/pipeline.py)
 
     @property
     def method(self) -> str:

@@ -16,7 +16,7 @@ from vllm_gateway.proxy.asgi import send_response
 from vllm_gateway.proxy.context import RequestContext
 from vllm_gateway.proxy.relay import read_whole, relay_stream
 from vllm_gateway.proxy.routes import response_id
-from vllm_gateway.proxy.upstream import open_upstream, release_lease, response_headers
+from vllm_gateway.proxy.upstream import Opener, open_upstream, release_lease, response_headers
 from vllm_gateway.proxy.watchdog import StreamWatchdog, Watched
 from vllm_gateway.services import Services
 
@@ -35,13 +35,19 @@ def upstream_target(ctx: RequestContext) -> str:
     return route.name  # JSON and form routes take everything in their body
 
 
-async def exchange(ctx: RequestContext, services: Services, watchdog: StreamWatchdog) -> None:
-    """Forward the request and relay the answer; raises GatewayError before the answer."""
+async def exchange(
+    ctx: RequestContext,
+    services: Services,
+    watchdog: StreamWatchdog,
+    opener: Opener = open_upstream,
+) -> None:
+    """Forward the request (through `opener`: the traced pipeline's adds a span) and relay
+    the answer; raises GatewayError before the answer."""
     body = ctx.body
     if body is not None and body.stream:
         watched = watchdog.watch(ctx.outcome)  # from now: the first chunk is due in time
         try:
-            await _exchange(ctx, services, watchdog, watched)
+            await _exchange(ctx, services, watchdog, watched, opener)
         except asyncio.CancelledError:
             if not ctx.outcome.stalled:
                 raise
@@ -56,22 +62,24 @@ async def exchange(ctx: RequestContext, services: Services, watchdog: StreamWatc
             release_lease(ctx, services.backends)
     else:
         try:
-            await _exchange(ctx, services, watchdog, None)
+            await _exchange(ctx, services, watchdog, None, opener)
         finally:
             release_lease(ctx, services.backends)
 
 
 async def _exchange(
-    ctx: RequestContext, services: Services, watchdog: StreamWatchdog, watched: Watched | None
+    ctx: RequestContext,
+    services: Services,
+    watchdog: StreamWatchdog,
+    watched: Watched | None,
+    opener: Opener,
 ) -> None:
     pool = services.backends
     headers = dict(ctx.client.forwarded)
     headers["X-Request-Id"] = ctx.request_id
     body = ctx.body
     payload = body.forwarded() if body is not None else b""
-    backend, response = await open_upstream(
-        ctx, pool, ctx.method, upstream_target(ctx), payload, headers
-    )
+    backend, response = await opener(ctx, pool, ctx.method, upstream_target(ctx), payload, headers)
     ctx.backend = backend
     outcome = ctx.outcome
     try:

@@ -20,6 +20,7 @@ client-supplied path segment is normalised into another route.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from yarl import URL
@@ -32,6 +33,12 @@ from vllm_gateway.routing.pool import Backend, BackendPool
 FORWARDED_REQUEST_HEADERS = frozenset({b"content-type", b"accept", b"user-agent"})
 KEPT_RESPONSE_HEADERS = frozenset({b"content-type", b"retry-after"})
 QUEUE_FULL = 503  # vLLM's answer when its queue is full: another backend may take it
+
+Opener = Callable[
+    [RequestContext, BackendPool, str, str, bytes, dict[str, str]],
+    Awaitable[tuple[Backend, aiohttp.ClientResponse]],
+]
+"""open_upstream's signature (the traced pipeline passes its own, with a span around it)."""
 
 
 def response_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
