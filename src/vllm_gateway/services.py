@@ -79,7 +79,13 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
         tracing = None
         if settings.traces_endpoint is not None:
             # Imported here: a gateway that does not trace never loads the SDK.
-            from vllm_gateway.tracing.provider import open_tracing
+            try:
+                from vllm_gateway.tracing.provider import open_tracing
+            except ImportError as missing:
+                raise RuntimeError(
+                    "tracing is configured (OTEL_EXPORTER_OTLP_ENDPOINT) but OpenTelemetry "
+                    "is not installed: pip install 'vllm-gateway[tracing]'"
+                ) from missing
 
             tracing = await stack.enter_async_context(open_tracing(settings))  # closed last
         database = await open_database(settings)

@@ -391,6 +391,49 @@ def test_without_an_endpoint_nothing_is_traced_and_the_trace_sdk_is_never_import
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+def test_tracing_configured_without_opentelemetry_installed_is_a_plain_startup_error(
+    tmp_path: Path,
+) -> None:
+    # OpenTelemetry is an extra (vllm-gateway[tracing]): its exporter made unimportable here.
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        sys.modules["opentelemetry.exporter"] = None
+        from vllm_gateway.clock import system_clock
+        from vllm_gateway.services import open_services
+        from vllm_gateway.settings import Settings
+
+        settings = Settings(
+            _env_file=None,
+            vllm_url="http://127.0.0.1:9/v1",
+            database_path={str(tmp_path / "gateway.db")!r},
+            gateway_journal_dir={str(tmp_path / "journal")!r},
+            gateway_admin_key="admin-" + "z" * 32,
+            otel_exporter_otlp_endpoint="http://127.0.0.1:9",
+        )
+
+        async def main():
+            async with open_services(settings, system_clock):
+                pass
+
+        try:
+            asyncio.run(main())
+        except RuntimeError as error:
+            print(error)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=cli_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "pip install 'vllm-gateway[tracing]'" in done.stdout
+
+
 @pytest.mark.parametrize(
     ("fields", "endpoint"),
     [
