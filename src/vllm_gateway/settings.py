@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,7 +33,9 @@ class Settings(BaseSettings):
 
     gateway_host: str = "0.0.0.0"  # noqa: S104 - a gateway is meant to be reached
     gateway_port: int = Field(8001, ge=1, le=65535)
-    gateway_workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
+    gateway_workers: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = Field(
+        1, description="uvicorn worker processes, or auto: one per core (needs Redis)"
+    )
     gateway_admin_key: SecretStr | None = Field(None, description="admin secret")
     gateway_metrics_token: SecretStr | None = Field(
         None, description="bearer token for /metrics besides the admin key"
@@ -270,12 +273,24 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _several_workers_need_redis(self) -> Settings:
-        if self.gateway_workers > 1 and not self.uses_redis:
+        if self.gateway_workers == "auto" and not self.uses_redis:
+            raise ValueError(
+                "GATEWAY_WORKERS=auto needs REDIS_URL (or REDIS_SENTINELS): the workers share "
+                "their limits through it, whatever the number of cores"
+            )
+        if self.worker_count > 1 and not self.uses_redis:
             raise ValueError(
                 "GATEWAY_WORKERS > 1 needs REDIS_URL (or REDIS_SENTINELS): without it every "
                 "worker would keep its own limits and a key could use its quota once per worker"
             )
         return self
+
+    @property
+    def worker_count(self) -> int:
+        """The worker processes to start: GATEWAY_WORKERS, or the cores this process may use."""
+        if self.gateway_workers == "auto":
+            return min(len(os.sched_getaffinity(0)), 64)
+        return self.gateway_workers
 
     @property
     def uses_redis(self) -> bool:

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import BACKEND_KEY, Gateway, GatewayFactory
-from tests.support.processes import Process, start_gateway
+from tests.support.processes import Process, start_gateway, worker_pids
 from tests.support.servers import RunningServer
 from tests.support.usage import recorded_events
 
@@ -79,14 +79,6 @@ def test_a_killed_gateway_loses_no_event_of_an_answered_request(
     assert books(keeper, key_id) == served  # replayed once: no event twice
     for process in (doomed, successor):
         assert "Traceback" not in process.log.read_text()
-
-
-def worker_pids(supervisor: int) -> list[int]:
-    """The uvicorn worker processes of a supervisor (not multiprocessing's helpers)."""
-    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
-    return [
-        int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
 
 
 def in_flight(gateway: Process, token: str) -> float | None:

@@ -50,8 +50,15 @@ class Cli:
         }
         env.update(self.settings)
         runner = CliRunner(env=env)
-        with contextlib.chdir(self.workdir):  # away from any .env in the repository
-            outcome = runner.invoke(command_line, list(args), input=input, catch_exceptions=True)
+        environment = dict(os.environ)  # a command may set variables (serve does, for uvicorn)
+        try:
+            with contextlib.chdir(self.workdir):  # away from any .env in the repository
+                outcome = runner.invoke(
+                    command_line, list(args), input=input, catch_exceptions=True
+                )
+        finally:
+            os.environ.clear()
+            os.environ.update(environment)
         if outcome.exception is not None and not isinstance(outcome.exception, SystemExit):
             raise outcome.exception  # a traceback is a failure of the test, never an exit 1
         result = CliResult(tuple(args), outcome.exit_code, outcome.stdout, outcome.stderr)

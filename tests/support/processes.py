@@ -80,6 +80,14 @@ def start(args: list[str], env: dict[str, str], log: Path, port: int) -> Process
     return Process(popen, f"http://127.0.0.1:{port}", log)
 
 
+def worker_pids(supervisor: int) -> list[int]:
+    """The uvicorn worker processes of a supervisor (not multiprocessing's helpers)."""
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return [
+        int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
 def start_gateway(
     directory: Path,
     name: str,

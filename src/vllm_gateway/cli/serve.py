@@ -20,10 +20,31 @@ from vllm_gateway.draining import serve as serve_draining
 from vllm_gateway.http_guard import GuardedHttpToolsProtocol
 
 
+class _Workers(click.ParamType[str, object]):
+    """A number of workers, or auto."""
+
+    name = "N|auto"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        text = str(value).strip().lower()
+        if text == "auto" or (text.isdigit() and 1 <= int(text) <= 64):
+            return text
+        self.fail(f"{value!r} is not a number of workers from 1 to 64, nor auto", param, ctx)
+
+
+WORKERS = _Workers()
+
+
 @click.command()
 @click.option("--host", help="Address to listen on [env GATEWAY_HOST, default 0.0.0.0].")
 @click.option("--port", type=int, help="Port to listen on [env GATEWAY_PORT, default 8001].")
-@click.option("--workers", type=int, help="Worker processes [env GATEWAY_WORKERS, default 1].")
+@click.option(
+    "--workers",
+    type=WORKERS,
+    help="Worker processes, or auto (one per core; needs Redis) [env GATEWAY_WORKERS, default 1].",
+)
 @click.option(
     "--demo",
     is_flag=True,
@@ -36,7 +57,7 @@ from vllm_gateway.http_guard import GuardedHttpToolsProtocol
     "[default: free ports].",
 )
 def serve(
-    host: str | None, port: int | None, workers: int | None, demo: bool, demo_port: int | None
+    host: str | None, port: int | None, workers: str | None, demo: bool, demo_port: int | None
 ) -> None:
     """Run the gateway."""
     for name, value in (
@@ -67,7 +88,7 @@ def _browser_host(host: str) -> str:
 def _run() -> None:
     settings = load_settings()
     check_reachable(settings)
-    workers = settings.gateway_workers
+    workers = settings.worker_count
     click.echo(
         f"vLLM Gateway listening on {settings.gateway_host}:{settings.gateway_port} "
         f"in front of {', '.join(settings.backend_urls)} "
@@ -81,7 +102,7 @@ def _run() -> None:
         factory=True,
         host=settings.gateway_host,
         port=settings.gateway_port,
-        workers=settings.gateway_workers,
+        workers=workers,
         loop="uvloop",
         http=GuardedHttpToolsProtocol,
         log_level=settings.gateway_log_level,
@@ -90,6 +111,6 @@ def _run() -> None:
         proxy_headers=False,  # the gateway never uses the client's address
         timeout_graceful_shutdown=math.ceil(settings.gateway_shutdown_grace),
     )
-    with shared_across_workers(settings.gateway_workers), contextlib.suppress(KeyboardInterrupt):
+    with shared_across_workers(workers), contextlib.suppress(KeyboardInterrupt):
         if not serve_draining(config):
             sys.exit(STARTUP_FAILURE)
