@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
+from tests.support.processes import cli_env
+from vllm_gateway.db import schema_version
 from vllm_gateway.db.engine import Database, create_engine, open_database, upgrade_database
 from vllm_gateway.db.tables import metadata
 from vllm_gateway.settings import Settings
@@ -25,7 +29,7 @@ def settings_for(url: str) -> Settings:
     return Settings(_env_file=None, database_url=url)  # type: ignore[call-arg]
 
 
-def head_revision() -> str:
+def alembic_head() -> str:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     head = ScriptDirectory.from_config(config).get_current_head()
@@ -43,6 +47,35 @@ def schema_differences(connection: Connection) -> list[Any]:
     return list(compare_metadata(context, metadata))
 
 
+def test_the_newest_migration_file_is_alembics_head() -> None:
+    assert schema_version.head_revision() == alembic_head()
+
+
+def test_a_database_at_head_opens_without_loading_alembic(
+    database_url: str, tmp_path: Path
+) -> None:
+    upgrade_database(database_url)
+    script = (
+        "import asyncio, sys\n"
+        "from vllm_gateway.db.engine import open_database\n"
+        "from vllm_gateway.settings import Settings\n"
+        f"settings = Settings(_env_file=None, database_url={database_url!r})\n"
+        "async def main():\n"
+        "    await (await open_database(settings)).close()\n"
+        "asyncio.run(main())\n"
+        "assert not [name for name in sys.modules if name.startswith(('alembic', 'mako'))]\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=cli_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 async def test_open_database_migrates_an_empty_database_to_head(database_url: str) -> None:
     database = await open_database(settings_for(database_url))
     try:
@@ -51,7 +84,7 @@ async def test_open_database_migrates_an_empty_database_to_head(database_url: st
             tables = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
             differences = await connection.run_sync(schema_differences)
         assert tables >= TABLES
-        assert await scalar(database, "SELECT version_num FROM alembic_version") == head_revision()
+        assert await scalar(database, "SELECT version_num FROM alembic_version") == alembic_head()
         # The tables the code uses are exactly what the migrations built.
         assert differences == []
     finally:
@@ -85,7 +118,7 @@ def test_upgrade_database_works_without_a_running_loop(database_url: str) -> Non
         finally:
             await engine.dispose()
 
-    assert asyncio.run(version()) == head_revision()
+    assert asyncio.run(version()) == alembic_head()
 
 
 async def test_sqlite_is_tuned_and_its_directory_created(tmp_path: Path) -> None:

@@ -1,4 +1,8 @@
-"""The async engine: SQLite (WAL) or PostgreSQL, with the schema upgraded to head on open."""
+"""The async engine: SQLite (WAL) or PostgreSQL, with the schema upgraded to head on open.
+
+Alembic is imported only when the schema is not at head (db/schema_version.py reads both
+revisions without it): most starts find the schema current and never load it.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,17 @@ import fcntl
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from vllm_gateway.db.schema_version import current_revision, head_revision
 from vllm_gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +83,16 @@ def _alembic_config(connection: Connection) -> Config:
 
 
 def _upgrade_on(connection: Connection) -> None:
+    from alembic import command
+
     command.upgrade(_alembic_config(connection), "head")
 
 
 async def upgrade_engine(engine: AsyncEngine) -> None:
-    """Upgrade the schema to head, one process at a time."""
+    """Upgrade the schema to head, one process at a time (nothing to do: no Alembic)."""
+    async with engine.connect() as connection:
+        if await current_revision(connection) == head_revision():
+            return
     if engine.dialect.name == "postgresql":
         async with engine.begin() as connection:
             # Held until this transaction ends; a second worker waits, then finds head.
@@ -141,10 +150,6 @@ class SchemaNotReady(Exception):
         """True: no gateway tables at all (nothing to read), not an older schema."""
 
 
-def _current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
-
-
 async def open_database_read_only(settings: Settings) -> Database:
     """Connect without creating or upgrading anything; SchemaNotReady when not at head."""
     parsed = make_url(settings.sqlalchemy_url)
@@ -154,11 +159,11 @@ async def open_database_read_only(settings: Settings) -> Database:
     engine = create_engine(settings.sqlalchemy_url)
     try:
         async with engine.connect() as connection:
-            current = await connection.run_sync(_current_revision)
+            current = await current_revision(connection)
     except BaseException:
         await engine.dispose()
         raise
-    head = ScriptDirectory.from_config(_alembic_config_file()).get_current_head()
+    head = head_revision()
     if current != head:
         await engine.dispose()
         if current is None:
@@ -170,6 +175,8 @@ async def open_database_read_only(settings: Settings) -> Database:
 
 
 def _alembic_config_file() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     return config
