@@ -83,16 +83,24 @@ def _insert_events_sql(paramstyle: str) -> str:
     marks = ", ".join(f"${number}" for number in range(1, len(EVENT_COLUMNS) + 1))  # asyncpg
     return (
         f"INSERT INTO {usage_events.name} ({columns}) VALUES ({marks}) "  # noqa: S608 - constants only
-        "ON CONFLICT (request_id) DO NOTHING"
+        # Partitioned by ts, the unique index must hold ts too (migration 0007): an event's ts
+        # is fixed when it is sealed, so a re-sent event is the same (request_id, ts).
+        "ON CONFLICT (request_id, ts) DO NOTHING"
     )
 
 
-async def existing_request_ids(connection: AsyncConnection, ids: Sequence[str]) -> set[str]:
-    """The ones among `ids` that usage_events holds already."""
+async def existing_request_ids(
+    connection: AsyncConnection, ids: Sequence[str], first_ts: float, last_ts: float
+) -> set[str]:
+    """The ones among `ids` (events from `first_ts` to `last_ts`) that usage_events holds."""
     found: set[str] = set()
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         statement = select(usage_events.c.request_id).where(usage_events.c.request_id.in_(chunk))
+        if connection.dialect.name == "postgresql":
+            # Only the partitions of those days are searched (a re-sent event keeps its ts);
+            # SQLite's index is on request_id alone, so it is searched by request_id alone.
+            statement = statement.where(usage_events.c.ts.between(first_ts, last_ts))
         found.update((await connection.execute(statement)).scalars().all())
     return found
 
@@ -186,7 +194,7 @@ async def add_auth_failures(
 
 
 async def prune_events(connection: AsyncConnection, before_ts: float) -> int:
-    """Delete usage events older than `before_ts`; the daily rollups stay."""
+    """Delete usage events older than `before_ts` (a plain table: SQLite); the rollups stay."""
     result = await connection.execute(delete(usage_events).where(usage_events.c.ts < before_ts))
     return int(result.rowcount or 0)
 
