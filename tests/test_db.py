@@ -14,6 +14,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from vllm_gateway.db.engine import Database, create_engine, open_database, upgrade_database
+from vllm_gateway.db.partitions import not_a_partition
 from vllm_gateway.db.tables import metadata
 from vllm_gateway.settings import Settings
 
@@ -39,7 +40,8 @@ async def scalar(database: Database, sql: str) -> Any:
 
 
 def schema_differences(connection: Connection) -> list[Any]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    options = {"compare_type": True, "include_object": not_a_partition}
+    context = MigrationContext.configure(connection, opts=options)
     return list(compare_metadata(context, metadata))
 
 

@@ -45,6 +45,17 @@ def is_partition(name: str) -> bool:
     return name == DEFAULT_PARTITION or partition_day(name) is not None
 
 
+def not_a_partition(
+    item: object, name: str | None, kind: str, reflected: bool, other: object
+) -> bool:
+    """Alembic's include_object: the partitions (and their indexes) are not the migrations'."""
+    del reflected, other
+    if kind == "table":
+        return name is None or not is_partition(name)
+    table = getattr(item, "table", None)
+    return table is None or not is_partition(str(getattr(table, "name", "")))
+
+
 def day_bounds(day: date) -> tuple[float, float]:
     """The epoch seconds [first, end) of one UTC day: the range of its partition."""
     start = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()

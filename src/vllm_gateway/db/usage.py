@@ -83,9 +83,7 @@ def _insert_events_sql(paramstyle: str) -> str:
     marks = ", ".join(f"${number}" for number in range(1, len(EVENT_COLUMNS) + 1))  # asyncpg
     return (
         f"INSERT INTO {usage_events.name} ({columns}) VALUES ({marks}) "  # noqa: S608 - constants only
-        # Partitioned by ts, the unique index must hold ts too (migration 0007): an event's ts
-        # is fixed when it is sealed, so a re-sent event is the same (request_id, ts).
-        "ON CONFLICT (request_id, ts) DO NOTHING"
+        "ON CONFLICT (request_id, ts) DO NOTHING"  # the unique index (tables.py)
     )
 
 
@@ -96,11 +94,10 @@ async def existing_request_ids(
     found: set[str] = set()
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        statement = select(usage_events.c.request_id).where(usage_events.c.request_id.in_(chunk))
-        if connection.dialect.name == "postgresql":
-            # Only the partitions of those days are searched (a re-sent event keeps its ts);
-            # SQLite's index is on request_id alone, so it is searched by request_id alone.
-            statement = statement.where(usage_events.c.ts.between(first_ts, last_ts))
+        # Within the batch's times: on PostgreSQL only those days' partitions are searched.
+        statement = select(usage_events.c.request_id).where(
+            usage_events.c.request_id.in_(chunk), usage_events.c.ts.between(first_ts, last_ts)
+        )
         found.update((await connection.execute(statement)).scalars().all())
     return found
 

@@ -5,13 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from vllm_gateway.db.partitions import is_partition
+from vllm_gateway.db.partitions import not_a_partition
 from vllm_gateway.db.tables import metadata
-
-
-def _include(_object: object, name: str | None, kind: str, _reflected: bool, _other: object) -> bool:
-    # usage_events' day partitions (PostgreSQL) are made by the gateway, not by migrations.
-    return not (kind == "table" and name is not None and is_partition(name))
 
 
 def _run(connection: Connection) -> None:
@@ -21,7 +16,7 @@ def _run(connection: Connection) -> None:
         # SQLite cannot ALTER most things in place; batch mode recreates the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
-        include_object=_include,
+        include_object=not_a_partition,
     )
     with context.begin_transaction():
         context.run_migrations()

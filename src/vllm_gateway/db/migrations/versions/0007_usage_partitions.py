@@ -1,10 +1,12 @@
-"""PostgreSQL: usage_events partitioned by UTC day of ts (see db/partitions.py); SQLite: nothing.
+"""usage_events partitioned by UTC day of ts on PostgreSQL (db/partitions.py); unique per
+(request_id, ts) on both databases.
 
 The table is renamed aside, a partitioned table of the same columns (and the same id sequence)
 takes its name, the days that hold events get their partitions, every row is copied with its
 id, and the old table goes: one transaction, so a failure leaves the table as it was. A unique
-index of a partitioned table must include the partition key: request ids are unique per
-(request_id, ts), and the writer keeps them unique (DESIGN.md §5).
+index of a partitioned table must include the partition key, so events are unique per
+(request_id, ts), and SQLite's plain table gets the same index so both books follow one rule
+(a re-sent event keeps its ts: DESIGN.md §5).
 
 Revision ID: 0007_usage_partitions
 Revises: 0006_fleet
@@ -50,9 +52,15 @@ def _indexes(unique: list[str]) -> None:
     op.execute(f"CREATE UNIQUE INDEX {_UNIQUE} ON usage_events ({', '.join(unique)})")
 
 
+def _sqlite_unique(columns: list[str]) -> None:
+    op.drop_index(_UNIQUE, "usage_events")
+    op.create_index(_UNIQUE, "usage_events", columns, unique=True)
+
+
 def upgrade() -> None:
     """Partition usage_events by day on PostgreSQL, keeping every event and its id."""
     if op.get_bind().dialect.name != "postgresql":
+        _sqlite_unique(["request_id", "ts"])
         return
     sequence = _rename_aside("_unpartitioned")
     op.execute(
@@ -74,6 +82,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Back to one plain table on PostgreSQL, keeping every event and its id."""
     if op.get_bind().dialect.name != "postgresql":
+        _sqlite_unique(["request_id"])
         return
     sequence = _rename_aside("_partitioned")
     op.execute(
