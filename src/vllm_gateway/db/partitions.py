@@ -111,9 +111,11 @@ async def create_partitions(connection: AsyncConnection, days: Iterable[date]) -
     await _lock(connection)
     missing = sorted(set(days) - set(await day_partitions(connection)))
     if missing:
-        # A writer's uncommitted row of such a day in the default partition would make the
-        # attach fail: wait for writers in flight, and hold new ones back for these moments.
-        await connection.execute(text(f"LOCK TABLE {DEFAULT_PARTITION} IN ACCESS EXCLUSIVE MODE"))
+        # Writers wait for these moments (readers do not): a writer already in its transaction
+        # would route rows by the partitions it saw and put this day's rows into the default
+        # partition after the attach, which PostgreSQL refuses (or leave them uncommitted
+        # there, which makes the attach fail).
+        await connection.execute(text(f"LOCK TABLE {TABLE} IN SHARE ROW EXCLUSIVE MODE"))
     created = []
     for day in missing:
         for statement in create_partition_statements(day):
