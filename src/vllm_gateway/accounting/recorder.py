@@ -297,7 +297,9 @@ class UsageRecorder:
             await self.prepare_partitions()
             removed = await self.prune()
         except Exception as exc:
-            log.debug("usage: upkeep (partitions, pruning) failed (%s); will retry", type(exc).__name__)
+            log.debug(
+                "usage: upkeep (partitions, pruning) failed (%s); will retry", type(exc).__name__
+            )
             self._next_prune = time.monotonic() + 60.0
             return
         self._next_prune = time.monotonic() + PRUNE_EVERY
