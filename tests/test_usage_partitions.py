@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 from alembic import command
@@ -280,3 +281,26 @@ async def test_the_dashboard_and_report_numbers_equal_the_events(
     assert len(by_key) == 5
     assert len(by_day) == 4
     assert sum(int(row["requests"]) for row in minutes) == last_hour
+
+
+async def test_events_sent_again_as_new_fail_once_then_are_skipped(
+    database: Database, postgres_url: str
+) -> None:
+    settings = make_settings(postgres_url)
+    events = [event(n, ts=NOW + n) for n in range(20)]
+    first = UsageRecorder(database, lambda: NOW, settings)
+    for one in events:
+        first.record(one)
+    await first.flush()
+    # The same events again as a batch never tried (they cannot be, but if they were): the
+    # COPY refuses them whole, and the batch, now uncertain, is checked the next time.
+    again = UsageRecorder(database, lambda: NOW, settings)
+    for one in [*events, event(20, ts=NOW + 20)]:
+        again.record(one)
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await again.flush()
+    await again.flush()
+    async with database.engine.connect() as connection:
+        totals = await db_usage.count_events(connection)
+        daily = await db_usage.daily_totals(connection, db_usage.UsageFilter())
+    assert (totals["requests"], daily["requests"], daily["prompt_tokens"]) == (21, 21, 210)

@@ -244,10 +244,13 @@ class UsageRecorder:
                         connection, ids, min(times), max(times)
                     )
                     events = [event for event in events if event.request_id not in present]
-                rollup = roll_up(events)
-                await db_usage.insert_events(connection, rollup.rows)
-                await db_usage.add_to_daily(connection, self._database.dialect, rollup.daily)
-                await db_usage.add_rejections(connection, self._database.dialect, rollup.rejections)
+                    rollup = roll_up(events)
+                    await db_usage.insert_events(connection, rollup.rows)
+                else:  # never tried: none of its events can be in (COPY on PostgreSQL)
+                    rollup = roll_up(events)
+                    await db_usage.insert_new_events(connection, rollup.rows)
+                await db_usage.add_to_daily(connection, rollup.daily)
+                await db_usage.add_rejections(connection, rollup.rejections)
         except BaseException:
             batch.uncertain = True  # it may have committed before the error reached us
             raise

@@ -19,6 +19,7 @@ from sqlalchemy import (
     literal_column,
     not_,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
@@ -113,38 +114,75 @@ async def insert_events(connection: AsyncConnection, rows: Sequence[tuple[Any, .
         await connection.exec_driver_sql(sql, list(rows))
 
 
+async def insert_new_events(connection: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert events never written before: by COPY on PostgreSQL (about 3x the executemany).
+
+    COPY has no ON CONFLICT: an event already present fails the whole statement (and its
+    transaction), never doubles. SQLite takes insert_events.
+    """
+    if not rows:
+        return
+    if connection.dialect.name != "postgresql":
+        await insert_events(connection, rows)
+        return
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection  # asyncpg's own connection, in this transaction
+    await driver.copy_records_to_table(usage_events.name, records=rows, columns=EVENT_COLUMNS)
+
+
+async def analyze(connection: AsyncConnection) -> None:
+    """Refresh the planner's statistics of the usage tables (after a bulk load)."""
+    for table in (usage_events, usage_daily, usage_daily_rejections, api_keys):
+        await connection.execute(text(f"ANALYZE {table.name}"))
+
+
+def _add_sql(table: Table, keys: Sequence[str], added: Sequence[str], paramstyle: str) -> str:
+    """An upsert of one row that adds `added` to the row of `keys` (SQLite and PostgreSQL)."""
+    columns = [*keys, *added]
+    if paramstyle == "qmark":
+        marks = ", ".join("?" for _ in columns)
+    else:  # asyncpg
+        marks = ", ".join(f"${number}" for number in range(1, len(columns) + 1))
+    sums = ", ".join(f"{name} = {table.name}.{name} + excluded.{name}" for name in added)
+    return (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks}) "  # noqa: S608 - constants only
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sums}"
+    )
+
+
+_DAILY_KEYS = ("day", "key_id", "model")
+_DAILY_ADDED = (*COUNTED, "latency_ms_sum", "cost_usd")
+
+
 async def add_to_daily(
-    connection: AsyncConnection, dialect: str, deltas: Mapping[tuple[str, str, str], DailyDelta]
+    connection: AsyncConnection, deltas: Mapping[tuple[str, str, str], DailyDelta]
 ) -> None:
-    """Add per (day, key_id, model) sums to usage_daily, creating rows as needed."""
+    """Add per (day, key_id, model) sums to usage_daily, creating rows as needed.
+
+    One executemany of plain tuples, as insert_events: a batch may touch thousands of rows,
+    and SQLAlchemy's multi-row VALUES costs about 0.2 ms a row to build on the event loop.
+    """
     if not deltas:
         return
     # Sorted, so concurrent writers lock rows in the same order and never deadlock.
     rows = [
-        {
-            "day": day,
-            "key_id": key_id,
-            "model": model,
-            "requests": delta.requests,
-            "errors": delta.errors,
-            "rejected": delta.rejected,
-            "cancelled": delta.cancelled,
-            "prompt_tokens": delta.prompt_tokens,
-            "completion_tokens": delta.completion_tokens,
-            "latency_ms_sum": delta.latency_ms_sum,
-            "cost_usd": delta.cost_usd,
-        }
+        (
+            day,
+            key_id,
+            model,
+            delta.requests,
+            delta.errors,
+            delta.rejected,
+            delta.cancelled,
+            delta.prompt_tokens,
+            delta.completion_tokens,
+            delta.latency_ms_sum,
+            delta.cost_usd,
+        )
         for (day, key_id, model), delta in sorted(deltas.items())
     ]
-    statement = insert_for(dialect)(usage_daily).values(rows)
-    excluded = statement.excluded
-    counted = (*COUNTED, "latency_ms_sum", "cost_usd")
-    await connection.execute(
-        statement.on_conflict_do_update(
-            index_elements=[usage_daily.c.day, usage_daily.c.key_id, usage_daily.c.model],
-            set_={name: usage_daily.c[name] + excluded[name] for name in counted},
-        )
-    )
+    sql = _add_sql(usage_daily, _DAILY_KEYS, _DAILY_ADDED, connection.dialect.paramstyle)
+    await connection.exec_driver_sql(sql, rows)
 
 
 def insert_for(dialect: str) -> Any:
@@ -152,23 +190,15 @@ def insert_for(dialect: str) -> Any:
 
 
 async def add_rejections(
-    connection: AsyncConnection, dialect: str, counts: Mapping[tuple[str, str, str, str], int]
+    connection: AsyncConnection, counts: Mapping[tuple[str, str, str, str], int]
 ) -> None:
     """Add refusals per (day, key_id, model, reason) to usage_daily_rejections."""
     if not counts:
         return
-    rows = [
-        {"day": day, "key_id": key_id, "model": model, "reason": reason, "count": count}
-        for (day, key_id, model, reason), count in sorted(counts.items())
-    ]
-    statement = insert_for(dialect)(usage_daily_rejections).values(rows)
-    table = usage_daily_rejections.c
-    await connection.execute(
-        statement.on_conflict_do_update(
-            index_elements=[table.day, table.key_id, table.model, table.reason],
-            set_={"count": table.count + statement.excluded.count},
-        )
-    )
+    rows = [(*bucket, number) for bucket, number in sorted(counts.items())]
+    keys = (*_DAILY_KEYS, "reason")
+    sql = _add_sql(usage_daily_rejections, keys, ("count",), connection.dialect.paramstyle)
+    await connection.exec_driver_sql(sql, rows)
 
 
 async def add_auth_failures(
