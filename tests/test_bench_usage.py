@@ -6,10 +6,8 @@ from bench.usage import run
 
 
 async def test_the_usage_bench_measures_and_checks_a_tiny_run() -> None:
-    options = run.arguments(
-        ["--events", "3000", "--days", "3", "--keys", "20", "--teams", "4"]
-        + ["--write-events", "2500", "--runs", "2"]
-    )
+    tiny = "--events 3000 --days 3 --keys 20 --teams 4 --write-events 2500 --runs 2"
+    options = run.arguments(tiny.split())
     writes, seed_s, timings = await run.measure(options)
     assert writes.written == writes.events == 2500
     assert seed_s > 0
