@@ -130,10 +130,11 @@ async def insert_new_events(connection: AsyncConnection, rows: Sequence[tuple[An
     await driver.copy_records_to_table(usage_events.name, records=rows, columns=EVENT_COLUMNS)
 
 
-async def analyze(connection: AsyncConnection) -> None:
-    """Refresh the planner's statistics of the usage tables (after a bulk load)."""
+async def vacuum_analyze(connection: AsyncConnection) -> None:
+    """VACUUM ANALYZE the usage tables after a bulk load (the state autovacuum leaves them in,
+    statistics included); VACUUM runs outside transactions: `connection` is in AUTOCOMMIT."""
     for table in (usage_events, usage_daily, usage_daily_rejections, api_keys):
-        await connection.execute(text(f"ANALYZE {table.name}"))
+        await connection.execute(text(f"VACUUM ANALYZE {table.name}"))
 
 
 def _add_sql(table: Table, keys: Sequence[str], added: Sequence[str], paramstyle: str) -> str:
