@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.support.cli import Cli
 from tests.support.databases import fresh_postgres
 from tests.test_usage_recorder import event, make_settings, wait_for
 from vllm_gateway.accounting.recorder import PARTITION_DAYS_AHEAD, UsageRecorder
@@ -80,7 +82,9 @@ async def days(database: Database) -> list[date]:
         return await partitions.day_partitions(connection)
 
 
-async def test_the_migration_keeps_every_event_and_its_id(postgres_url: str) -> None:
+async def test_db_upgrade_partitions_the_table_and_keeps_every_event_and_its_id(
+    postgres_url: str, tmp_path: Path
+) -> None:
     engine = create_engine(postgres_url)
     try:
         await migrate(engine, "0006_fleet")
@@ -99,7 +103,8 @@ async def test_the_migration_keeps_every_event_and_its_id(postgres_url: str) -> 
             )
             await connection.execute(text("DELETE FROM usage_events WHERE id % 100 = 0"))
         before = await rows(engine)
-        await migrate(engine, "head")
+        upgraded = await asyncio.to_thread(Cli(postgres_url, tmp_path), "db", "upgrade")
+        assert "up to date (postgresql)" in upgraded.stdout
         assert await rows(engine) == before  # every column of every event, ids included
         database = Database(engine)
         async with engine.connect() as connection:
