@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.cli import Cli
@@ -309,3 +311,27 @@ async def test_events_sent_again_as_new_fail_once_then_are_skipped(
         totals = await db_usage.count_events(connection)
         daily = await db_usage.daily_totals(connection, db_usage.UsageFilter())
     assert (totals["requests"], daily["requests"], daily["prompt_tokens"]) == (21, 21, 210)
+
+
+async def test_partition_upkeep_gives_up_rather_than_stall_the_writers(
+    database: Database, postgres_url: str
+) -> None:
+    recorder = UsageRecorder(database, lambda: NOW, make_settings(postgres_url))
+    async with database.engine.connect() as blocker:
+        # A transaction that wrote an event and has not ended yet holds the table.
+        await blocker.execute(
+            text(
+                "INSERT INTO usage_events (ts, request_id, key_id, model, route, status, "
+                "prompt_tokens, completion_tokens, latency_ms, backend, stream) "
+                "VALUES (:ts, 'open', 'k', 'm', '/', 200, 1, 1, 1, 'b', false)"
+            ),
+            {"ts": NOW},
+        )
+        started = time.monotonic()
+        with pytest.raises(DBAPIError, match="lock timeout"):
+            await recorder.prepare_partitions()
+        assert time.monotonic() - started < partitions.LOCK_TIMEOUT_MS / 1000 + 2
+        await blocker.commit()
+    assert await days(database) == []  # nothing half made
+    assert len(await recorder.prepare_partitions()) == PARTITION_DAYS_AHEAD + 2
+    assert await where_rows_are(database) == {partitions.partition_name(TODAY): 1}

@@ -10,7 +10,8 @@ A day's partition is created beside the table, filled with that day's rows taken
 default partition, then attached: PostgreSQL refuses to create a partition for a range the
 default partition holds rows of, and this keeps every such row. Creations and drops take one
 advisory lock, so workers and instances doing it at once wait for each other and then find the
-work done. SQLite keeps its plain table: every function here is for PostgreSQL only.
+work done; no lock is waited for longer than LOCK_TIMEOUT_MS (the caller retries later).
+SQLite keeps its plain table: every function here is for PostgreSQL only.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ DEFAULT_PARTITION = f"{TABLE}_default"
 _DAY_PARTITION = re.compile(rf"^{TABLE}_d(\d{{8}})$")
 # Any constant shared by every gateway process; not the migrations' lock (0x76677731).
 _PARTITIONS_LOCK = 0x76677732
+LOCK_TIMEOUT_MS = 2000
 
 
 def partition_name(day: date) -> str:
@@ -143,5 +145,8 @@ async def drop_partitions_before(connection: AsyncConnection, before_ts: float) 
 
 
 async def _lock(connection: AsyncConnection) -> None:
+    # A table lock that waits holds every writer queued behind it: better to give up and come
+    # back (the upkeep retries in a minute) than to stall the books behind a long transaction.
+    await connection.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'"))
     # Held until the caller's transaction ends.
     await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PARTITIONS_LOCK})
