@@ -335,3 +335,22 @@ async def test_partition_upkeep_gives_up_rather_than_stall_the_writers(
     assert await days(database) == []  # nothing half made
     assert len(await recorder.prepare_partitions()) == PARTITION_DAYS_AHEAD + 2
     assert await where_rows_are(database) == {partitions.partition_name(TODAY): 1}
+
+
+async def test_an_uncertain_batch_and_the_upkeep_at_once_do_not_deadlock(
+    database: Database, postgres_url: str
+) -> None:
+    recorder = UsageRecorder(database, lambda: NOW, make_settings(postgres_url))
+    recorder.record(event(1, ts=NOW))  # in the default partition: its day has none yet
+    await recorder.flush()
+    rows = [event(n, ts=NOW + n).row() for n in range(2, 5)]
+    async with database.engine.connect() as writer:
+        # The uncertain batch's check reads the default partition, then inserts; between the
+        # two the upkeep takes the table and waits for that read to end.
+        await db_usage.existing_request_ids(writer, ["req-2"], NOW, NOW + 5)
+        upkeep = asyncio.create_task(recorder.prepare_partitions())
+        await asyncio.sleep(0.3)
+        await db_usage.insert_events(writer, rows)
+        await writer.commit()
+    assert len(await upkeep) == PARTITION_DAYS_AHEAD + 2
+    assert await where_rows_are(database) == {partitions.partition_name(TODAY): 4}

@@ -91,7 +91,15 @@ def _insert_events_sql(paramstyle: str) -> str:
 async def existing_request_ids(
     connection: AsyncConnection, ids: Sequence[str], first_ts: float, last_ts: float
 ) -> set[str]:
-    """The ones among `ids` (events from `first_ts` to `last_ts`) that usage_events holds."""
+    """The ones among `ids` (events from `first_ts` to `last_ts`) that usage_events holds.
+
+    For the insert that follows, in the same transaction: on PostgreSQL the table is taken
+    for writing first. Read, then written, its lock would be upgraded, and the partition
+    upkeep (db/partitions.py), holding the table against writers and waiting for this
+    transaction's read of the default partition, would deadlock with it.
+    """
+    if connection.dialect.name == "postgresql":
+        await connection.execute(text(f"LOCK TABLE {usage_events.name} IN ROW EXCLUSIVE MODE"))
     found: set[str] = set()
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
