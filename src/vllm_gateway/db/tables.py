@@ -138,6 +138,8 @@ budget_alerts = Table(
     PrimaryKeyConstraint("subject_kind", "subject_id", "period", "threshold"),
 )
 
+# On PostgreSQL partitioned by day of ts (migration 0007, db/partitions.py), its primary key
+# there being (id, ts); queries name the parent and PostgreSQL picks the partitions.
 usage_events = Table(
     "usage_events",
     metadata,
