@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check faults bench bench-quick bench-ab bench-fleet css clean install
+.PHONY: run test check faults bench bench-quick bench-ab bench-fleet bench-usage css clean install
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,12 @@ bench-ab: $(STAMP)
 bench-fleet: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/fleet/run.py
+
+# The usage books on PostgreSQL at scale, in private databases (dropped afterwards): writes
+# per second through the batched writer, then 10 million events seeded by COPY and the
+# dashboard's and the usage report's queries timed. About 15 minutes. See bench/usage/run.py.
+bench-usage: $(STAMP)
+	$(BIN)/python bench/usage/run.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

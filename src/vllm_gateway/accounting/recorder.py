@@ -12,7 +12,11 @@ Nothing is lost and nothing is counted twice:
 - the process dies (kill -9): its segments are replayed by the next process to start;
 - a write whose outcome is unknown (the connection dropped during COMMIT), and every
   replay, is written again without the events the database already holds (request ids are
-  unique), so the rollups never count an event twice.
+  unique; on partitioned PostgreSQL with their fixed ts), so the rollups never count an
+  event twice.
+Upkeep, when the writer starts and then hourly: on PostgreSQL the day partitions from
+yesterday to PARTITION_DAYS_AHEAD days ahead are created (db/partitions.py); events older than
+the retention period go (whole day partitions dropped on PostgreSQL, rows deleted on SQLite).
 Failed authentications are kept as per-minute counts in memory only (no key, not billed).
 """
 
@@ -24,12 +28,14 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 
 from vllm_gateway.accounting.events import UsageEvent
 from vllm_gateway.accounting.journal import Journal, Segment
 from vllm_gateway.accounting.rollup import roll_up
 from vllm_gateway.clock import Clock
+from vllm_gateway.db import partitions
 from vllm_gateway.db import usage as db_usage
 from vllm_gateway.db.engine import Database
 from vllm_gateway.outages import Outage
@@ -43,6 +49,9 @@ MAX_BUFFERED = 100_000
 """Events kept in memory at most; older ones wait in the journal only."""
 MAX_BACKOFF = 10.0
 PRUNE_EVERY = 3600.0
+"""Seconds between upkeeps (partitions ahead, retention)."""
+PARTITION_DAYS_AHEAD = 3
+"""Days after today whose partitions exist before their first event."""
 
 
 @dataclass(eq=False)
@@ -209,6 +218,8 @@ class UsageRecorder:
     async def _run(self) -> None:
         failures = 0
         while not self._stopping:
+            if time.monotonic() >= self._next_prune:
+                await self._upkeep()
             delay = min(self._interval * 2**failures, MAX_BACKOFF)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
@@ -220,8 +231,6 @@ class UsageRecorder:
             except Exception as exc:
                 failures = min(failures + 1, 10)
                 self.outage.down(exc, "usage events wait in the journal and are written later")
-            if not self._stopping and time.monotonic() >= self._next_prune:
-                await self._prune()
 
     async def _write(self, batch: _Batch) -> None:
         """One transaction: the batch's events (those not yet in) and their daily rollups."""
@@ -230,12 +239,18 @@ class UsageRecorder:
             async with self._database.engine.begin() as connection:
                 if batch.uncertain:
                     ids = [event.request_id for event in events]
-                    present = await db_usage.existing_request_ids(connection, ids)
+                    times = [event.ts for event in events] or [0.0]
+                    present = await db_usage.existing_request_ids(
+                        connection, ids, min(times), max(times)
+                    )
                     events = [event for event in events if event.request_id not in present]
-                rollup = roll_up(events)
-                await db_usage.insert_events(connection, rollup.rows)
-                await db_usage.add_to_daily(connection, self._database.dialect, rollup.daily)
-                await db_usage.add_rejections(connection, self._database.dialect, rollup.rejections)
+                    rollup = roll_up(events)
+                    await db_usage.insert_events(connection, rollup.rows)
+                else:  # never tried: none of its events can be in (COPY on PostgreSQL)
+                    rollup = roll_up(events)
+                    await db_usage.insert_new_events(connection, rollup.rows)
+                await db_usage.add_to_daily(connection, rollup.daily)
+                await db_usage.add_rejections(connection, rollup.rejections)
         except BaseException:
             batch.uncertain = True  # it may have committed before the error reached us
             raise
@@ -258,17 +273,36 @@ class UsageRecorder:
 
     # --- retention ------------------------------------------------------------------------
 
+    async def prepare_partitions(self) -> list[date]:
+        """On partitioned PostgreSQL, create the partitions from yesterday to some days ahead."""
+        today = partitions.utc_date(self._clock())
+        days = partitions.days_between(
+            today - timedelta(days=1), today + timedelta(days=PARTITION_DAYS_AHEAD)
+        )
+        async with self._database.engine.begin() as connection:
+            if not await partitions.is_partitioned(connection):
+                return []
+            return await partitions.create_partitions(connection, days)
+
     async def prune(self) -> int:
-        """Delete events older than the retention period (daily rollups stay); returns how many."""
+        """Remove events older than the retention period (daily rollups stay); returns how many.
+
+        On partitioned PostgreSQL a day goes as a whole once all of it is past the period.
+        """
         cutoff = self._clock() - self._retention
         async with self._database.engine.begin() as connection:
+            if await partitions.is_partitioned(connection):
+                return await partitions.drop_partitions_before(connection, cutoff)
             return await db_usage.prune_events(connection, cutoff)
 
-    async def _prune(self) -> None:
+    async def _upkeep(self) -> None:
         try:
+            await self.prepare_partitions()
             removed = await self.prune()
         except Exception as exc:
-            log.debug("usage: pruning old events failed (%s); will retry", type(exc).__name__)
+            log.debug(
+                "usage: upkeep (partitions, pruning) failed (%s); will retry", type(exc).__name__
+            )
             self._next_prune = time.monotonic() + 60.0
             return
         self._next_prune = time.monotonic() + PRUNE_EVERY

@@ -138,6 +138,8 @@ budget_alerts = Table(
     PrimaryKeyConstraint("subject_kind", "subject_id", "period", "threshold"),
 )
 
+# On PostgreSQL partitioned by day of ts (migration 0007, db/partitions.py), its primary key
+# there being (id, ts); queries name the parent and PostgreSQL picks the partitions.
 usage_events = Table(
     "usage_events",
     metadata,
@@ -161,7 +163,10 @@ usage_events = Table(
     Column("team_id", String(32), nullable=True),
     Column("queued_ms", Double, nullable=False, server_default="0"),  # fair admission's wait
     Index("ix_usage_events_key_id_ts", "key_id", "ts"),
-    Index("uq_usage_events_request_id", "request_id", unique=True),
+    # With ts: PostgreSQL partitions the table by ts (migration 0007), and a partitioned
+    # table's unique index must hold its partition key. An event's ts is fixed when it is
+    # sealed, so a re-sent event is the same (request_id, ts) and is still skipped.
+    Index("uq_usage_events_request_id", "request_id", "ts", unique=True),
 )
 
 usage_daily = Table(

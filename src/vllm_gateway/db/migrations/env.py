@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from vllm_gateway.db.partitions import not_a_partition
 from vllm_gateway.db.tables import metadata
 
 
@@ -15,6 +16,7 @@ def _run(connection: Connection) -> None:
         # SQLite cannot ALTER most things in place; batch mode recreates the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=not_a_partition,
     )
     with context.begin_transaction():
         context.run_migrations()
