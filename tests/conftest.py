@@ -13,7 +13,7 @@ import pytest
 from tests.support.clients import OPEN_CLIENTS
 from tests.support.databases import fresh_postgres, sqlite_url
 from tests.support.redis_server import PrivateRedis, flushed_redis, private_redis
-from tests.support.servers import RunningServer, free_port, serve
+from tests.support.servers import RunningServer, serve
 from vllm_gateway.app import create_app
 from vllm_gateway.clock import Clock, system_clock
 from vllm_gateway.http_guard import GuardedHttpToolsProtocol
@@ -130,9 +130,7 @@ def start_gateway(
     }
     values.update(overrides)
     settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
-    server = RunningServer(
-        create_app(settings, clock=clock), free_port(), http=GuardedHttpToolsProtocol
-    )
+    server = RunningServer(create_app(settings, clock=clock), http=GuardedHttpToolsProtocol)
     server.start()
     return Gateway(server=server, settings=settings, admin_key=admin_key)
 

@@ -153,7 +153,7 @@ def start_gateway(tmp_path: Path) -> Iterator[GatewayStarter]:
         }
         values.update(overrides)
         settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
-        server = RunningServer(create_app(settings), free_port(), http=GuardedHttpToolsProtocol)
+        server = RunningServer(create_app(settings), http=GuardedHttpToolsProtocol)
         server.start()
         running.append(server)
         return Gateway(server=server, settings=settings, admin_key=admin_key)

@@ -25,15 +25,20 @@ def free_port() -> int:
 class RunningServer:
     """A uvicorn server on its own thread and event loop."""
 
-    def __init__(self, app: Any, port: int, http: Any = "httptools") -> None:
+    def __init__(self, app: Any, port: int | None = None, http: Any = "httptools") -> None:
+        """Listens at once on `port`, or on a free one: bound here and handed to uvicorn, so
+        no other process can take the port between choosing it and serving on it."""
         self.app = app
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+        self.socket = socket.socket()
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(("127.0.0.1", port or 0))
+        self.port = int(self.socket.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
         self.loop: asyncio.AbstractEventLoop | None = None
         config = uvicorn.Config(
             app,
             host="127.0.0.1",
-            port=port,
+            port=self.port,
             log_level="warning",
             lifespan="on",
             loop="asyncio",
@@ -48,9 +53,10 @@ class RunningServer:
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
         try:
-            self.loop.run_until_complete(self.server.serve())
+            self.loop.run_until_complete(self.server.serve(sockets=[self.socket]))
         finally:
             self.loop.close()
+            self.socket.close()
 
     def start(self) -> None:
         self.thread.start()
@@ -75,7 +81,7 @@ class RunningServer:
 @contextmanager
 def serve(app: Any, port: int | None = None) -> Iterator[RunningServer]:
     """Serve an ASGI app for the duration of a with-block."""
-    server = RunningServer(app, port or free_port())
+    server = RunningServer(app, port)
     server.start()
     try:
         yield server

@@ -21,7 +21,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.support.servers import RunningServer, free_port
+from tests.support.servers import RunningServer
 from vllm_gateway.app import create_app
 from vllm_gateway.http_guard import GuardedHttpToolsProtocol
 from vllm_gateway.settings import Settings
@@ -42,7 +42,7 @@ def gateway_settings(directory: Path) -> Settings:
 @pytest.fixture(scope="module")
 def admin_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     app = create_app(gateway_settings(tmp_path_factory.mktemp("fuzz")))
-    server = RunningServer(app, free_port(), http=GuardedHttpToolsProtocol)
+    server = RunningServer(app, http=GuardedHttpToolsProtocol)
     server.start()
     try:
         yield server
