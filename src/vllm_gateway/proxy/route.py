@@ -7,16 +7,24 @@ model lists for such requests at most once per MODEL_REFRESH_INTERVAL.
 The pool resolves model aliases (the backend gets the name it serves) and orders the
 backends by the routing policy; a backend with room goes first. When every routable backend
 is saturated the request waits its turn in the fair admission queue (routing/admission.py),
-or gets a 503 with Retry-After. The first backend's in-flight lease is taken here.
+or gets a 503 with Retry-After; a client that goes away while it waits leaves the queue at
+once (it never holds a place nor reaches a backend) and is booked as cancelled (499
+client_closed). The first backend's in-flight lease is taken here.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from vllm_gateway.errors import GatewayError
+from vllm_gateway.proxy.asgi import ClientGone
 from vllm_gateway.proxy.context import RequestContext
+from vllm_gateway.proxy.disconnect import DisconnectWatcher
 from vllm_gateway.proxy.routes import response_id
 from vllm_gateway.proxy.upstream import take_lease
 from vllm_gateway.routing.admission import QueueRefused
+from vllm_gateway.routing.backend import Backend
 from vllm_gateway.services import Services
 
 SESSION_HEADER = b"x-session-id"
@@ -85,10 +93,8 @@ async def _make_room(ctx: RequestContext, services: Services, model: str) -> Non
         return
     if not any(backend.healthy for backend in candidates):
         return  # nothing to wait for: the exchange tries them and says what failed
-    key = ctx.key
-    assert key is not None
     try:
-        backend, waited = await pool.admission.wait(model, key.id, key.priority)
+        backend, waited = await _wait_in_queue(ctx, services, model)
     except QueueRefused as refused:
         ctx.outcome.queued_ms = refused.waited * 1000
         services.backends.fleet_metrics.waited(refused.waited, refused.reason)
@@ -109,6 +115,29 @@ async def _make_room(ctx: RequestContext, services: Services, model: str) -> Non
     if backend in candidates:
         candidates.remove(backend)
     candidates.insert(0, backend)
+
+
+async def _wait_in_queue(
+    ctx: RequestContext, services: Services, model: str
+) -> tuple[Backend, float]:
+    """The fair queue's wait, watching the client: one that leaves is ClientGone at once."""
+    key = ctx.key
+    assert key is not None
+    task = asyncio.current_task()
+    assert task is not None
+    watcher = DisconnectWatcher(ctx.receive, task, ctx.outcome)
+    started = time.monotonic()
+    try:
+        return await services.backends.admission.wait(model, key.id, key.priority)
+    except asyncio.CancelledError:
+        if not ctx.outcome.client_gone:
+            raise  # the server is shutting down
+        task.uncancel()
+        # FairQueue.wait has already left the queue (or given back the slot it was handed).
+        ctx.outcome.queued_ms = (time.monotonic() - started) * 1000
+        raise ClientGone from None
+    finally:
+        watcher.stop()
 
 
 async def _owner_backend(ctx: RequestContext, services: Services) -> None:

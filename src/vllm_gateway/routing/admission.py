@@ -130,7 +130,8 @@ class FairQueue:
             backend = await asyncio.wait_for(asyncio.shield(waiter.future), self.timeout)
         except BaseException as exc:
             if waiter.future.done() and not waiter.future.cancelled():
-                waiter.future.result().in_flight -= 1  # handed a slot it will not use
+                waiter.future.result().in_flight -= 1  # handed a slot it will not use:
+                self.dispatch()  # the next waiter's
             else:
                 queue.discard(waiter)
                 self.waiting -= 1
