@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from vllm_gateway.access.client_key import ClientKey
     from vllm_gateway.accounting.events import UsageEvent
     from vllm_gateway.limits.base import Reservation
+    from vllm_gateway.proxy.model_name import Rename
     from vllm_gateway.proxy.request_body import RequestBody
     from vllm_gateway.routing.pool import Backend
 
@@ -79,6 +80,7 @@ class RequestContext:
     headers: RawHeaders = field(default_factory=list)  # sent with every answer
     outcome: Outcome = field(default_factory=Outcome)
     event: UsageEvent | None = None  # the request's usage event, once journaled (sealed)
+    rename: Rename | None = None  # an alias: the answer names its public model (model_name.py)
 
     @property
     def method(self) -> str:

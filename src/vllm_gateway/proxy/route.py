@@ -21,6 +21,7 @@ from vllm_gateway.errors import GatewayError
 from vllm_gateway.proxy.asgi import ClientGone
 from vllm_gateway.proxy.context import RequestContext
 from vllm_gateway.proxy.disconnect import DisconnectWatcher
+from vllm_gateway.proxy.model_name import renamer
 from vllm_gateway.proxy.routes import response_id
 from vllm_gateway.proxy.upstream import take_lease
 from vllm_gateway.routing.admission import QueueRefused
@@ -63,6 +64,7 @@ async def choose_backends(ctx: RequestContext, services: Services) -> None:
             )
     if choice.model != model and payload is not None and body is not None:
         body.set_model(choice.model)  # an alias: the backend gets the name it serves
+        ctx.rename = renamer(model, choice.model)  # and the client sees the name it asked for
     candidates = choice.backends
     if not candidates and not pool.serving(choice.model):
         # Nothing known yet (every backend down since start): let the request try them all.
