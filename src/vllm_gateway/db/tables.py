@@ -236,3 +236,13 @@ admin_sessions = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
     Column("user_id", Integer, nullable=True),  # null: the break-glass admin key (owner)
 )
+
+fleet_runtime = Table(
+    "fleet_runtime",
+    metadata,
+    Column("name", String(200), primary_key=True),  # the backend's name
+    Column("spec", Text, nullable=True),  # JSON of a backend added at run time; null otherwise
+    Column("removed", Boolean, nullable=False, server_default=false()),
+    Column("draining", Boolean, nullable=False, server_default=false()),
+    Column("updated_at", Double, nullable=False),
+)
