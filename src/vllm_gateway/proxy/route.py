@@ -82,17 +82,18 @@ async def choose_backends(ctx: RequestContext, services: Services) -> None:
 
 
 async def _make_room(ctx: RequestContext, services: Services, model: str) -> None:
-    """Put a backend with room first; when none has any, wait in the fair queue."""
+    """Put a backend with room first; when none has any, or others wait, wait in the fair queue."""
     pool = services.backends
     candidates = ctx.candidates
     first = candidates[0]
-    if not pool.saturated(first):
-        return
-    roomy = pool.room(model)
-    if roomy is not None and roomy in candidates:
-        candidates.remove(roomy)
-        candidates.insert(0, roomy)
-        return
+    if not pool.admission.waiting_for(model):  # else a slot is the waiters' first, in turn
+        if not pool.saturated(first):
+            return
+        roomy = pool.room(model)
+        if roomy is not None and roomy in candidates:
+            candidates.remove(roomy)
+            candidates.insert(0, roomy)
+            return
     if not any(backend.healthy for backend in candidates):
         return  # nothing to wait for: the exchange tries them and says what failed
     try:

@@ -10,8 +10,11 @@ Dispatch is fair across keys and weighted across priorities: each priority class
 normal, low: weights 4, 2, 1) is served by stride scheduling (the class with the least
 service per weight goes next, a class that was idle starts level with the others), and
 within a class the keys take turns, one request each. Whenever a backend may have room
-(a request ended, a scrape, a resume) the queue hands the next waiters a backend with room,
-counting them in its in-flight requests at once so one free slot is never promised twice.
+(a request ended, a scrape, a resume, a new waiter) the queue hands the next waiters a backend
+with room, counting them in its in-flight requests at once so one free slot is never promised
+twice. While anyone waits for a model, a new request for it waits too (route.py) instead of
+taking a slot that frees ahead of them: a noisy key's clients, which send again the moment an
+answer ends, would otherwise take every slot first.
 """
 
 from __future__ import annotations
@@ -126,6 +129,7 @@ class FairQueue:
         waiter = _Waiter(key_id, asyncio.get_running_loop().create_future())
         queue.push(waiter, priority)
         self.waiting += 1
+        self.dispatch()  # a slot may be free already: the queue hands it out in turn
         try:
             backend = await asyncio.wait_for(asyncio.shield(waiter.future), self.timeout)
         except BaseException as exc:

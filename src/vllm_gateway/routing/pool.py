@@ -218,9 +218,11 @@ class BackendPool:
     def room(self, model: str) -> Backend | None:
         """The routable backend serving `model` to send one more request to now, if any.
 
-        The least loaded one with room; but none when a backend at its concurrency cap would
-        still be the cheaper choice (a clearly slower backend with room is not worth it: a
-        slot of the faster one frees sooner than the slower one would answer).
+        The least loaded one with room; but none when a faster backend at its concurrency cap
+        would still be the cheaper choice (a clearly slower backend with room is not worth it:
+        a slot of the faster one frees sooner than the slower one would answer). Backends of
+        one speed are not compared so: a slot the gateway knows it has just freed is worth more
+        than one to wait for, whatever the last scrape (up to a second old) still counts there.
         """
         now = time.monotonic()
         settings = self.settings
@@ -239,7 +241,8 @@ class BackendPool:
         if not free:
             return None
         best = min(free, key=Backend.score)
-        if capped and best.score() > min(backend.score() for backend in capped):
+        faster = [backend for backend in capped if backend.relative_cost < best.relative_cost]
+        if faster and best.score() > min(backend.score() for backend in faster):
             return None
         return best
 
