@@ -56,3 +56,29 @@ async def test_full_queue_and_timeout_refuse() -> None:
         await waiting
     assert late.value.reason == "queue_timeout" and late.value.waited >= 0.05
     assert queue.waiting == 0
+
+
+async def test_the_key_holding_fewest_slots_goes_first() -> None:
+    backend = Backend("b", "http://b")
+    slots: list[Backend] = []
+    queue = FairQueue(lambda model: slots.pop() if slots else None, max_waiting=100, timeout=5)
+    for _ in range(6):
+        queue.hold("noisy")  # the noisy key holds six slots already
+    order: list[str] = []
+
+    async def request(key: str) -> None:
+        await queue.wait("m", key, "normal")
+        order.append(key)
+
+    tasks = [asyncio.create_task(request(k)) for k in ["noisy"] * 4 + ["quiet"] * 2]
+    await asyncio.sleep(0)
+    for _ in range(6):
+        slots.append(backend)
+        queue.dispatch()
+        await asyncio.sleep(0)
+    await asyncio.gather(*tasks)
+    assert order == ["quiet", "quiet", "noisy", "noisy", "noisy", "noisy"]
+    assert queue.holding("quiet") == 2 and queue.holding("noisy") == 10
+    queue.release("quiet")
+    queue.release("quiet")
+    assert queue.holding("quiet") == 0

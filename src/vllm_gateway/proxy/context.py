@@ -80,6 +80,7 @@ class RequestContext:
     headers: RawHeaders = field(default_factory=list)  # sent with every answer
     outcome: Outcome = field(default_factory=Outcome)
     event: UsageEvent | None = None  # the request's usage event, once journaled (sealed)
+    turn_key: str | None = None  # the key whose slot the fair queue counts (admission.py)
     rename: Rename | None = None  # an alias: the answer names its public model (model_name.py)
 
     @property

@@ -77,25 +77,33 @@ async def choose_backends(ctx: RequestContext, services: Services) -> None:
             headers=[(b"retry-after", b"5")],
         )
     ctx.candidates = candidates
-    await _make_room(ctx, services, choice.model)
+    queued = await _make_room(ctx, services, choice.model)
     take_lease(ctx, ctx.candidates[0])
+    key = ctx.key
+    assert key is not None
+    if not queued:
+        pool.admission.hold(key.id)  # (the queue counted those it dispatched)
+    ctx.turn_key = key.id
 
 
-async def _make_room(ctx: RequestContext, services: Services, model: str) -> None:
-    """Put a backend with room first; when none has any, or others wait, wait in the fair queue."""
+async def _make_room(ctx: RequestContext, services: Services, model: str) -> bool:
+    """Put a backend with room first; when none has any, or others wait, wait in the fair queue.
+
+    Returns whether the request waited (and was dispatched) there.
+    """
     pool = services.backends
     candidates = ctx.candidates
     first = candidates[0]
     if not pool.admission.waiting_for(model):  # else a slot is the waiters' first, in turn
         if not pool.saturated(first):
-            return
+            return False
         roomy = pool.room(model)
         if roomy is not None and roomy in candidates:
             candidates.remove(roomy)
             candidates.insert(0, roomy)
-            return
+            return False
     if not any(backend.healthy for backend in candidates):
-        return  # nothing to wait for: the exchange tries them and says what failed
+        return False  # nothing to wait for: the exchange tries them and says what failed
     try:
         backend, waited = await _wait_in_queue(ctx, services, model)
     except QueueRefused as refused:
@@ -118,6 +126,7 @@ async def _make_room(ctx: RequestContext, services: Services, model: str) -> Non
     if backend in candidates:
         candidates.remove(backend)
     candidates.insert(0, backend)
+    return True
 
 
 async def _wait_in_queue(

@@ -9,12 +9,17 @@ here, in a queue per model, bounded in length (GATEWAY_QUEUE_MAX) and in time
 Dispatch is fair across keys and weighted across priorities: each priority class (high,
 normal, low: weights 4, 2, 1) is served by stride scheduling (the class with the least
 service per weight goes next, a class that was idle starts level with the others), and
-within a class the keys take turns, one request each. Whenever a backend may have room
-(a request ended, a scrape, a resume, a new waiter) the queue hands the next waiters a backend
-with room, counting them in its in-flight requests at once so one free slot is never promised
-twice. While anyone waits for a model, a new request for it waits too (route.py) instead of
-taking a slot that frees ahead of them: a noisy key's clients, which send again the moment an
-answer ends, would otherwise take every slot first.
+within a class the key with the fewest requests holding a backend slot goes next (ties take
+turns, one request each): max-min fairness over the slots, so a quiet key's request takes the
+next slot that frees even when a noisy key has many more waiting and holds most slots (plain
+turns would put it behind one noisy request per turn, and behind its own key's other one).
+Every request that holds a slot is counted (`hold`, `release`), queued or not.
+
+Whenever a backend may have room (a request ended, a scrape, a resume, a new waiter) the queue
+hands the next waiters a backend with room, counting them in its in-flight requests at once so
+one free slot is never promised twice. While anyone waits for a model, a new request for it
+waits too (route.py) instead of taking a slot that frees ahead of them: a noisy key's clients,
+which send again the moment an answer ends, would otherwise take every slot first.
 """
 
 from __future__ import annotations
@@ -71,12 +76,13 @@ class _ModelQueue:
         klass.keys.setdefault(waiter.key_id, deque()).append(waiter)
         self.size += 1
 
-    def pop(self) -> _Waiter | None:
+    def pop(self, holding: Callable[[str], int]) -> _Waiter | None:
         busy = [c for c in self.classes.values() if c.keys]
         if not busy:
             return None
         klass = min(busy, key=lambda c: c.passed)
-        key_id, waiters = next(iter(klass.keys.items()))
+        key_id = min(klass.keys, key=holding)  # the first of the fewest: turns break ties
+        waiters = klass.keys[key_id]
         waiter = waiters.popleft()
         if waiters:
             klass.keys.move_to_end(key_id)  # the next key's turn
@@ -110,7 +116,24 @@ class FairQueue:
         self.max_waiting = max_waiting
         self.timeout = timeout
         self._queues: dict[str, _ModelQueue] = {}
+        self._holding: dict[str, int] = {}  # key id -> its requests holding a backend slot
         self.waiting = 0
+
+    def hold(self, key_id: str) -> None:
+        """A request of `key_id` holds a backend slot (the queue counts those it hands out)."""
+        self._holding[key_id] = self._holding.get(key_id, 0) + 1
+
+    def release(self, key_id: str) -> None:
+        """A request of `key_id` gave its slot back."""
+        left = self._holding.get(key_id, 0) - 1
+        if left > 0:
+            self._holding[key_id] = left
+        else:
+            self._holding.pop(key_id, None)
+
+    def holding(self, key_id: str) -> int:
+        """How many requests of `key_id` hold a backend slot."""
+        return self._holding.get(key_id, 0)
 
     def waiting_for(self, model: str) -> int:
         """Requests waiting for `model`."""
@@ -135,6 +158,7 @@ class FairQueue:
         except BaseException as exc:
             if waiter.future.done() and not waiter.future.cancelled():
                 waiter.future.result().in_flight -= 1  # handed a slot it will not use:
+                self.release(key_id)
                 self.dispatch()  # the next waiter's
             else:
                 queue.discard(waiter)
@@ -154,11 +178,12 @@ class FairQueue:
                 backend = self._room(model)
                 if backend is None:
                     break
-                waiter = queue.pop()
+                waiter = queue.pop(self.holding)
                 assert waiter is not None
                 self.waiting -= 1
                 if not waiter.future.done():
                     backend.in_flight += 1  # the waiter's lease, from now
+                    self.hold(waiter.key_id)
                     waiter.future.set_result(backend)
             if not queue.size:
                 del self._queues[model]
