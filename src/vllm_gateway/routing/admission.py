@@ -76,12 +76,14 @@ class _ModelQueue:
         klass.keys.setdefault(waiter.key_id, deque()).append(waiter)
         self.size += 1
 
-    def pop(self, holding: Callable[[str], int]) -> _Waiter | None:
+    def pop(self, holding: Callable[[str], int], may_take: Callable[[str], bool]) -> _Waiter | None:
         busy = [c for c in self.classes.values() if c.keys]
         if not busy:
             return None
         klass = min(busy, key=lambda c: c.passed)
         key_id = min(klass.keys, key=holding)  # the first of the fewest: turns break ties
+        if not may_take(key_id):
+            return None  # the fewest already hold their share: the slot stays in reserve
         waiters = klass.keys[key_id]
         waiter = waiters.popleft()
         if waiters:
@@ -91,6 +93,10 @@ class _ModelQueue:
         klass.passed += 1.0 / klass.weight
         self.size -= 1
         return waiter
+
+    def keys_waiting(self) -> set[str]:
+        """The keys with a request waiting."""
+        return {key for klass in self.classes.values() for key in klass.keys}
 
     def discard(self, waiter: _Waiter) -> None:
         for klass in self.classes.values():
@@ -111,8 +117,10 @@ class FairQueue:
         room: Callable[[str], Backend | None],
         max_waiting: int,
         timeout: float,
+        slots: Callable[[str], tuple[int, int] | None] | None = None,
     ) -> None:
         self._room = room  # a routable backend for the model with room now, if any
+        self._slots = slots  # the model's free and total slots, when they are counted
         self.max_waiting = max_waiting
         self.timeout = timeout
         self._queues: dict[str, _ModelQueue] = {}
@@ -169,6 +177,30 @@ class FairQueue:
             raise
         return backend, time.monotonic() - started
 
+    def _may_take(self, model: str, queue: _ModelQueue) -> Callable[[str], bool]:
+        """Whether a key may take a free slot now, or must leave it for lighter keys.
+
+        A key below its share (the slots over the keys holding or waiting) always may. One at
+        or above it may not take the slots the other keys below their share could claim next:
+        one for each of them is kept free, so their next request starts at once instead of
+        waiting for a slot to free (without preemption, a key holding every slot would make
+        them wait for its requests to end). With one key alone nothing is kept back.
+        """
+        counted = self._slots(model) if self._slots is not None else None
+        if counted is None:
+            return lambda key_id: True
+        free, total = counted
+        active = set(self._holding) | queue.keys_waiting()
+        share = total / max(len(active), 1)
+        below = {key for key in active if self.holding(key) < share}
+
+        def may_take(key_id: str) -> bool:
+            if key_id in below:
+                return True
+            return free - 1 >= len(below)
+
+        return may_take
+
     def dispatch(self) -> None:
         """Hand backends with room to the next waiters, fairly."""
         if not self.waiting:
@@ -178,8 +210,9 @@ class FairQueue:
                 backend = self._room(model)
                 if backend is None:
                     break
-                waiter = queue.pop(self.holding)
-                assert waiter is not None
+                waiter = queue.pop(self.holding, self._may_take(model, queue))
+                if waiter is None:
+                    break
                 self.waiting -= 1
                 if not waiter.future.done():
                     backend.in_flight += 1  # the waiter's lease, from now

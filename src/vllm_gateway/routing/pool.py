@@ -100,7 +100,7 @@ class BackendPool:
             total=max(settings.gateway_metrics_interval, 0.5)
         )
         self.admission = FairQueue(
-            self.room, settings.gateway_queue_max, settings.gateway_queue_timeout
+            self.room, settings.gateway_queue_max, settings.gateway_queue_timeout, self.slots
         )
         self.fleet_metrics = FleetMetrics(metrics, self.status)
 
@@ -245,6 +245,28 @@ class BackendPool:
         if faster and best.score() > min(backend.score() for backend in faster):
             return None
         return best
+
+    def slots(self, model: str) -> tuple[int, int] | None:
+        """Free and total slots of the fastest routable backends for `model`, if all are capped.
+
+        The fastest only: room() does not hand out a clearly slower backend's slot while a
+        fast one's is worth waiting for. None when one of them has no concurrency cap (its
+        room is vLLM's queue, not a number of slots).
+        """
+        now = time.monotonic()
+        routable = [b for b in self.serving(model) if b.routable(now)]
+        if not routable:
+            return None
+        fastest = min(b.relative_cost for b in routable)
+        free = total = 0
+        for backend in routable:
+            if backend.relative_cost != fastest:
+                continue
+            if backend.max_concurrency is None:
+                return None
+            total += backend.max_concurrency
+            free += max(backend.max_concurrency - backend.in_flight, 0)
+        return free, total
 
     async def refresh_models(self) -> bool:
         """Re-read the model lists unless that was done in the last MODEL_REFRESH_INTERVAL.
