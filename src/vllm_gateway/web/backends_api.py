@@ -2,8 +2,8 @@
 
 Changes apply at once, without a restart, in every worker and instance (through Redis, and
 the database they share: routing/fleet_sync.py), and are stored, so a restart applies them
-again on top of the fleet file, which stays as the operator wrote it. Draining stops new requests to a backend; requests in
-flight finish.
+again on top of the fleet file, which stays as the operator wrote it. Draining stops new
+requests to a backend; requests in flight finish.
 """
 
 from __future__ import annotations
