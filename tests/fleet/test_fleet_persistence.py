@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from tests.conftest import Gateway
 from tests.fleet.conftest import GatewayStarter, Sim, chat, fleet_file, seen_by
+from tests.support.processes import start_gateway as start_process_gateway
 
 
 def _admin(gateway: Gateway, method: str, path: str, **kwargs: object) -> httpx.Response:
@@ -82,3 +85,43 @@ def test_instances_sharing_a_database_converge_without_redis(
     while _states(first)["sim1"] != "up":
         assert time.monotonic() < deadline, "the resume did not reach the first instance"
         time.sleep(0.05)
+
+
+def test_a_real_restart_of_a_two_worker_gateway_keeps_the_changes(
+    sims: list[Sim], tmp_path: Path, redis_url: str
+) -> None:
+    path = fleet_file(tmp_path / "f.toml", sims[:2])
+    admin = "admin-" + secrets.token_hex(16)
+    options: dict[str, Any] = {
+        "backend_url": "http://127.0.0.1:9/v1",  # unused: the fleet file names the backends
+        "backend_key": "unused",
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}",
+        "admin_key": admin,
+        "redis_url": redis_url,  # workers need it (limits); fleet changes also cross on it
+        "args": ("--workers", "2"),
+        "backends_file": str(path),
+        "fleet_refresh": "0.2",
+    }
+    headers = {"Authorization": f"Bearer {admin}"}
+
+    def every_worker_shows(url: str, states: dict[str, str]) -> None:
+        deadline, agreeing = time.monotonic() + 10, 0
+        while agreeing < 8:  # eight answers in a row, from whichever worker takes each
+            answer = httpx.get(f"{url}/api/v1/backends", headers=headers, timeout=5).json()
+            shown = {row["name"]: row["state"] for row in answer["data"]}
+            agreeing = agreeing + 1 if shown == states else 0
+            assert time.monotonic() < deadline, shown
+            time.sleep(0.05)
+
+    first = start_process_gateway(tmp_path, "first", **options)
+    try:
+        drained = httpx.post(f"{first.url}/api/v1/backends/sim1/drain", headers=headers, timeout=10)
+        assert drained.status_code == 200, drained.text
+        every_worker_shows(first.url, {"sim0": "up", "sim1": "draining"})
+    finally:
+        assert first.stop() == 0
+    second = start_process_gateway(tmp_path, "second", **options)  # both workers start anew
+    try:
+        every_worker_shows(second.url, {"sim0": "up", "sim1": "draining"})
+    finally:
+        second.stop()
