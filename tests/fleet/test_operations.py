@@ -142,6 +142,11 @@ def test_an_aliased_answer_names_the_public_model_whole_and_streamed(
         assert len(chunks) >= 3 and {c.model for c in chunks} == {"chat"}
         text = client.completions.create(model="chat", prompt="hi", max_tokens=2)
         assert text.model == "chat"
+        stored = client.responses.create(model="chat", input="keep this", store=True)
+        assert stored.model == "chat"
+        assert client.responses.retrieve(stored.id).model == "chat"  # fetched later too
+    other = start_gateway(tmp_path / "f.toml")  # another instance: the owner from the database
+    assert client_for(other, key).responses.retrieve(stored.id).model == "chat"
     served = {r["json"]["model"] for sim in sims for r in sim.requests(50) if r["json"]}
     assert {"m-a", "m-b"} <= served  # the backends got their own names
     plain = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=2)

@@ -210,6 +210,9 @@ stored_responses = Table(
     Column("key_id", String(32), nullable=False),
     Column("backend", String(200), nullable=False),
     Column("created_at", Double, nullable=False, index=True),
+    # Made through an alias: the public name and the backend's, so a fetch names the public one.
+    Column("public_model", String(200), nullable=True),
+    Column("served_model", String(200), nullable=True),
 )
 
 gateway_secrets = Table(

@@ -81,6 +81,7 @@ class RequestContext:
     outcome: Outcome = field(default_factory=Outcome)
     event: UsageEvent | None = None  # the request's usage event, once journaled (sealed)
     turn_key: str | None = None  # the key whose slot the fair queue counts (admission.py)
+    alias: tuple[str, str] | None = None  # the public and the backend's model of an alias
     rename: Rename | None = None  # an alias: the answer names its public model (model_name.py)
 
     @property

@@ -64,6 +64,7 @@ async def choose_backends(ctx: RequestContext, services: Services) -> None:
             )
     if choice.model != model and payload is not None and body is not None:
         body.set_model(choice.model)  # an alias: the backend gets the name it serves
+        ctx.alias = (model, choice.model)
         ctx.rename = renamer(model, choice.model)  # and the client sees the name it asked for
     candidates = choice.backends
     if not candidates and not pool.serving(choice.model):
@@ -146,7 +147,9 @@ async def _wait_in_queue(
             raise  # the server is shutting down
         task.uncancel()
         # FairQueue.wait has already left the queue (or given back the slot it was handed).
-        ctx.outcome.queued_ms = (time.monotonic() - started) * 1000
+        waited = time.monotonic() - started
+        ctx.outcome.queued_ms = waited * 1000
+        services.backends.fleet_metrics.waited(waited, "client_closed")
         raise ClientGone from None
     finally:
         watcher.stop()
@@ -165,3 +168,6 @@ async def _owner_backend(ctx: RequestContext, services: Services) -> None:
     if backend is None:
         raise _no_such_response(rid)  # its backend has left the pool, and the response with it
     ctx.candidates = [backend]
+    if owner.alias is not None:  # made through an alias: fetched, it names the public model
+        ctx.alias = owner.alias
+        ctx.rename = renamer(*owner.alias)

@@ -1,4 +1,5 @@
-"""Run-time fleet changes (add, remove, drain, resume) that outlive a restart.
+"""Run-time fleet changes (add, remove, drain, resume) that outlive a restart; the alias
+names of stored responses.
 
 Revision ID: 0008_fleet_runtime
 Revises: 0006_fleet (0007 is being written alongside; the chain is fixed when both land)
@@ -17,7 +18,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """fleet_runtime: one row per backend a run-time change named."""
+    """fleet_runtime: one row per backend a run-time change named; stored_responses' names."""
+    with op.batch_alter_table("stored_responses") as batch:
+        batch.add_column(sa.Column("public_model", sa.String(200), nullable=True))
+        batch.add_column(sa.Column("served_model", sa.String(200), nullable=True))
     op.create_table(
         "fleet_runtime",
         sa.Column("name", sa.String(200), primary_key=True),
@@ -29,5 +33,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Drop it."""
+    """Drop them."""
     op.drop_table("fleet_runtime")
+    with op.batch_alter_table("stored_responses") as batch:
+        batch.drop_column("served_model")
+        batch.drop_column("public_model")
