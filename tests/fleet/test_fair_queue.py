@@ -63,7 +63,7 @@ async def test_the_key_holding_fewest_slots_goes_first() -> None:
     slots: list[Backend] = []
     queue = FairQueue(lambda model: slots.pop() if slots else None, max_waiting=100, timeout=5)
     for _ in range(6):
-        queue.hold("noisy")  # the noisy key holds six slots already
+        queue.hold("m", "noisy")  # the noisy key holds six slots already
     order: list[str] = []
 
     async def request(key: str) -> None:
@@ -78,10 +78,10 @@ async def test_the_key_holding_fewest_slots_goes_first() -> None:
         await asyncio.sleep(0)
     await asyncio.gather(*tasks)
     assert order == ["quiet", "quiet", "noisy", "noisy", "noisy", "noisy"]
-    assert queue.holding("quiet") == 2 and queue.holding("noisy") == 10
-    queue.release("quiet")
-    queue.release("quiet")
-    assert queue.holding("quiet") == 0
+    assert queue.holding("m", "quiet") == 2 and queue.holding("m", "noisy") == 10
+    queue.release("m", "quiet")
+    queue.release("m", "quiet")
+    assert queue.holding("m", "quiet") == 0
 
 
 async def test_a_key_at_its_share_leaves_a_slot_free_for_each_lighter_key() -> None:
@@ -93,7 +93,8 @@ async def test_a_key_at_its_share_leaves_a_slot_free_for_each_lighter_key() -> N
         slots=lambda model: (8 - backend.in_flight, 8),
     )
     for key in ("noisy", "noisy", "noisy", "quiet"):
-        queue.hold(key)
+        queue.hold("m", key)
+    queue.hold("other model", "elsewhere")  # a key busy with another model claims no slot here
     noisy = [asyncio.create_task(queue.wait("m", "noisy", "normal")) for _ in range(4)]
     for _ in range(5):
         await asyncio.sleep(0)

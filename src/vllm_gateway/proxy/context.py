@@ -80,7 +80,7 @@ class RequestContext:
     headers: RawHeaders = field(default_factory=list)  # sent with every answer
     outcome: Outcome = field(default_factory=Outcome)
     event: UsageEvent | None = None  # the request's usage event, once journaled (sealed)
-    turn_key: str | None = None  # the key whose slot the fair queue counts (admission.py)
+    turn_key: tuple[str, str] | None = None  # (model, key id) whose slot the fair queue counts
     alias: tuple[str, str] | None = None  # the public and the backend's model of an alias
     rename: Rename | None = None  # an alias: the answer names its public model (model_name.py)
 

@@ -83,8 +83,8 @@ async def choose_backends(ctx: RequestContext, services: Services) -> None:
     key = ctx.key
     assert key is not None
     if not queued:
-        pool.admission.hold(key.id)  # (the queue counted those it dispatched)
-    ctx.turn_key = key.id
+        pool.admission.hold(choice.model, key.id)  # (the queue counted those it dispatched)
+    ctx.turn_key = (choice.model, key.id)
 
 
 async def _make_room(ctx: RequestContext, services: Services, model: str) -> bool:

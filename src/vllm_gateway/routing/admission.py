@@ -76,12 +76,13 @@ class _ModelQueue:
         klass.keys.setdefault(waiter.key_id, deque()).append(waiter)
         self.size += 1
 
-    def pop(self, holding: Callable[[str], int], may_take: Callable[[str], bool]) -> _Waiter | None:
+    def pop(self, held: dict[str, int], may_take: Callable[[str], bool]) -> _Waiter | None:
+        """The next waiter: of the key holding the fewest slots (`held`), unless it may not."""
         busy = [c for c in self.classes.values() if c.keys]
         if not busy:
             return None
         klass = min(busy, key=lambda c: c.passed)
-        key_id = min(klass.keys, key=holding)  # the first of the fewest: turns break ties
+        key_id = min(klass.keys, key=lambda key: held.get(key, 0))  # first of the fewest
         if not may_take(key_id):
             return None  # the fewest already hold their share: the slot stays in reserve
         waiters = klass.keys[key_id]
@@ -124,24 +125,33 @@ class FairQueue:
         self.max_waiting = max_waiting
         self.timeout = timeout
         self._queues: dict[str, _ModelQueue] = {}
-        self._holding: dict[str, int] = {}  # key id -> its requests holding a backend slot
+        # model -> key id -> the key's requests for the model that hold a backend slot
+        self._holding: dict[str, dict[str, int]] = {}
         self.waiting = 0
 
-    def hold(self, key_id: str) -> None:
-        """A request of `key_id` holds a backend slot (the queue counts those it hands out)."""
-        self._holding[key_id] = self._holding.get(key_id, 0) + 1
+    def hold(self, model: str, key_id: str) -> None:
+        """A request of `key_id` for `model` holds a backend slot (the queue counts those it
+        hands out)."""
+        held = self._holding.setdefault(model, {})
+        held[key_id] = held.get(key_id, 0) + 1
 
-    def release(self, key_id: str) -> None:
-        """A request of `key_id` gave its slot back."""
-        left = self._holding.get(key_id, 0) - 1
+    def release(self, model: str, key_id: str) -> None:
+        """A request of `key_id` for `model` gave its slot back."""
+        held = self._holding.get(model)
+        if held is None:
+            return
+        left = held.get(key_id, 0) - 1
         if left > 0:
-            self._holding[key_id] = left
+            held[key_id] = left
         else:
-            self._holding.pop(key_id, None)
+            held.pop(key_id, None)
+            if not held:
+                del self._holding[model]
 
-    def holding(self, key_id: str) -> int:
-        """How many requests of `key_id` hold a backend slot."""
-        return self._holding.get(key_id, 0)
+    def holding(self, model: str, key_id: str) -> int:
+        """How many requests of `key_id` for `model` hold a backend slot."""
+        held = self._holding.get(model)
+        return held.get(key_id, 0) if held is not None else 0
 
     def waiting_for(self, model: str) -> int:
         """Requests waiting for `model`."""
@@ -166,7 +176,7 @@ class FairQueue:
         except BaseException as exc:
             if waiter.future.done() and not waiter.future.cancelled():
                 waiter.future.result().in_flight -= 1  # handed a slot it will not use:
-                self.release(key_id)
+                self.release(model, key_id)
                 self.dispatch()  # the next waiter's
             else:
                 queue.discard(waiter)
@@ -190,9 +200,10 @@ class FairQueue:
         if counted is None:
             return lambda key_id: True
         free, total = counted
-        active = set(self._holding) | queue.keys_waiting()
+        held = self._holding.get(model, {})
+        active = set(held) | queue.keys_waiting()
         share = total / max(len(active), 1)
-        below = {key for key in active if self.holding(key) < share}
+        below = {key for key in active if held.get(key, 0) < share}
 
         def may_take(key_id: str) -> bool:
             if key_id in below:
@@ -210,13 +221,14 @@ class FairQueue:
                 backend = self._room(model)
                 if backend is None:
                     break
-                waiter = queue.pop(self.holding, self._may_take(model, queue))
+                held = self._holding.get(model, {})
+                waiter = queue.pop(held, self._may_take(model, queue))
                 if waiter is None:
                     break
                 self.waiting -= 1
                 if not waiter.future.done():
                     backend.in_flight += 1  # the waiter's lease, from now
-                    self.hold(waiter.key_id)
+                    self.hold(model, waiter.key_id)
                     waiter.future.set_result(backend)
             if not queue.size:
                 del self._queues[model]
