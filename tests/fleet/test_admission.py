@@ -150,3 +150,15 @@ def test_a_client_that_leaves_the_queue_is_gone_from_it_at_once_and_booked_cance
     assert event["backend"] == "" and event["queued_ms"] >= 200
     assert event["request_id"] not in sims[0].generation_ids()  # never dispatched
     assert pool.by_name("sim0").in_flight == 0
+    totals = httpx.get(
+        f"{gateway.url}/api/v1/usage",
+        params={"key_id": key_id},
+        headers={"Authorization": f"Bearer {gateway.admin_key}"},
+        timeout=10,
+    ).json()["totals"]
+    assert (totals["requests"], totals["cancelled"], totals["errors"], totals["rejected"]) == (
+        1,
+        1,
+        0,
+        0,
+    ), totals  # the books: one served, one cancelled, neither an error nor a refusal
