@@ -127,7 +127,7 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
         if isinstance(limiter, RedisLimiter):
             parts["redis_limits"] = limiter.outage
         await stack.enter_async_context(reporting_parts(metrics, parts, lambda: usage.pending))
-        fleet = FleetSync(backends, redis, subscriber)
+        fleet = FleetSync(backends, database, redis, subscriber, settings.gateway_fleet_refresh)
         await fleet.start()
         stack.push_async_callback(fleet.close)
         yield Services(

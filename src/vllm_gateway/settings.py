@@ -183,6 +183,9 @@ class Settings(BaseSettings):
     gateway_retry_budget: float = Field(
         10.0, gt=0, description="seconds retries may take before the answer starts"
     )
+    gateway_fleet_refresh: float = Field(
+        10.0, gt=0, description="seconds between reads of the stored run-time fleet changes"
+    )
     gateway_queue_max: int = Field(
         1000, ge=0, description="requests waiting for a saturated fleet at most (then 503)"
     )

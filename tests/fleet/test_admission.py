@@ -7,9 +7,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import Gateway
-from tests.fleet.conftest import GatewayStarter, Sim, chat, fleet_file
+from tests.fleet.conftest import MODEL, GatewayStarter, Sim, chat, fleet_file
+from tests.support.usage import recorded_events
 
 
 def _fire(
@@ -110,3 +112,53 @@ def test_key_priority_is_set_shown_and_used_by_the_queue(
         timeout=10,
     )
     assert wrong.status_code == 400, wrong.text
+
+
+def test_a_client_that_leaves_the_queue_is_gone_from_it_at_once_and_booked_cancelled(
+    sims: list[Sim], start_gateway: GatewayStarter, tmp_path: Path
+) -> None:
+    gateway = start_gateway(fleet_file(tmp_path / "f.toml", sims[:1], max_concurrency=1))
+    key_id, key = gateway.create_key()
+    sims[0].speed(4)  # 6 tokens: ~1.5 s
+    done: dict[str, float] = {}
+    answers: list[httpx.Response] = []
+    running = _fire(gateway, key, "running", done, answers)
+    pool = gateway.services.backends
+    deadline = time.monotonic() + 10
+    while pool.by_name("sim0").in_flight == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    # A real client that gives up after 0.3 s closes its connection while it waits in the queue.
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{gateway.url}/v1/chat/completions",
+            json={"model": MODEL, "messages": [{"role": "user", "content": "impatient"}]},
+            headers={"x-api-key": key},
+            timeout=httpx.Timeout(5.0, read=0.3),
+        )
+    left = time.monotonic()
+    while pool.admission.waiting:
+        assert time.monotonic() - left < 0.5, "the gone client still holds its place"
+        time.sleep(0.01)
+    assert pool.by_name("sim0").in_flight == 1  # only the running request
+    running.join(30)
+    assert answers[0].status_code == 200
+    cancelled = recorded_events(gateway, key_id=key_id, status=499)
+    assert len(cancelled) == 1, cancelled
+    event = cancelled[0]
+    assert event["reason"] == "client_closed" and not event["admitted"]
+    assert event["backend"] == "" and event["queued_ms"] >= 200
+    assert event["request_id"] not in sims[0].generation_ids()  # never dispatched
+    assert pool.by_name("sim0").in_flight == 0
+    totals = httpx.get(
+        f"{gateway.url}/api/v1/usage",
+        params={"key_id": key_id},
+        headers={"Authorization": f"Bearer {gateway.admin_key}"},
+        timeout=10,
+    ).json()["totals"]
+    assert (totals["requests"], totals["cancelled"], totals["errors"], totals["rejected"]) == (
+        1,
+        1,
+        0,
+        0,
+    ), totals  # the books: one served, one cancelled, neither an error nor a refusal

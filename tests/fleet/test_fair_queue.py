@@ -56,3 +56,55 @@ async def test_full_queue_and_timeout_refuse() -> None:
         await waiting
     assert late.value.reason == "queue_timeout" and late.value.waited >= 0.05
     assert queue.waiting == 0
+
+
+async def test_the_key_holding_fewest_slots_goes_first() -> None:
+    backend = Backend("b", "http://b")
+    slots: list[Backend] = []
+    queue = FairQueue(lambda model: slots.pop() if slots else None, max_waiting=100, timeout=5)
+    for _ in range(6):
+        queue.hold("m", "noisy")  # the noisy key holds six slots already
+    order: list[str] = []
+
+    async def request(key: str) -> None:
+        await queue.wait("m", key, "normal")
+        order.append(key)
+
+    tasks = [asyncio.create_task(request(k)) for k in ["noisy"] * 4 + ["quiet"] * 2]
+    await asyncio.sleep(0)
+    for _ in range(6):
+        slots.append(backend)
+        queue.dispatch()
+        await asyncio.sleep(0)
+    await asyncio.gather(*tasks)
+    assert order == ["quiet", "quiet", "noisy", "noisy", "noisy", "noisy"]
+    assert queue.holding("m", "quiet") == 2 and queue.holding("m", "noisy") == 10
+    queue.release("m", "quiet")
+    queue.release("m", "quiet")
+    assert queue.holding("m", "quiet") == 0
+
+
+async def test_a_key_at_its_share_leaves_a_slot_free_for_each_lighter_key() -> None:
+    backend = Backend("b", "http://b", in_flight=4)  # 8 slots: noisy holds three, quiet one
+    queue = FairQueue(
+        lambda model: backend if backend.in_flight < 8 else None,
+        max_waiting=100,
+        timeout=5,
+        slots=lambda model: (8 - backend.in_flight, 8),
+    )
+    for key in ("noisy", "noisy", "noisy", "quiet"):
+        queue.hold("m", key)
+    queue.hold("other model", "elsewhere")  # a key busy with another model claims no slot here
+    noisy = [asyncio.create_task(queue.wait("m", "noisy", "normal")) for _ in range(4)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    # The share is 8 slots / 2 keys: the noisy key takes three more (it may go past its
+    # share), but not the last free slot, which the quiet key (below its share) may claim.
+    assert sum(task.done() for task in noisy) == 3 and backend.in_flight == 7
+    quiet = asyncio.create_task(queue.wait("m", "quiet", "normal"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert quiet.done() and backend.in_flight == 8  # it started at once, in the kept slot
+    assert queue.waiting == 1  # the noisy key's fourth waits for a slot to free
+    noisy[3].cancel()
+    await asyncio.gather(*noisy, return_exceptions=True)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from click.testing import CliRunner
 
 from tests.conftest import Gateway
-from tests.fleet.conftest import GatewayStarter, Sim, chat, fleet_file, seen_by
+from tests.fleet.conftest import MODEL, GatewayStarter, Sim, chat, fleet_file, seen_by
+from tests.support.clients import client_for
 from vllm_gateway.cli import cli
 
 
@@ -115,6 +117,40 @@ def test_alias_splits_by_weight_and_models_show_public_names(
     models = httpx.get(f"{gateway.url}/v1/models", headers={"x-api-key": key}, timeout=5).json()
     names = {card["id"] for card in models["data"]}
     assert names == {"chat", "fleet-model"}
+
+
+def test_an_aliased_answer_names_the_public_model_whole_and_streamed(
+    sims: list[Sim], start_gateway: GatewayStarter, tmp_path: Path
+) -> None:
+    aliases = '\n[aliases]\nchat = { "m-a" = 50, "m-b" = 50 }\n'
+    gateway = start_gateway(fleet_file(tmp_path / "f.toml", sims, extra=aliases))
+    _, key = gateway.create_key()
+    client = client_for(gateway, key)
+    messages: list[Any] = [{"role": "user", "content": "which model are you"}]
+    for _ in range(4):  # both targets of the split
+        whole = client.chat.completions.create(model="chat", messages=messages, max_tokens=3)
+        assert whole.model == "chat"
+        chunks = list(
+            client.chat.completions.create(
+                model="chat",
+                messages=messages,
+                max_tokens=3,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        assert len(chunks) >= 3 and {c.model for c in chunks} == {"chat"}
+        text = client.completions.create(model="chat", prompt="hi", max_tokens=2)
+        assert text.model == "chat"
+        stored = client.responses.create(model="chat", input="keep this", store=True)
+        assert stored.model == "chat"
+        assert client.responses.retrieve(stored.id).model == "chat"  # fetched later too
+    other = start_gateway(tmp_path / "f.toml")  # another instance: the owner from the database
+    assert client_for(other, key).responses.retrieve(stored.id).model == "chat"
+    served = {r["json"]["model"] for sim in sims for r in sim.requests(50) if r["json"]}
+    assert {"m-a", "m-b"} <= served  # the backends got their own names
+    plain = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=2)
+    assert plain.model == MODEL  # not an alias: relayed as the backend named it
 
 
 def test_a_drain_through_one_instance_reaches_the_others_through_redis(

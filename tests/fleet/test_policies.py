@@ -6,6 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.fleet.conftest import GatewayStarter, Sim, chat, fleet_file, seen_by
+from vllm_gateway.routing.backend import Backend
+from vllm_gateway.routing.policies import CacheAware, rendezvous
 
 LONG_SYSTEM = " ".join(f"rule{i}" for i in range(400))  # ~2.7 KB: longer than the hashed prefix
 
@@ -87,3 +89,17 @@ def test_cache_aware_leaves_an_overloaded_affine_backend_for_the_least_loaded(
     counts = seen_by(sims, _ids(responses))
     assert max(counts) < 12 and sum(1 for c in counts if c) >= 2, counts
     assert max(counts) >= 4, counts  # the affine backend still took its share first
+
+
+def test_an_overloaded_affine_backend_hands_its_key_to_the_same_second_choice() -> None:
+    backends = [Backend(f"b{i}", f"http://b{i}") for i in range(4)]
+    policy = CacheAware(margin=2)
+    for n in range(20):
+        key = f"conversation {n}".encode()
+        first, second, *_ = rendezvous(backends, key)
+        assert policy.affine(backends, key) is first
+        first.in_flight = 10  # overloaded next to idle ones
+        second.in_flight = 1  # busier than the lightest, but within the bound
+        for _ in range(3):  # every time the same fallback, not whichever is least loaded
+            assert policy.affine(backends, key) is second
+        first.in_flight = second.in_flight = 0

@@ -30,6 +30,7 @@ class Owner:
 
     key_id: str
     backend: str
+    alias: tuple[str, str] | None = None  # made through an alias: (public, served) model names
 
 
 class StoredResponses:
@@ -45,7 +46,7 @@ class StoredResponses:
         try:
             async with self._database.engine.begin() as connection:
                 await db_responses.insert_owner(
-                    connection, response_id, owner.key_id, owner.backend, now
+                    connection, response_id, owner.key_id, owner.backend, now, owner.alias
                 )
         except SQLAlchemyError:
             log.warning(
@@ -67,7 +68,9 @@ class StoredResponses:
             ) from None
         if row is None:
             return None
-        owner = Owner(row["key_id"], row["backend"])
+        public, served = row["public_model"], row["served_model"]
+        alias = (public, served) if public is not None and served is not None else None
+        owner = Owner(row["key_id"], row["backend"], alias)
         self._keep(response_id, owner)
         return owner
 

@@ -11,12 +11,24 @@ from vllm_gateway.db.tables import stored_responses
 
 
 async def insert_owner(
-    connection: AsyncConnection, response_id: str, key_id: str, backend: str, created_at: float
+    connection: AsyncConnection,
+    response_id: str,
+    key_id: str,
+    backend: str,
+    created_at: float,
+    alias: tuple[str, str] | None = None,
 ) -> None:
-    """Record a response's owner; a second record of the same id keeps the first."""
+    """Record a response's owner (and the public and served model names of an alias); a
+    second record of the same id keeps the first."""
     dialect_insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    public, served = alias if alias is not None else (None, None)
     statement = dialect_insert(stored_responses).values(
-        response_id=response_id, key_id=key_id, backend=backend, created_at=created_at
+        response_id=response_id,
+        key_id=key_id,
+        backend=backend,
+        created_at=created_at,
+        public_model=public,
+        served_model=served,
     )
     await connection.execute(statement.on_conflict_do_nothing(index_elements=["response_id"]))
 

@@ -215,6 +215,9 @@ stored_responses = Table(
     Column("key_id", String(32), nullable=False),
     Column("backend", String(200), nullable=False),
     Column("created_at", Double, nullable=False, index=True),
+    # Made through an alias: the public name and the backend's, so a fetch names the public one.
+    Column("public_model", String(200), nullable=True),
+    Column("served_model", String(200), nullable=True),
 )
 
 gateway_secrets = Table(
@@ -240,4 +243,14 @@ admin_sessions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
     Column("user_id", Integer, nullable=True),  # null: the break-glass admin key (owner)
+)
+
+fleet_runtime = Table(
+    "fleet_runtime",
+    metadata,
+    Column("name", String(200), primary_key=True),  # the backend's name
+    Column("spec", Text, nullable=True),  # JSON of a backend added at run time; null otherwise
+    Column("removed", Boolean, nullable=False, server_default=false()),
+    Column("draining", Boolean, nullable=False, server_default=false()),
+    Column("updated_at", Double, nullable=False),
 )

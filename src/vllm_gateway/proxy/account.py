@@ -88,7 +88,7 @@ async def account(ctx: RequestContext, services: Services) -> None:
     finished(services, event)
     if outcome.response_id is not None and event.status == 200 and event.backend:
         await services.responses.remember(
-            outcome.response_id, Owner(key.id, event.backend), ctx.arrived
+            outcome.response_id, Owner(key.id, event.backend, ctx.alias), ctx.arrived
         )
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from vllm_gateway.access.client_key import ClientKey
     from vllm_gateway.accounting.events import UsageEvent
     from vllm_gateway.limits.base import Reservation
+    from vllm_gateway.proxy.model_name import Rename
     from vllm_gateway.proxy.request_body import RequestBody
     from vllm_gateway.routing.pool import Backend
     from vllm_gateway.tracing.request_trace import RequestTrace
@@ -81,6 +82,9 @@ class RequestContext:
     outcome: Outcome = field(default_factory=Outcome)
     event: UsageEvent | None = None  # the request's usage event, once journaled (sealed)
     trace: RequestTrace | None = None  # its spans, when tracing is on (tracing/pipeline.py)
+    turn_key: tuple[str, str] | None = None  # (model, key id) whose slot the fair queue counts
+    alias: tuple[str, str] | None = None  # the public and the backend's model of an alias
+    rename: Rename | None = None  # an alias: the answer names its public model (model_name.py)
 
     @property
     def method(self) -> str:

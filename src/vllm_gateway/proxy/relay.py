@@ -29,6 +29,7 @@ from starlette.types import Send
 from vllm_gateway.errors import GatewayError, error_body, error_type
 from vllm_gateway.proxy.asgi import JSON_CONTENT_TYPE
 from vllm_gateway.proxy.context import Outcome, RawHeaders, RequestContext
+from vllm_gateway.proxy.model_name import Rename
 from vllm_gateway.proxy.routes import StreamKind
 from vllm_gateway.proxy.sse import StreamAccountant, usage_from_body
 from vllm_gateway.proxy.watchdog import Watched
@@ -67,6 +68,8 @@ async def read_whole(
                 outcome.prompt_tokens, outcome.completion_tokens = counts
             if ctx.route.stores_response and isinstance(payload.get("id"), str):
                 outcome.response_id = payload["id"]
+        if ctx.rename is not None:
+            body = ctx.rename(body)
     else:
         status, body = _client_error(ctx, status, body)
         headers = [h for h in headers if h[0] != b"content-type"] + [JSON_CONTENT_TYPE]
@@ -134,7 +137,7 @@ async def relay_stream(
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     outcome.response_started = True
     try:
-        tail = await _pump(send, response, accountant, outcome, watched)
+        tail = await _pump(send, response, accountant, outcome, watched, ctx.rename)
         if not accountant.finished:
             tail += _gateway_error_event(ctx, accountant, 502, "backend_stream_truncated")
     except asyncio.CancelledError:
@@ -146,11 +149,11 @@ async def relay_stream(
         # The backend stopped feeding the stream (the watchdog), or the gateway is shutting
         # down and the grace is over: either way the client is told how the stream ended.
         status, code = (504, "backend_stalled") if outcome.stalled else (503, "gateway_shutdown")
-        tail = accountant.finish() + _gateway_error_event(ctx, accountant, status, code)
+        tail = _finish(accountant, ctx.rename) + _gateway_error_event(ctx, accountant, status, code)
     except (TimeoutError, aiohttp.ClientError) as exc:
         timed_out = isinstance(exc, asyncio.TimeoutError)
         code = "backend_timeout" if timed_out else "backend_error"
-        tail = accountant.finish() + _gateway_error_event(
+        tail = _finish(accountant, ctx.rename) + _gateway_error_event(
             ctx, accountant, 504 if timed_out else 502, code
         )
     finally:
@@ -177,19 +180,27 @@ async def _pump(
     accountant: StreamAccountant,
     outcome: Outcome,
     watched: Watched,
+    rename: Rename | None,
 ) -> bytes:
-    """Relay events as they arrive; return the stream's unsent tail."""
+    """Relay events as they arrive (renaming the model of an alias); return the unsent tail."""
     loop = asyncio.get_running_loop()
+    feed = accountant.feed if rename is None else (lambda data: rename(accountant.feed(data)))
     async for data in response.content.iter_any():
         watched.deadline = loop.time() + watched.idle
         if outcome.first_byte_at is None:
             outcome.first_byte_at = time.perf_counter()
-        out = accountant.feed(data)
+        out = feed(data)
         if out:
             await send({"type": "http.response.body", "body": out, "more_body": True})
             if accountant.finished:
                 outcome.completed = True
-    return accountant.finish()
+    return _finish(accountant, rename)
+
+
+def _finish(accountant: StreamAccountant, rename: Rename | None) -> bytes:
+    """The stream's unsent tail (an unfinished event), renamed for an alias."""
+    tail = accountant.finish()
+    return tail if rename is None else rename(tail)
 
 
 def _count_stream_tokens(ctx: RequestContext, accountant: StreamAccountant) -> None:

@@ -7,16 +7,25 @@ model lists for such requests at most once per MODEL_REFRESH_INTERVAL.
 The pool resolves model aliases (the backend gets the name it serves) and orders the
 backends by the routing policy; a backend with room goes first. When every routable backend
 is saturated the request waits its turn in the fair admission queue (routing/admission.py),
-or gets a 503 with Retry-After. The first backend's in-flight lease is taken here.
+or gets a 503 with Retry-After; a client that goes away while it waits leaves the queue at
+once (it never holds a place nor reaches a backend) and is booked as cancelled (499
+client_closed). The first backend's in-flight lease is taken here.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from vllm_gateway.errors import GatewayError
+from vllm_gateway.proxy.asgi import ClientGone
 from vllm_gateway.proxy.context import RequestContext
+from vllm_gateway.proxy.disconnect import DisconnectWatcher
+from vllm_gateway.proxy.model_name import renamer
 from vllm_gateway.proxy.routes import response_id
 from vllm_gateway.proxy.upstream import take_lease
 from vllm_gateway.routing.admission import QueueRefused
+from vllm_gateway.routing.backend import Backend
 from vllm_gateway.services import Services
 
 SESSION_HEADER = b"x-session-id"
@@ -55,6 +64,8 @@ async def choose_backends(ctx: RequestContext, services: Services) -> None:
             )
     if choice.model != model and payload is not None and body is not None:
         body.set_model(choice.model)  # an alias: the backend gets the name it serves
+        ctx.alias = (model, choice.model)
+        ctx.rename = renamer(model, choice.model)  # and the client sees the name it asked for
     candidates = choice.backends
     if not candidates and not pool.serving(choice.model):
         # Nothing known yet (every backend down since start): let the request try them all.
@@ -67,28 +78,35 @@ async def choose_backends(ctx: RequestContext, services: Services) -> None:
             headers=[(b"retry-after", b"5")],
         )
     ctx.candidates = candidates
-    await _make_room(ctx, services, choice.model)
+    queued = await _make_room(ctx, services, choice.model)
     take_lease(ctx, ctx.candidates[0])
+    key = ctx.key
+    assert key is not None
+    if not queued:
+        pool.admission.hold(choice.model, key.id)  # (the queue counted those it dispatched)
+    ctx.turn_key = (choice.model, key.id)
 
 
-async def _make_room(ctx: RequestContext, services: Services, model: str) -> None:
-    """Put a backend with room first; when none has any, wait in the fair queue."""
+async def _make_room(ctx: RequestContext, services: Services, model: str) -> bool:
+    """Put a backend with room first; when none has any, or others wait, wait in the fair queue.
+
+    Returns whether the request waited (and was dispatched) there.
+    """
     pool = services.backends
     candidates = ctx.candidates
     first = candidates[0]
-    if not pool.saturated(first):
-        return
-    roomy = pool.room(model)
-    if roomy is not None and roomy in candidates:
-        candidates.remove(roomy)
-        candidates.insert(0, roomy)
-        return
+    if not pool.admission.waiting_for(model):  # else a slot is the waiters' first, in turn
+        if not pool.saturated(first):
+            return False
+        roomy = pool.room(model)
+        if roomy is not None and roomy in candidates:
+            candidates.remove(roomy)
+            candidates.insert(0, roomy)
+            return False
     if not any(backend.healthy for backend in candidates):
-        return  # nothing to wait for: the exchange tries them and says what failed
-    key = ctx.key
-    assert key is not None
+        return False  # nothing to wait for: the exchange tries them and says what failed
     try:
-        backend, waited = await pool.admission.wait(model, key.id, key.priority)
+        backend, waited = await _wait_in_queue(ctx, services, model)
     except QueueRefused as refused:
         ctx.outcome.queued_ms = refused.waited * 1000
         services.backends.fleet_metrics.waited(refused.waited, refused.reason)
@@ -109,6 +127,32 @@ async def _make_room(ctx: RequestContext, services: Services, model: str) -> Non
     if backend in candidates:
         candidates.remove(backend)
     candidates.insert(0, backend)
+    return True
+
+
+async def _wait_in_queue(
+    ctx: RequestContext, services: Services, model: str
+) -> tuple[Backend, float]:
+    """The fair queue's wait, watching the client: one that leaves is ClientGone at once."""
+    key = ctx.key
+    assert key is not None
+    task = asyncio.current_task()
+    assert task is not None
+    watcher = DisconnectWatcher(ctx.receive, task, ctx.outcome)
+    started = time.monotonic()
+    try:
+        return await services.backends.admission.wait(model, key.id, key.priority)
+    except asyncio.CancelledError:
+        if not ctx.outcome.client_gone:
+            raise  # the server is shutting down
+        task.uncancel()
+        # FairQueue.wait has already left the queue (or given back the slot it was handed).
+        waited = time.monotonic() - started
+        ctx.outcome.queued_ms = waited * 1000
+        services.backends.fleet_metrics.waited(waited, "client_closed")
+        raise ClientGone from None
+    finally:
+        watcher.stop()
 
 
 async def _owner_backend(ctx: RequestContext, services: Services) -> None:
@@ -124,3 +168,6 @@ async def _owner_backend(ctx: RequestContext, services: Services) -> None:
     if backend is None:
         raise _no_such_response(rid)  # its backend has left the pool, and the response with it
     ctx.candidates = [backend]
+    if owner.alias is not None:  # made through an alias: fetched, it names the public model
+        ctx.alias = owner.alias
+        ctx.rename = renamer(*owner.alias)

@@ -63,6 +63,9 @@ def take_lease(ctx: RequestContext, backend: Backend) -> None:
 def release_lease(ctx: RequestContext, pool: BackendPool | None) -> None:
     """The request no longer occupies its backend; `pool` given: its speed is learned and
     the admission queue told."""
+    if pool is not None and ctx.turn_key is not None:
+        pool.admission.release(*ctx.turn_key)
+        ctx.turn_key = None
     backend = ctx.lease
     if backend is not None:
         backend.in_flight -= 1

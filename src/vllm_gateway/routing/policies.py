@@ -10,7 +10,8 @@
   configured one, divided by the backend's measured slowness rounded to a power of two), so
   the same key meets the same backend on every gateway instance and a backend that leaves
   moves only its own keys; unless that backend's score exceeds both twice the least loaded
-  one's and the least loaded one's plus the margin, then the least loaded goes first.
+  one's and the least loaded one's plus the margin, then the next backend in the key's own
+  rendezvous order that does not goes first (always the same second choice for a key).
 Under `least_loaded` a session key is honoured the same way; `round_robin` ignores it.
 After the first choice, the others follow from the least loaded up (for retries).
 """
@@ -51,16 +52,20 @@ def hash_weight(backend: Backend) -> float:
     return backend.weight / backend.relative_cost
 
 
-def rendezvous(backends: Sequence[Backend], key: bytes) -> Backend:
-    """Weighted rendezvous (highest random weight) hashing: the key's backend."""
-    best, best_score = backends[0], -math.inf
-    for backend in backends:
-        digest = hashlib.blake2b(key + backend.name.encode(), digest_size=8).digest()
-        unit = (int.from_bytes(digest, "big") + 1) / (2**64 + 1)  # in (0, 1)
-        score = -hash_weight(backend) / math.log(unit)
-        if score > best_score:
-            best, best_score = backend, score
-    return best
+def _rendezvous_score(backend: Backend, key: bytes) -> float:
+    digest = hashlib.blake2b(key + backend.name.encode(), digest_size=8).digest()
+    unit = (int.from_bytes(digest, "big") + 1) / (2**64 + 1)  # in (0, 1)
+    return -hash_weight(backend) / math.log(unit)
+
+
+def rendezvous(backends: Sequence[Backend], key: bytes) -> list[Backend]:
+    """Weighted rendezvous (highest random weight) hashing: the key's backends, its own first.
+
+    The rest follow in the key's own order, so when its backend is overloaded the key moves
+    to the same second one every time (and from any gateway instance): its prefix is then
+    cached on two backends, not on whichever happened to be the least loaded each time.
+    """
+    return sorted(backends, key=lambda backend: _rendezvous_score(backend, key), reverse=True)
 
 
 class RoundRobin:
@@ -117,18 +122,20 @@ class LeastLoaded:
         return _by_load(backends, self.pick(backends))
 
     def affine(self, backends: Sequence[Backend], key: bytes) -> Backend:
-        """The key's backend, unless it is overloaded next to the least loaded one.
+        """The key's backend, unless it is overloaded next to the least loaded one; then the
+        next in the key's rendezvous order that is not.
 
         Overloaded: its score exceeds both twice the lightest's and the lightest's plus the
         margin. A relative bound keeps affinity through the ordinary imbalance of hashing at
         any load (a miss costs a whole prefill), an absolute one through small counts.
         """
-        chosen = rendezvous(backends, key)
-        lightest = min(backends, key=Backend.score)
-        light = lightest.score()
-        if chosen.score() > max(light * AFFINITY_LOAD_FACTOR, light + self.margin):
-            return lightest
-        return chosen
+        light = min(backend.score() for backend in backends)
+        bound = max(light * AFFINITY_LOAD_FACTOR, light + self.margin)
+        ranked = rendezvous(backends, key)
+        for backend in ranked:
+            if backend.score() <= bound:
+                return backend
+        return ranked[0]  # unreachable: the lightest is within the bound
 
 
 class CacheAware(LeastLoaded):

@@ -100,7 +100,7 @@ class BackendPool:
             total=max(settings.gateway_metrics_interval, 0.5)
         )
         self.admission = FairQueue(
-            self.room, settings.gateway_queue_max, settings.gateway_queue_timeout
+            self.room, settings.gateway_queue_max, settings.gateway_queue_timeout, self.slots
         )
         self.fleet_metrics = FleetMetrics(metrics, self.status)
 
@@ -218,9 +218,11 @@ class BackendPool:
     def room(self, model: str) -> Backend | None:
         """The routable backend serving `model` to send one more request to now, if any.
 
-        The least loaded one with room; but none when a backend at its concurrency cap would
-        still be the cheaper choice (a clearly slower backend with room is not worth it: a
-        slot of the faster one frees sooner than the slower one would answer).
+        The least loaded one with room; but none when a faster backend at its concurrency cap
+        would still be the cheaper choice (a clearly slower backend with room is not worth it:
+        a slot of the faster one frees sooner than the slower one would answer). Backends of
+        one speed are not compared so: a slot the gateway knows it has just freed is worth more
+        than one to wait for, whatever the last scrape (up to a second old) still counts there.
         """
         now = time.monotonic()
         settings = self.settings
@@ -239,9 +241,32 @@ class BackendPool:
         if not free:
             return None
         best = min(free, key=Backend.score)
-        if capped and best.score() > min(backend.score() for backend in capped):
+        faster = [backend for backend in capped if backend.relative_cost < best.relative_cost]
+        if faster and best.score() > min(backend.score() for backend in faster):
             return None
         return best
+
+    def slots(self, model: str) -> tuple[int, int] | None:
+        """Free and total slots of the fastest routable backends for `model`, if all are capped.
+
+        The fastest only: room() does not hand out a clearly slower backend's slot while a
+        fast one's is worth waiting for. None when one of them has no concurrency cap (its
+        room is vLLM's queue, not a number of slots).
+        """
+        now = time.monotonic()
+        routable = [b for b in self.serving(model) if b.routable(now)]
+        if not routable:
+            return None
+        fastest = min(b.relative_cost for b in routable)
+        free = total = 0
+        for backend in routable:
+            if backend.relative_cost != fastest:
+                continue
+            if backend.max_concurrency is None:
+                return None
+            total += backend.max_concurrency
+            free += max(backend.max_concurrency - backend.in_flight, 0)
+        return free, total
 
     async def refresh_models(self) -> bool:
         """Re-read the model lists unless that was done in the last MODEL_REFRESH_INTERVAL.

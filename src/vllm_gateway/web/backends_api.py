@@ -1,9 +1,9 @@
 """Admin JSON API for the fleet: /api/v1/backends (list, add, remove, drain, resume).
 
-Changes apply at once, without a restart, in every worker and instance (through Redis when
-there are several: routing/fleet_sync.py) and last until the gateway restarts; the fleet
-file stays as the operator wrote it. Draining stops new requests to a backend; requests in
-flight finish.
+Changes apply at once, without a restart, in every worker and instance (through Redis, and
+the database they share: routing/fleet_sync.py), and are stored, so a restart applies them
+again on top of the fleet file, which stays as the operator wrote it. Draining stops new
+requests to a backend; requests in flight finish.
 """
 
 from __future__ import annotations
