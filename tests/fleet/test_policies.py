@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.fleet.conftest import GatewayStarter, Sim, chat, fleet_file, seen_by
 from vllm_gateway.routing.backend import Backend
-from vllm_gateway.routing.policies import CacheAware, rendezvous
+from vllm_gateway.routing.policies import CacheAware, LeastLoaded, rendezvous
 
 LONG_SYSTEM = " ".join(f"rule{i}" for i in range(400))  # ~2.7 KB: longer than the hashed prefix
 
@@ -103,3 +103,14 @@ def test_an_overloaded_affine_backend_hands_its_key_to_the_same_second_choice() 
         for _ in range(3):  # every time the same fallback, not whichever is least loaded
             assert policy.affine(backends, key) is second
         first.in_flight = second.in_flight = 0
+
+
+def test_a_session_stays_on_its_backend_however_busy_or_slow_it_is() -> None:
+    backends = [Backend(f"b{i}", f"http://b{i}") for i in range(4)]
+    for policy in (LeastLoaded(margin=2), CacheAware(margin=2)):
+        for n in range(20):
+            session = f"user-{n}".encode()
+            first = policy.order(backends, b"some prompt", session)[0]
+            first.in_flight, first.relative_cost = 50, 4.0  # busy, and measured slow
+            assert policy.order(backends, b"another prompt", session)[0] is first
+            first.in_flight, first.relative_cost = 0, 1.0

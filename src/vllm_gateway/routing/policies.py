@@ -5,14 +5,17 @@
   with the lower score first (backend.score: the requests ahead, in flight or running,
   waiting, KV usage, plus this one, times the backend's seconds per token relative to the
   fastest's, per weight).
-- `cache_aware` (the default): the affinity key (a session, else the prompt's leading
-  blocks, prompt_key.py) picks a backend by weighted rendezvous hashing (weight: the
+- `cache_aware` (the default): the prompt's leading blocks (prompt_key.py) pick a backend
+  by weighted rendezvous hashing (weight: the
   configured one, divided by the backend's measured slowness rounded to a power of two), so
   the same key meets the same backend on every gateway instance and a backend that leaves
   moves only its own keys; unless that backend's score exceeds both twice the least loaded
   one's and the least loaded one's plus the margin, then the next backend in the key's own
   rendezvous order that does not goes first (always the same second choice for a key).
-Under `least_loaded` a session key is honoured the same way; `round_robin` ignores it.
+A session (the `user` field or `x-session-id`, under `least_loaded` and `cache_aware`;
+`round_robin` ignores it) stays on its backend while that is routable, whatever its load or
+measured speed: rendezvous by the configured weights only, so neither a busy moment nor a
+noisy speed estimate moves a conversation (the spec: "while it is healthy").
 After the first choice, the others follow from the least loaded up (for retries).
 """
 
@@ -52,10 +55,15 @@ def hash_weight(backend: Backend) -> float:
     return backend.weight / backend.relative_cost
 
 
-def _rendezvous_score(backend: Backend, key: bytes) -> float:
+def _rendezvous_score(backend: Backend, key: bytes, weight: float | None = None) -> float:
     digest = hashlib.blake2b(key + backend.name.encode(), digest_size=8).digest()
     unit = (int.from_bytes(digest, "big") + 1) / (2**64 + 1)  # in (0, 1)
-    return -hash_weight(backend) / math.log(unit)
+    return -(hash_weight(backend) if weight is None else weight) / math.log(unit)
+
+
+def session_backend(backends: Sequence[Backend], session: bytes) -> Backend:
+    """A session's backend among the routable ones: by the configured weights alone."""
+    return max(backends, key=lambda backend: _rendezvous_score(backend, session, backend.weight))
 
 
 def rendezvous(backends: Sequence[Backend], key: bytes) -> list[Backend]:
@@ -118,7 +126,7 @@ class LeastLoaded:
         self, backends: Sequence[Backend], prompt: bytes | None, session: bytes | None
     ) -> list[Backend]:
         if session is not None:
-            return _by_load(backends, self.affine(backends, session))
+            return _by_load(backends, session_backend(backends, session))
         return _by_load(backends, self.pick(backends))
 
     def affine(self, backends: Sequence[Backend], key: bytes) -> Backend:
@@ -139,17 +147,18 @@ class LeastLoaded:
 
 
 class CacheAware(LeastLoaded):
-    """Prefix (or session) affinity, bounded by load."""
+    """Prefix affinity, bounded by load (and sessions, as under least_loaded)."""
 
     name = "cache_aware"
 
     def order(
         self, backends: Sequence[Backend], prompt: bytes | None, session: bytes | None
     ) -> list[Backend]:
-        key = session if session is not None else prompt
-        if key is None:
+        if session is not None:
+            return _by_load(backends, session_backend(backends, session))
+        if prompt is None:
             return _by_load(backends, self.pick(backends))
-        return _by_load(backends, self.affine(backends, key))
+        return _by_load(backends, self.affine(backends, prompt))
 
 
 def create_policy(name: str, margin: float) -> RoutingPolicy:
