@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
-from tests.support.processes import cli_env
+from tests.support.processes import run_python
 from vllm_gateway.db import schema_version
 from vllm_gateway.db.engine import Database, create_engine, open_database, upgrade_database
 from vllm_gateway.db.partitions import not_a_partition
@@ -67,15 +65,7 @@ def test_a_database_at_head_opens_without_loading_alembic(
         "asyncio.run(main())\n"
         "assert not [name for name in sys.modules if name.startswith(('alembic', 'mako'))]\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        env=cli_env(),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_python(script, tmp_path)
 
 
 async def test_open_database_migrates_an_empty_database_to_head(database_url: str) -> None:

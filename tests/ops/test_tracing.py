@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import itertools
 import socket
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ import pytest
 
 from tests.conftest import BACKEND_KEY, GatewayFactory
 from tests.support.otlp_receiver import Receiver, running_receiver
-from tests.support.processes import cli_env
+from tests.support.processes import run_python
 from tests.support.servers import RunningServer
 from vllm_gateway.settings import Settings
 
@@ -380,15 +378,7 @@ def test_without_an_endpoint_nothing_is_traced_and_the_trace_sdk_is_never_import
         assert not loaded, loaded
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        env=cli_env(),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_python(script, tmp_path)
 
 
 def test_tracing_configured_without_opentelemetry_installed_is_a_plain_startup_error(
@@ -422,16 +412,8 @@ def test_tracing_configured_without_opentelemetry_installed_is_a_plain_startup_e
             print(error)
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        env=cli_env(),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "pip install 'vllm-gateway[tracing]'" in done.stdout
+    output = run_python(script, tmp_path)
+    assert "pip install 'vllm-gateway[tracing]'" in output
 
 
 @pytest.mark.parametrize(

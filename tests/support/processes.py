@@ -80,6 +80,21 @@ def start(args: list[str], env: dict[str, str], log: Path, port: int) -> Process
     return Process(popen, f"http://127.0.0.1:{port}", log)
 
 
+def run_python(script: str, cwd: Path) -> str:
+    """Run `script` in a fresh interpreter without gateway settings; its output, once it
+    exited 0 (the test fails with its error output otherwise)."""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=cli_env(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
 def worker_pids(supervisor: int) -> list[int]:
     """The uvicorn worker processes of a supervisor (not multiprocessing's helpers)."""
     children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
