@@ -7,16 +7,27 @@ the commands that fail during the switch are an outage like any other (the limit
 GATEWAY_LIMITS_ON_REDIS_FAILURE, the key cache is read again once its channel is back).
 A primary demoted to replica answers writes with READONLY: the pool then drops its
 connections, so the next attempt asks the sentinels again.
+
+redis-py is imported only when Redis is configured (about 9 MiB a worker, and it loads the
+OpenTelemetry SDK when that is installed): every module outside limits/redis.py names its
+types under TYPE_CHECKING and catches `redis_error()`, which code reaches only with a client.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import redis.asyncio as aioredis
-from redis.asyncio.sentinel import Sentinel
+from typing import TYPE_CHECKING, Any
 
 from vllm_gateway.settings import Settings
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+
+def redis_error() -> type[Exception]:
+    """redis-py's base exception (imported at the first failure worth catching)."""
+    from redis.exceptions import RedisError
+
+    return RedisError
 
 
 def open_redis(
@@ -25,6 +36,11 @@ def open_redis(
     """A client of the configured Redis (None when none is), its commands and connects
     timing out after `timeout` seconds (a pub/sub client waits for messages: no command
     timeout)."""
+    if not settings.uses_redis:
+        return None
+    import redis.asyncio as aioredis
+    from redis.asyncio.sentinel import Sentinel
+
     options: dict[str, Any] = {"socket_connect_timeout": timeout}
     if commands_time_out:
         options["socket_timeout"] = timeout

@@ -8,8 +8,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import redis.asyncio as aioredis
-
 from vllm_gateway.access.admin_identity import AdminIdentity
 from vllm_gateway.access.admin_users import AdminUserStore
 from vllm_gateway.access.keys import KeyStore
@@ -29,13 +27,14 @@ from vllm_gateway.db import secrets as db_secrets
 from vllm_gateway.db.engine import Database, open_database
 from vllm_gateway.limits.base import Limiter
 from vllm_gateway.limits.factory import create_limiter
-from vllm_gateway.limits.redis import RedisLimiter
 from vllm_gateway.redis_connect import open_redis
 from vllm_gateway.routing.fleet_sync import FleetSync
 from vllm_gateway.routing.pool import BackendPool
 from vllm_gateway.settings import Settings
 
 if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
     from vllm_gateway.tracing.provider import Tracing
 
 CACHE_SALT_SECRET = "cache_salt"  # noqa: S105 - the name of a secret, not one
@@ -124,7 +123,7 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
         await backends.start()
         stack.push_async_callback(backends.close)
         parts = {"database_keys": keys.outage, "database_usage": usage.outage}
-        if isinstance(limiter, RedisLimiter):
+        if limiter.outage is not None:
             parts["redis_limits"] = limiter.outage
         await stack.enter_async_context(reporting_parts(metrics, parts, lambda: usage.pending))
         fleet = FleetSync(backends, database, redis, subscriber, settings.gateway_fleet_refresh)

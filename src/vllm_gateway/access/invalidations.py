@@ -13,9 +13,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import TYPE_CHECKING
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from vllm_gateway.redis_connect import redis_error
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,7 @@ class Invalidations:
             try:
                 await self._redis.publish(self._channel, message)
                 return
-            except (RedisError, OSError):
+            except (redis_error(), OSError):
                 log.warning("could not publish a key invalidation: sending it again shortly")
         self._unsent.append(message)
         if self._resender is None or self._resender.done():
@@ -53,7 +56,7 @@ class Invalidations:
         deadline = time.monotonic() + RESEND_FOR
         while self._unsent and time.monotonic() < deadline:
             await asyncio.sleep(RESEND_EVERY)
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(redis_error(), OSError):
                 while self._unsent:
                     await self._redis.publish(self._channel, self._unsent[0])
                     self._unsent.pop(0)

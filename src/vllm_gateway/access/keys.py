@@ -10,10 +10,8 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from vllm_gateway.access.client_key import ClientKey, allowed_models
@@ -41,7 +39,11 @@ from vllm_gateway.db.engine import Database
 from vllm_gateway.errors import GatewayError
 from vllm_gateway.limits.model import LIMIT_NAMES, NO_LIMITS, Limits
 from vllm_gateway.outages import Outage
+from vllm_gateway.redis_connect import redis_error
 from vllm_gateway.settings import Settings
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +149,7 @@ class KeyStore:
         if self._invalidations is not None:
             await self._invalidations.close()
         if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(redis_error(), OSError):
                 await self._pubsub.aclose()
             self._pubsub = None
         await self._flush_used()
@@ -319,7 +321,7 @@ class KeyStore:
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=30.0)
-            except (RedisError, OSError):
+            except (redis_error(), OSError):
                 # Messages may have been lost while disconnected: trust nothing cached.
                 log.warning("lost the key invalidation channel; reconnecting")
                 self.invalidate_all()

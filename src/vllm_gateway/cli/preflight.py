@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import click
-import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -48,6 +47,8 @@ async def _check_database(settings: Settings) -> str | None:
 async def _check_redis(settings: Settings) -> str | None:
     if not settings.redis_url:
         return None
+    import redis.asyncio as aioredis  # only when Redis is configured
+
     client = aioredis.from_url(
         settings.redis_url, socket_timeout=TIMEOUT_SECONDS, socket_connect_timeout=TIMEOUT_SECONDS
     )

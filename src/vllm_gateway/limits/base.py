@@ -37,12 +37,15 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from vllm_gateway.clock import seconds_to_utc_midnight, utc_day
 from vllm_gateway.errors import GatewayError
 from vllm_gateway.limits.model import MICROS_PER_USD, Limits
 from vllm_gateway.limits.periods import MonthNames, PerDay, seconds_to_next_month
+
+if TYPE_CHECKING:
+    from vllm_gateway.outages import Outage
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -83,6 +86,11 @@ class Reservation:
 
 class Limiter(Protocol):
     """Check-and-reserve before forwarding, settle after the response."""
+
+    @property
+    def outage(self) -> Outage | None:
+        """The outage of the shared store the limits live in (None: there is none)."""
+        ...
 
     def start(self) -> None:
         """Start background work (lease renewal, repairs), if any; needs the event loop."""

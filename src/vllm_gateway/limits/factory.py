@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
+from typing import TYPE_CHECKING
 
 from vllm_gateway.clock import Clock
 from vllm_gateway.limits.base import Limiter
 from vllm_gateway.limits.memory import InProcessLimiter
-from vllm_gateway.limits.redis import RedisLimiter
 from vllm_gateway.settings import Settings
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 
 def create_limiter(settings: Settings, redis: aioredis.Redis | None, clock: Clock) -> Limiter:
     """Shared limits through Redis (every worker and instance), else this worker's own."""
     if redis is None:
         return InProcessLimiter(clock)
+    from vllm_gateway.limits.redis import RedisLimiter  # redis-py: only when configured
+
     policy = settings.gateway_limits_on_redis_failure
     return RedisLimiter(
         redis,

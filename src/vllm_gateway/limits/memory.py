@@ -54,6 +54,8 @@ class _State:
 class InProcessLimiter:
     """Limits kept in this worker's memory."""
 
+    outage = None  # nothing shared to be down
+
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._day = DayNames()

@@ -23,18 +23,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
 from vllm_gateway.db.engine import Database
 from vllm_gateway.db.fleet import fetch_fleet_changes, upsert_fleet_change
+from vllm_gateway.redis_connect import redis_error
 from vllm_gateway.routing.backend import BackendSpec
 from vllm_gateway.routing.pool import BackendPool
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +93,7 @@ class FleetSync:
         self._pubsub = self._subscriber.pubsub()
         try:
             await self._pubsub.subscribe(CHANNEL)
-        except (RedisError, OSError):
+        except (redis_error(), OSError):
             log.warning("cannot subscribe to fleet changes: they stay in the worker that gets them")
             return
         self._task = asyncio.create_task(self._listen(), name="fleet-changes")
@@ -104,7 +106,7 @@ class FleetSync:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(redis_error(), OSError):
                 await self._pubsub.aclose()
 
     async def change(self, op: str, name: str, spec: dict[str, Any] | None = None) -> Any:
@@ -116,7 +118,7 @@ class FleetSync:
             message = orjson.dumps({"op": op, "name": name, "spec": spec})
             try:
                 await self._redis.publish(CHANNEL, message)
-            except (RedisError, OSError):
+            except (redis_error(), OSError):
                 log.warning("could not publish a fleet change: other workers did not get it")
         return result
 
@@ -180,7 +182,7 @@ class FleetSync:
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=30.0)
-            except (RedisError, OSError):
+            except (redis_error(), OSError):
                 log.warning("lost the fleet change channel; reconnecting")
                 await asyncio.sleep(1.0)
                 continue
