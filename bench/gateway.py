@@ -145,6 +145,13 @@ def running_gateway(
         env = gateway_env(database, backends, redis_url, extra_env or {})
         port = free_port()
         log = directory / "gateway.log"
+        # As an operator starts it (README: upgrade, then start): the schema is current, so
+        # the idle memory is that of a restart, not of a first start that migrates.
+        upgraded = subprocess.run(
+            [str(cli), "db", "upgrade"], env=env, cwd=directory, capture_output=True, text=True
+        )
+        if upgraded.returncode != 0:
+            raise RuntimeError(f"db upgrade failed: {upgraded.stderr.strip()}")
         with log.open("wb") as output:
             process = subprocess.Popen(
                 [str(cli), "serve", "--host", "127.0.0.1", "--port", str(port)],
