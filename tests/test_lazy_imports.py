@@ -1,7 +1,6 @@
-"""What a worker does not load when it does not need it: redis-py without Redis configured.
-
-(Alembic at a current schema: tests/test_db.py; the trace SDK without an endpoint:
-tests/ops/test_tracing.py.) Each is megabytes of every worker's memory.
+"""What a worker does not load when it does not need it (each is megabytes of every worker's
+memory): redis-py without Redis configured, and the trace SDK and exporter without an OTLP
+endpoint (nor the traced pipeline). Alembic at a current schema: tests/test_db.py.
 """
 
 from __future__ import annotations
@@ -12,13 +11,14 @@ from pathlib import Path
 from tests.support.processes import run_python
 
 
-def test_a_gateway_without_redis_never_imports_redis_py(tmp_path: Path) -> None:
+def test_a_gateway_without_redis_or_tracing_never_imports_them(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import asyncio, sys
         from vllm_gateway.app import _pipeline, create_app
         from vllm_gateway.cli import main
         from vllm_gateway.clock import system_clock
+        from vllm_gateway.proxy.pipeline import Pipeline
         from vllm_gateway.services import open_services
         from vllm_gateway.settings import Settings
 
@@ -34,10 +34,16 @@ def test_a_gateway_without_redis_never_imports_redis_py(tmp_path: Path) -> None:
         async def main():
             async with open_services(settings, system_clock) as services:
                 assert services.redis is None and services.limiter.outage is None
-                _pipeline(services)
+                assert services.tracing is None
+                assert type(_pipeline(services)) is Pipeline
 
         asyncio.run(main())
-        loaded = sorted(name for name in sys.modules if name.split(".")[0] == "redis")
+        unwanted = ("redis", "vllm_gateway.tracing", "opentelemetry.sdk", "opentelemetry.exporter")
+        loaded = sorted(
+            name for name in sys.modules if any(
+                name == prefix or name.startswith(prefix + ".") for prefix in unwanted
+            )
+        )
         assert not loaded, loaded
         """
     )

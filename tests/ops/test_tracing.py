@@ -344,43 +344,6 @@ def test_a_collector_that_never_answers_costs_requests_nothing(
     assert time.monotonic() - started < 8  # the flush on shutdown is bounded too
 
 
-def test_without_an_endpoint_nothing_is_traced_and_the_trace_sdk_is_never_imported(
-    tmp_path: Path,
-) -> None:
-    script = textwrap.dedent(
-        f"""
-        import asyncio, sys
-        from vllm_gateway.app import _pipeline, create_app
-        from vllm_gateway.clock import system_clock
-        from vllm_gateway.proxy.pipeline import Pipeline
-        from vllm_gateway.services import open_services
-        from vllm_gateway.settings import Settings
-
-        settings = Settings(
-            _env_file=None,
-            vllm_url="http://127.0.0.1:9/v1",
-            database_path={str(tmp_path / "gateway.db")!r},
-            gateway_journal_dir={str(tmp_path / "journal")!r},
-            gateway_admin_key="admin-" + "z" * 32,
-        )
-        create_app(settings)
-
-        async def main():
-            async with open_services(settings, system_clock) as services:
-                assert services.tracing is None
-                assert type(_pipeline(services)) is Pipeline
-
-        asyncio.run(main())
-        # (redis-py imports the OpenTelemetry metrics SDK for its own optional metrics
-        # whenever it is installed; the gateway's tracing, the trace SDK and exporter: never.)
-        tracing = ("vllm_gateway.tracing", "opentelemetry.sdk.trace", "opentelemetry.exporter")
-        loaded = sorted(name for name in sys.modules if name.startswith(tracing))
-        assert not loaded, loaded
-        """
-    )
-    run_python(script, tmp_path)
-
-
 def test_tracing_configured_without_opentelemetry_installed_is_a_plain_startup_error(
     tmp_path: Path,
 ) -> None:
