@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.clients import OPEN_CLIENTS
 from tests.support.databases import fresh_postgres, sqlite_url
-from tests.support.redis_server import PrivateRedis, flushed_redis, private_redis
+from tests.support.redis_server import PrivateRedis, private_redis
 from tests.support.servers import RunningServer, serve
 from vllm_gateway.app import create_app
 from vllm_gateway.clock import Clock, system_clock
@@ -57,13 +57,6 @@ def sqlite_database_url(tmp_path: Path) -> str:
     return sqlite_url(tmp_path)
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[PrivateRedis]:
-    """The suite's own redis-server on a free port: a developer's Redis is never touched."""
-    with private_redis() as server:
-        yield server
-
-
 @pytest.fixture
 def own_redis() -> Iterator[PrivateRedis]:
     """A redis-server of this test alone, to stop, pause or kill as a fault would."""
@@ -72,10 +65,10 @@ def own_redis() -> Iterator[PrivateRedis]:
 
 
 @pytest.fixture
-def redis_url(redis_server: PrivateRedis) -> Iterator[str]:
-    """Database 0 of the suite's private Redis, flushed before and after the test."""
-    with flushed_redis(redis_server, 0) as url:
-        yield url
+def redis_url(own_redis: PrivateRedis) -> str:
+    """The URL of a redis-server of this test alone (empty, on a free port): a developer's
+    Redis is never touched, and nothing needs flushing."""
+    return own_redis.url()
 
 
 @dataclass

@@ -67,9 +67,10 @@ def settings(**overrides: Any) -> Settings:
 
 
 @pytest.fixture(params=["in-process", "redis"])
-async def harness(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Harness]:
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     clock = DrivenClock()
-    client = aioredis.from_url(redis_url) if request.param == "redis" else None
+    redis = request.param == "redis"  # a private redis-server only for the Redis side
+    client = aioredis.from_url(request.getfixturevalue("redis_url")) if redis else None
     limiter = create_limiter(settings(), client, clock)
     try:
         yield Harness(limiter, clock, request.param)

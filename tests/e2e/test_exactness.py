@@ -15,7 +15,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.books import hammer, recorded
 from tests.support.databases import fresh_postgres
 from tests.support.processes import Process, cli_env, start
-from tests.support.redis_server import PrivateRedis, flushed_redis
 from tests.support.servers import free_port
 
 BACKEND_KEY = "exact-backend-" + "k" * 20
@@ -57,9 +56,8 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def shared_redis(redis_server: PrivateRedis) -> Iterator[str]:
-    with flushed_redis(redis_server, 9) as url:
-        yield url
+def shared_redis(redis_url: str) -> str:
+    return redis_url  # one private redis-server, shared by the test's workers and instances
 
 
 def start_gateway(

@@ -25,7 +25,7 @@ from bench.upstream import nginx_binary
 from tests.support.books import hammer, recorded
 from tests.support.databases import fresh_postgres
 from tests.support.processes import Process, cli_env, start, start_gateway
-from tests.support.redis_server import PrivateRedis, flushed_redis
+from tests.support.redis_server import private_redis
 from tests.support.servers import free_port
 
 DEPLOYED = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "vllm-gateway.conf"
@@ -101,7 +101,7 @@ http {{
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, redis_server: PrivateRedis) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     directory = tmp_path_factory.mktemp("nginx")
     directory.chmod(0o755)  # nginx's worker drops root and still reads below it
     (directory / "temp").mkdir()
@@ -115,13 +115,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_server: PrivateRedis) 
     gateways: list[Process] = []
     try:
         backend.wait_ready("/health")
-        with fresh_postgres() as postgres_url, flushed_redis(redis_server, 12) as redis_url:
+        with fresh_postgres() as postgres_url, private_redis() as redis:
             try:
                 gateways = [
                     start_gateway(
                         directory, f"gateway{n}", backend_url=f"{backend.url}/v1",
                         backend_key=BACKEND_KEY, database_url=postgres_url,
-                        admin_key=ADMIN_KEY, redis_url=redis_url, trusted_proxies="127.0.0.1",
+                        admin_key=ADMIN_KEY, redis_url=redis.url(), trusted_proxies="127.0.0.1",
                         usage_flush_interval="0.2", log_level="warning",
                     )
                     for n in range(2)

@@ -53,7 +53,9 @@ def test_auto_starts_one_worker_per_core_and_they_share_the_limits(
         gateway.stop()
 
 
-def test_auto_without_redis_is_refused_plainly(sqlite_database_url: str, tmp_path: Path) -> None:
+def test_auto_without_redis_is_refused_plainly(
+    sqlite_database_url: str, tmp_path: Path, redis_url: str
+) -> None:
     result = Cli(sqlite_database_url, tmp_path, VLLM_URL="http://127.0.0.1:9/v1")(
         "serve", "--workers", "auto", check=False
     )
@@ -65,7 +67,7 @@ def test_auto_without_redis_is_refused_plainly(sqlite_database_url: str, tmp_pat
     assert Settings(
         _env_file=None,  # type: ignore[call-arg]
         gateway_workers="auto",
-        redis_url="redis://127.0.0.1:6379/0",
+        redis_url=redis_url,
     ).worker_count == len(os.sched_getaffinity(0))
 
 

@@ -14,7 +14,6 @@ import pytest
 
 from tests.support.databases import fresh_postgres
 from tests.support.processes import Process, cli_env, start, start_gateway
-from tests.support.redis_server import PrivateRedis, flushed_redis
 from tests.support.servers import free_port
 
 BACKEND_KEY = "team-backend-" + "k" * 20
@@ -81,9 +80,9 @@ async def booked(postgres_url: str, team_id: str) -> tuple[int, int]:
 
 @pytest.mark.timeout(240)
 def test_a_team_limit_is_exact_across_workers_and_instances(
-    tmp_path: Path, backend: Process, redis_server: PrivateRedis
+    tmp_path: Path, backend: Process, redis_url: str
 ) -> None:
-    with fresh_postgres() as postgres_url, flushed_redis(redis_server, 11) as redis_url:
+    with fresh_postgres() as postgres_url:
         gateways = [
             start_gateway(
                 tmp_path,

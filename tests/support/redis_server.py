@@ -1,7 +1,9 @@
 """A private `redis-server` child on a free loopback port: nobody else's data is ever touched.
 
-The test suite and the benchmark start their own; fault tests also pause it (SIGSTOP),
-kill it (SIGKILL) and start it again on the same port, as an outage would.
+The test suite and the benchmark start their own, a fresh one wherever a test needs an empty
+Redis (nothing is ever flushed, so no test can empty a Redis it does not own); fault tests
+also pause it (SIGSTOP), kill it (SIGKILL) and start it again on the same port, as an outage
+would.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import redis
 
 
 def _free_port() -> int:
@@ -131,18 +131,3 @@ def private_redis() -> Iterator[PrivateRedis]:
             yield server
         finally:
             server.stop()
-
-
-@contextmanager
-def flushed_redis(server: PrivateRedis, db: int) -> Iterator[str]:
-    """The URL of database `db` of a private redis-server this run started, emptied before
-    and after use. It takes the server, not a URL, so no test can flush a Redis it does not own."""
-    url = server.url(db)
-    client = redis.Redis.from_url(url)
-    client.ping()
-    client.flushdb()
-    try:
-        yield url
-    finally:
-        client.flushdb()
-        client.close()
