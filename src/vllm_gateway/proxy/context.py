@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from vllm_gateway.access.client_key import ClientKey
     from vllm_gateway.accounting.events import UsageEvent
     from vllm_gateway.limits.base import Reservation
-    from vllm_gateway.proxy.model_name import Rename
     from vllm_gateway.proxy.request_body import RequestBody
     from vllm_gateway.routing.pool import Backend
     from vllm_gateway.tracing.request_trace import RequestTrace
@@ -84,7 +83,6 @@ class RequestContext:
     trace: RequestTrace | None = None  # its spans, when tracing is on (tracing/pipeline.py)
     turn_key: tuple[str, str] | None = None  # (model, key id) whose slot the fair queue counts
     alias: tuple[str, str] | None = None  # the public and the backend's model of an alias
-    rename: Rename | None = None  # an alias: the answer names its public model (model_name.py)
 
     @property
     def method(self) -> str:

@@ -29,7 +29,7 @@ from starlette.types import Send
 from vllm_gateway.errors import GatewayError, error_body, error_type
 from vllm_gateway.proxy.asgi import JSON_CONTENT_TYPE
 from vllm_gateway.proxy.context import Outcome, RawHeaders, RequestContext
-from vllm_gateway.proxy.model_name import Rename
+from vllm_gateway.proxy.model_name import Rename, renamer
 from vllm_gateway.proxy.routes import StreamKind
 from vllm_gateway.proxy.sse import StreamAccountant, usage_from_body
 from vllm_gateway.proxy.watchdog import Watched
@@ -68,8 +68,8 @@ async def read_whole(
                 outcome.prompt_tokens, outcome.completion_tokens = counts
             if ctx.route.stores_response and isinstance(payload.get("id"), str):
                 outcome.response_id = payload["id"]
-        if ctx.rename is not None:
-            body = ctx.rename(body)
+        if ctx.alias is not None:
+            body = renamer(*ctx.alias)(body)
     else:
         status, body = _client_error(ctx, status, body)
         headers = [h for h in headers if h[0] != b"content-type"] + [JSON_CONTENT_TYPE]
@@ -132,12 +132,13 @@ async def relay_stream(
     strip = body is not None and not body.client_wants_usage
     events = ctx.route.stream is StreamKind.EVENTS
     accountant = StreamAccountant(strip_usage_chunk=strip, events=events)
+    rename = renamer(*ctx.alias) if ctx.alias is not None else None
     headers.extend(_STREAM_HEADERS)
     outcome.status = response.status
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     outcome.response_started = True
     try:
-        tail = await _pump(send, response, accountant, outcome, watched, ctx.rename)
+        tail = await _pump(send, response, accountant, outcome, watched, rename)
         if not accountant.finished:
             tail += _gateway_error_event(ctx, accountant, 502, "backend_stream_truncated")
     except asyncio.CancelledError:
@@ -149,11 +150,11 @@ async def relay_stream(
         # The backend stopped feeding the stream (the watchdog), or the gateway is shutting
         # down and the grace is over: either way the client is told how the stream ended.
         status, code = (504, "backend_stalled") if outcome.stalled else (503, "gateway_shutdown")
-        tail = _finish(accountant, ctx.rename) + _gateway_error_event(ctx, accountant, status, code)
+        tail = _finish(accountant, rename) + _gateway_error_event(ctx, accountant, status, code)
     except (TimeoutError, aiohttp.ClientError) as exc:
         timed_out = isinstance(exc, asyncio.TimeoutError)
         code = "backend_timeout" if timed_out else "backend_error"
-        tail = _finish(accountant, ctx.rename) + _gateway_error_event(
+        tail = _finish(accountant, rename) + _gateway_error_event(
             ctx, accountant, 504 if timed_out else 502, code
         )
     finally:

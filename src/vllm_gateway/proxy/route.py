@@ -21,7 +21,6 @@ from vllm_gateway.errors import GatewayError
 from vllm_gateway.proxy.asgi import ClientGone
 from vllm_gateway.proxy.context import RequestContext
 from vllm_gateway.proxy.disconnect import DisconnectWatcher
-from vllm_gateway.proxy.model_name import renamer
 from vllm_gateway.proxy.routes import response_id
 from vllm_gateway.proxy.upstream import take_lease
 from vllm_gateway.routing.admission import QueueRefused
@@ -64,8 +63,7 @@ async def choose_backends(ctx: RequestContext, services: Services) -> None:
             )
     if choice.model != model and payload is not None and body is not None:
         body.set_model(choice.model)  # an alias: the backend gets the name it serves
-        ctx.alias = (model, choice.model)
-        ctx.rename = renamer(model, choice.model)  # and the client sees the name it asked for
+        ctx.alias = (model, choice.model)  # and the client sees the name it asked for (relay)
     candidates = choice.backends
     if not candidates and not pool.serving(choice.model):
         # Nothing known yet (every backend down since start): let the request try them all.
@@ -113,7 +111,7 @@ async def _make_room(ctx: RequestContext, services: Services, model: str) -> boo
         what = (
             "too many requests are waiting"
             if refused.reason == "queue_full"
-            else ("no backend had room in time")
+            else "no backend had room in time"
         )
         raise GatewayError(
             503,
@@ -170,4 +168,3 @@ async def _owner_backend(ctx: RequestContext, services: Services) -> None:
     ctx.candidates = [backend]
     if owner.alias is not None:  # made through an alias: fetched, it names the public model
         ctx.alias = owner.alias
-        ctx.rename = renamer(*owner.alias)
