@@ -368,6 +368,10 @@ def test_the_admin_api_is_documented(gateway: Gateway) -> None:
         "team_id",
         "priority",
     }
+    report_query = {"key_id", "model", "since", "until", "team_id"}
+    for path in ("/api/v1/usage", "/api/v1/usage/export.csv"):
+        documented = {p["name"] for p in paths[path]["get"]["parameters"] if p["in"] == "query"}
+        assert documented == report_query, path
     assert httpx.get(f"{gateway.url}/docs").status_code == 200
 
 

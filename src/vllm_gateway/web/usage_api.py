@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
@@ -213,27 +213,6 @@ def _filled(rows: Any, days: list[str]) -> list[DaySums]:
     return [DaySums(day=day, **_sums(by_day.get(day) or _zero())) for day in days]
 
 
-def _report_filter(
-    services: Services,
-    key_id: str | None,
-    model: str | None,
-    since: str | None,
-    until: str | None,
-    team_id: str | None = None,
-) -> tuple[db_usage.UsageFilter, date, date]:
-    """A report's filter and its first and last day; the range defaults to the last 30 days."""
-    last = _parse_day(until, "until") or date.fromisoformat(utc_day(services.clock()))
-    first = _parse_day(since, "since") or _days_before(last, 29, "until")
-    if first > last:
-        raise GatewayError(400, "since is after until", "invalid_request", param="since")
-    if (last - first).days >= MAX_RANGE_DAYS:
-        raise GatewayError(400, "at most ten years at once", "invalid_request", param="since")
-    where = db_usage.UsageFilter(
-        key_id or None, model or None, first.isoformat(), last.isoformat(), team_id or None
-    )
-    return where, first, last
-
-
 KeyParam = Annotated[str | None, Query(description="Only this key")]
 ModelParam = Annotated[str | None, Query(description="Only this model")]
 SinceParam = Annotated[
@@ -243,18 +222,44 @@ UntilParam = Annotated[str | None, Query(description="Last day, YYYY-MM-DD [defa
 TeamParam = Annotated[str | None, Query(description="Only the keys now in this team")]
 
 
-@router.get("/api/v1/usage", response_model=UsageReport, dependencies=admin)
-async def usage_report(
+@dataclass(frozen=True)
+class ReportRange:
+    """A report's filter and its first and last day."""
+
+    where: db_usage.UsageFilter
+    first: date
+    last: date
+
+
+async def report_range(
     request: Request,
     key_id: KeyParam = None,
     model: ModelParam = None,
     since: SinceParam = None,
     until: UntilParam = None,
     team_id: TeamParam = None,
+) -> ReportRange:
+    """The query of a usage report or export; the range defaults to the last 30 days."""
+    services = _services(request)
+    last = _parse_day(until, "until") or date.fromisoformat(utc_day(services.clock()))
+    first = _parse_day(since, "since") or _days_before(last, 29, "until")
+    if first > last:
+        raise GatewayError(400, "since is after until", "invalid_request", param="since")
+    if (last - first).days >= MAX_RANGE_DAYS:
+        raise GatewayError(400, "at most ten years at once", "invalid_request", param="since")
+    where = db_usage.UsageFilter(
+        key_id or None, model or None, first.isoformat(), last.isoformat(), team_id or None
+    )
+    return ReportRange(where, first, last)
+
+
+@router.get("/api/v1/usage", response_model=UsageReport, dependencies=admin)
+async def usage_report(
+    request: Request, report: Annotated[ReportRange, Depends(report_range)]
 ) -> UsageReport:
     """Totals, a daily series and per-key and per-model sums over a range of days."""
     services = _services(request)
-    where, first, last = _report_filter(services, key_id, model, since, until, team_id)
+    where, first, last = report.where, report.first, report.last
     async with services.database.engine.connect() as connection:
         totals = await db_usage.daily_totals(connection, where)
         refusals = await db_usage.rejections_by_reason(connection, where)
@@ -284,16 +289,11 @@ async def usage_report(
     responses={200: {"content": {"text/csv": {}}, "description": "One row per day, key and model"}},
 )
 async def usage_export(
-    request: Request,
-    key_id: KeyParam = None,
-    model: ModelParam = None,
-    since: SinceParam = None,
-    until: UntilParam = None,
-    team_id: TeamParam = None,
+    request: Request, report: Annotated[ReportRange, Depends(report_range)]
 ) -> Response:
     """The billing export as CSV: one row per UTC day, key and model (as `usage --csv`)."""
     services = _services(request)
-    where, first, last = _report_filter(services, key_id, model, since, until, team_id)
+    where, first, last = report.where, report.first, report.last
     async with services.database.engine.connect() as connection:
         rows = await db_usage.daily_rows(connection, where)
     filename = f"usage-{first.isoformat()}-to-{last.isoformat()}.csv"
