@@ -234,6 +234,17 @@ def run_policy(
     return results
 
 
+def session_shape(text: str) -> workloads.SessionShape:
+    """The shape --sessions describes: six counts, then optionally the think time."""
+    parts = text.split(",")
+    if len(parts) not in (6, 7):
+        raise SystemExit("--sessions takes six counts and an optional think time")
+    shape = workloads.SessionShape(*(int(part) for part in parts[:6]))
+    if len(parts) == 7:
+        shape.think = float(parts[6])
+    return shape
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=1.0, help="workload size (0.3: quick)")
@@ -243,18 +254,16 @@ def main() -> None:
     parser.add_argument(
         "--sessions",
         default=None,
-        metavar="COUNT,TURNS,SYSTEMS,SYSTEM_WORDS,USER_WORDS,ASSISTANT_WORDS",
-        help="the shape of the shared-prefix workload",
+        metavar="COUNT,TURNS,SYSTEMS,SYSTEM_WORDS,USER_WORDS,ASSISTANT_WORDS[,THINK]",
+        help="the shape of the shared-prefix workload (THINK: the longest pause between a "
+        "chat's turns, in seconds)",
     )
     parser.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="a gateway setting"
     )
     parser.add_argument("--chart", default=str(HERE / "fleet.png"))
     args = parser.parse_args()
-    if args.sessions:
-        shape = workloads.SessionShape(*(int(part) for part in args.sessions.split(",")))
-    else:
-        shape = workloads.SessionShape()
+    shape = session_shape(args.sessions) if args.sessions else workloads.SessionShape()
     if args.scale != 1.0:
         shape.turns = max(2, int(shape.turns * args.scale))
     results: dict[str, dict[str, Any]] = {}
