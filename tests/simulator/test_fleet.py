@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 
 import httpx
+import pytest
 
 from tests.simulator.helpers import wait_for
 from tests.support.servers import free_port
+from vllm_gateway.cli import demo_backend as demo_backend_module
 from vllm_gateway.cli.demo_backend import demo_backend
 
 LONG = " ".join(f"w{i}" for i in range(40))  # two full blocks
@@ -83,3 +86,25 @@ def _answers(url: str) -> bool:
     except httpx.TransportError:
         return False
     return True
+
+
+def test_the_demo_backend_moves_on_when_its_ports_are_taken_before_it_binds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Free ports can be taken between the choice and the bind: the demo tries others."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = int(taken.getsockname()[1])
+        chosen = iter([busy, None])
+        real = demo_backend_module._ports
+
+        def ports(count: int) -> int:
+            port = next(chosen)
+            return real(count) if port is None else port
+
+        monkeypatch.setattr(demo_backend_module, "_ports", ports)
+        with demo_backend("demo-key-" + "e" * 20) as urls:
+            first = int(urls.split(",")[0].rsplit(":", 1)[1].split("/")[0])
+            assert first != busy
+            assert httpx.get(f"http://127.0.0.1:{first}/health").status_code == 200

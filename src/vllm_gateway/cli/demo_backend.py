@@ -45,11 +45,15 @@ def _ports(count: int) -> int:
     raise click.ClickException("no free ports for the demo backend")
 
 
+class _ExitedAtStart(click.ClickException):
+    """The simulator process ended before it answered."""
+
+
 def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise click.ClickException("the demo backend (simulator) exited at start-up")
+            raise _ExitedAtStart("the demo backend (simulator) exited at start-up")
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=1):  # noqa: S310 - loopback
                 return
@@ -76,11 +80,8 @@ def _chosen_ports(first: int, count: int) -> int:
     return first
 
 
-@contextmanager
-def demo_backend(api_key: str, first_port: int | None = None) -> Iterator[str]:
-    """Run the simulator's instances on loopback with `api_key` (on `first_port` and the next
-    ones, or on free ports); yield their /v1 URLs."""
-    port = _ports(INSTANCES) if first_port is None else _chosen_ports(first_port, INSTANCES)
+def _start(api_key: str, port: int) -> tuple[subprocess.Popen[bytes], list[str]]:
+    """The simulator's process on `port` and the next ones, healthy; and their base URLs."""
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [
             sys.executable,
@@ -102,11 +103,38 @@ def demo_backend(api_key: str, first_port: int | None = None) -> Iterator[str]:
     try:
         for base in bases:
             _wait_healthy(base, process)
+    except BaseException:
+        _stop(process)
+        raise
+    return process, bases
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@contextmanager
+def demo_backend(api_key: str, first_port: int | None = None) -> Iterator[str]:
+    """Run the simulator's instances on loopback with `api_key` (on `first_port` and the next
+    ones, or on free ports); yield their /v1 URLs.
+
+    Free ports chosen here can be taken by another process before the simulator binds them:
+    then it exits at start, and the demo tries other free ports (twice more)."""
+    attempts = 3 if first_port is None else 1
+    for attempt in range(1, attempts + 1):
+        port = _ports(INSTANCES) if first_port is None else _chosen_ports(first_port, INSTANCES)
+        try:
+            process, bases = _start(api_key, port)
+            break
+        except _ExitedAtStart:
+            if attempt == attempts:
+                raise
+    try:
         click.echo(f"demo backend: the vLLM simulator on {', '.join(bases)}", err=True)
         yield ",".join(f"{base}/v1" for base in bases)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        _stop(process)
