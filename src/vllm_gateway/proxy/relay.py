@@ -22,7 +22,6 @@ import logging
 import time
 from typing import Any
 
-import aiohttp
 import orjson
 from starlette.types import Send
 
@@ -33,6 +32,7 @@ from vllm_gateway.proxy.model_name import Rename, renamer
 from vllm_gateway.proxy.routes import StreamKind
 from vllm_gateway.proxy.sse import StreamAccountant, usage_from_body
 from vllm_gateway.proxy.watchdog import Watched
+from vllm_gateway.routing.wire import WireError, WireResponse
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +47,15 @@ _LOGGED_BODY = 500  # characters of a backend's error body worth a log line
 
 
 async def read_whole(
-    ctx: RequestContext, response: aiohttp.ClientResponse, headers: RawHeaders
+    ctx: RequestContext, response: WireResponse, headers: RawHeaders
 ) -> tuple[int, bytes, RawHeaders]:
     """A whole (non-streamed) answer, as the client is to get it: (status, body, headers)."""
     outcome = ctx.outcome
     try:
         body = await response.read()
-    except TimeoutError:  # aiohttp.ServerTimeoutError included
+    except TimeoutError:
         raise GatewayError(504, "the backend did not answer in time", "backend_timeout") from None
-    except aiohttp.ClientError:
+    except WireError:
         raise GatewayError(502, "the backend connection failed", "backend_error") from None
     outcome.first_byte_at = time.perf_counter()
     status = response.status
@@ -120,7 +120,7 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
 
 
 async def relay_stream(
-    ctx: RequestContext, response: aiohttp.ClientResponse, headers: RawHeaders, watched: Watched
+    ctx: RequestContext, response: WireResponse, headers: RawHeaders, watched: Watched
 ) -> bytes:
     """Relay a stream event by event as it arrives, learning its usage; returns its tail.
 
@@ -151,7 +151,7 @@ async def relay_stream(
         # down and the grace is over: either way the client is told how the stream ended.
         status, code = (504, "backend_stalled") if outcome.stalled else (503, "gateway_shutdown")
         tail = _finish(accountant, rename) + _gateway_error_event(ctx, accountant, status, code)
-    except (TimeoutError, aiohttp.ClientError) as exc:
+    except (TimeoutError, WireError) as exc:
         timed_out = isinstance(exc, asyncio.TimeoutError)
         code = "backend_timeout" if timed_out else "backend_error"
         tail = _finish(accountant, rename) + _gateway_error_event(
@@ -177,7 +177,7 @@ def _gateway_error_event(
 
 async def _pump(
     send: Send,
-    response: aiohttp.ClientResponse,
+    response: WireResponse,
     accountant: StreamAccountant,
     outcome: Outcome,
     watched: Watched,
@@ -186,7 +186,7 @@ async def _pump(
     """Relay events as they arrive (renaming the model of an alias); return the unsent tail."""
     loop = asyncio.get_running_loop()
     feed = accountant.feed if rename is None else (lambda data: rename(accountant.feed(data)))
-    async for data in response.content.iter_any():
+    async for data in response:
         watched.deadline = loop.time() + watched.idle
         if outcome.first_byte_at is None:
             outcome.first_byte_at = time.perf_counter()

@@ -13,8 +13,9 @@ pooled connection the backend had already closed is retried once on the same bac
 failure counts towards the backend's passive health (routing/health.py). The request's
 in-flight lease (ctx.lease, taken by the route step) moves with it.
 
-The URL is sent exactly as the gateway built it from checked parts (`encoded=True`): no
-client-supplied path segment is normalised into another route.
+The request target is sent exactly as the gateway built it from checked parts: no
+client-supplied path segment is normalised into another route. The forwarding itself is
+routing/wire.py's: pooled keep-alive HTTP/1.1, lean enough for the hot path.
 """
 
 from __future__ import annotations
@@ -22,13 +23,11 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-import aiohttp
-from yarl import URL
-
 from vllm_gateway.errors import GatewayError
 from vllm_gateway.proxy.context import RequestContext
 from vllm_gateway.routing import health
 from vllm_gateway.routing.pool import Backend, BackendPool
+from vllm_gateway.routing.wire import ConnectFailed, Disconnected, WireError, WireResponse
 
 FORWARDED_REQUEST_HEADERS = frozenset({b"content-type", b"accept", b"user-agent"})
 KEPT_RESPONSE_HEADERS = frozenset({b"content-type", b"retry-after"})
@@ -36,12 +35,12 @@ QUEUE_FULL = 503  # vLLM's answer when its queue is full: another backend may ta
 
 Opener = Callable[
     [RequestContext, BackendPool, str, str, bytes, dict[str, str]],
-    Awaitable[tuple[Backend, aiohttp.ClientResponse]],
+    Awaitable[tuple[Backend, WireResponse]],
 ]
 """open_upstream's signature (the traced pipeline passes its own, with a span around it)."""
 
 
-def response_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
+def response_headers(response: WireResponse) -> list[tuple[bytes, bytes]]:
     """The backend's response headers that may reach the client."""
     kept = []
     for name, value in response.raw_headers:
@@ -102,7 +101,7 @@ async def open_upstream(
     path_and_query: str,
     body: bytes,
     headers: dict[str, str],
-) -> tuple[Backend, aiohttp.ClientResponse]:
+) -> tuple[Backend, WireResponse]:
     """Send the request to the first backend that takes it; 502/503/504 when none does."""
     candidates = ctx.candidates
     if not candidates:
@@ -118,38 +117,33 @@ async def open_upstream(
             headers["Authorization"] = backend.auth_header
         else:
             headers.pop("Authorization", None)
-        url = URL(backend.base_url + path_and_query, encoded=True)
         for attempt in (1, 2):
             started = time.perf_counter()
             try:
-                response = await pool.session.request(
-                    method,
-                    url,
-                    data=body or None,
-                    headers=headers,
-                    timeout=pool.request_timeout,
-                    allow_redirects=False,
+                response = await pool.wire.request(
+                    method, backend.base_url, path_and_query, headers, body, fresh=attempt == 2
                 )
-            except aiohttp.ClientConnectorError:
+            except ConnectFailed:
                 _failed(pool, backend, "connect")
                 backend.healthy = False
                 last_error = GatewayError(
                     502, "the backend could not be reached", "backend_unreachable"
                 )
                 break
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-                # A pooled connection the server had already closed: try once more.
+            except Disconnected:
+                # A pooled connection the server had already closed, or one reset before the
+                # answer: try once more, on a new connection.
                 last_error = GatewayError(502, "the backend closed the connection", "backend_error")
                 if attempt == 2:
                     _failed(pool, backend, "disconnect")
                     break
                 continue
-            except TimeoutError:  # aiohttp.ServerTimeoutError included
+            except TimeoutError:
                 _failed(pool, backend, "timeout")
                 raise GatewayError(
                     504, "the backend did not answer in time", "backend_timeout"
                 ) from None
-            except aiohttp.ClientError:
+            except WireError:
                 _failed(pool, backend, "client")
                 last_error = GatewayError(502, "the backend request failed", "backend_error")
                 break

@@ -35,6 +35,7 @@ from vllm_gateway.routing.fleet_metrics import FleetMetrics
 from vllm_gateway.routing.load import signals_from
 from vllm_gateway.routing.policies import RoutingPolicy, create_policy
 from vllm_gateway.routing.prompt_key import prompt_key, session_key
+from vllm_gateway.routing.wire import WireClient
 from vllm_gateway.settings import Settings
 
 if TYPE_CHECKING:
@@ -83,13 +84,10 @@ class BackendPool:
         self.policy: RoutingPolicy = create_policy(
             settings.gateway_routing, settings.gateway_affinity_margin
         )
-        # Built once: the same limits for every request.
-        self.request_timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=settings.gateway_connect_timeout,
-            sock_read=settings.gateway_upstream_timeout,
+        self._session: aiohttp.ClientSession | None = None  # health, /metrics, model lists
+        self.wire = WireClient(  # the forwarded requests
+            KEEPALIVE_SECONDS, settings.gateway_connect_timeout, settings.gateway_upstream_timeout
         )
-        self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._refresh_lock = asyncio.Lock()
         self._refreshed_at = float("-inf")
@@ -139,10 +137,12 @@ class BackendPool:
                 await task
         if self._session is not None:
             await self._session.close()
+        self.wire.close()
 
     async def _health_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.gateway_health_interval)
+            self.wire.prune()  # idle connections past their keep-alive, even with no traffic
             try:
                 await self.check_all()
             except Exception:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import aiohttp
 from opentelemetry.trace import Span
 
 from vllm_gateway.proxy.admit import admit
@@ -23,6 +22,7 @@ from vllm_gateway.proxy.read_request import read_request
 from vllm_gateway.proxy.route import choose_backends
 from vllm_gateway.proxy.upstream import open_upstream
 from vllm_gateway.routing.pool import Backend, BackendPool
+from vllm_gateway.routing.wire import WireResponse
 from vllm_gateway.services import Services
 from vllm_gateway.tracing.provider import Tracing
 from vllm_gateway.tracing.request_trace import RequestTrace, failed
@@ -63,7 +63,7 @@ async def traced_open_upstream(
     path_and_query: str,
     body: bytes,
     headers: dict[str, str],
-) -> tuple[Backend, aiohttp.ClientResponse]:
+) -> tuple[Backend, WireResponse]:
     """open_upstream in a CLIENT span whose context the backend gets as its traceparent."""
     trace = ctx.trace
     assert trace is not None
