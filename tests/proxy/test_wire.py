@@ -377,3 +377,30 @@ async def test_idle_connections_past_their_keep_alive_are_closed_without_traffic
         wire.prune()
         await asyncio.wait_for(hung_up.wait(), 2.0)
         assert not wire._idle
+
+
+@on_both_loops
+async def test_a_fetch_retries_a_stale_connection_and_has_a_total_timeout(
+    wire: WireClient,
+) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await backend.read_request(reader)
+        if backend.connections == 3:
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nslo")  # never ends
+            await writer.drain()
+            await asyncio.sleep(5)
+        writer.write(answer(b"up"))
+        await writer.drain()
+        if backend.connections == 1:
+            await backend.read_request(reader)  # the second fetch reuses it: hang up
+
+    async with Backend(handler) as backend:
+        assert await wire.fetch(backend.url, "/health", {}, 2.0) == (200, b"up")
+        assert await wire.fetch(backend.url, "/health", {}, 2.0) == (200, b"up")
+        assert backend.connections == 2
+        wire.close()  # the third goes out on a new connection, which trickles and stalls
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            await wire.fetch(backend.url, "/health", {}, 0.3)
+        assert loop.time() - started < 2.0

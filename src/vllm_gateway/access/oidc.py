@@ -23,17 +23,24 @@ import hmac
 import json
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-import aiohttp
-
 from vllm_gateway.errors import GatewayError
+
+if TYPE_CHECKING:
+    import aiohttp  # imported when a login needs the provider: megabytes no worker needs else
 
 COOKIE = "vgw_oidc"
 COOKIE_TTL = 600  # seconds a login may take at the provider
 _METADATA_TTL = 300.0
-_TIMEOUT = aiohttp.ClientTimeout(total=10)
+_TIMEOUT_SECONDS = 10
+
+
+def _session() -> aiohttp.ClientSession:
+    import aiohttp
+
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=_TIMEOUT_SECONDS))
 
 
 def _b64(data: bytes) -> str:
@@ -90,8 +97,10 @@ class OidcClient:
     async def metadata(self) -> dict[str, Any]:
         """The provider's discovery document (cached for a few minutes)."""
         if self._metadata is None or time.monotonic() - self._fetched_at > _METADATA_TTL:
+            import aiohttp
+
             try:
-                async with aiohttp.ClientSession(timeout=_TIMEOUT) as session:
+                async with _session() as session:
                     found = await self._get(
                         session, f"{self.issuer}/.well-known/openid-configuration"
                     )
@@ -133,8 +142,10 @@ class OidcClient:
         }
         if self._client_secret:
             form["client_secret"] = self._client_secret  # client_secret_post
+        import aiohttp
+
         try:
-            async with aiohttp.ClientSession(timeout=_TIMEOUT) as session:
+            async with _session() as session:
                 async with session.post(metadata["token_endpoint"], data=form) as answer:
                     tokens = await answer.json(content_type=None)
                     if answer.status != 200 or "id_token" not in tokens:

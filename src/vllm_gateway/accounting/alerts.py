@@ -21,9 +21,8 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -33,6 +32,9 @@ from vllm_gateway.db import usage as db_usage
 from vllm_gateway.db.engine import Database
 from vllm_gateway.limits.base import BUDGET_PER_DAY, Reservation, Subject
 from vllm_gateway.limits.periods import utc_month
+
+if TYPE_CHECKING:
+    import aiohttp  # imported when an alert is sent: megabytes no worker needs else
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +222,8 @@ class BudgetAlerts:
     async def _deliver(self, payload: dict[str, Any]) -> None:
         """POST one alert, retried on connection errors and 5xx answers."""
         assert self._webhook is not None
+        import aiohttp
+
         body = orjson.dumps(payload)
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))

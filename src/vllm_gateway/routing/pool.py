@@ -1,4 +1,4 @@
-"""The backend pool: one pooled HTTP session, the fleet, its health, load and the choice.
+"""The backend pool: the pooled connections (wire.py), the fleet, its health, load, the choice.
 
 Health: a backend is probed on `/health` (vLLM answers 200, or 503 when its engine is
 dead); a backend that has no such route (404, 405, 501: llama.cpp-style and many other
@@ -23,7 +23,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 
 from vllm_gateway.routing import health
@@ -35,7 +34,7 @@ from vllm_gateway.routing.fleet_metrics import FleetMetrics
 from vllm_gateway.routing.load import signals_from
 from vllm_gateway.routing.policies import RoutingPolicy, create_policy
 from vllm_gateway.routing.prompt_key import prompt_key, session_key
-from vllm_gateway.routing.wire import WireClient
+from vllm_gateway.routing.wire import ConnectFailed, WireClient, WireError
 from vllm_gateway.settings import Settings
 
 if TYPE_CHECKING:
@@ -45,7 +44,7 @@ log = logging.getLogger(__name__)
 
 # vLLM closes idle keep-alive connections after 5 s; let ours go first.
 KEEPALIVE_SECONDS = 4.0
-_PROBE_TIMEOUT = aiohttp.ClientTimeout(total=3.0)
+_PROBE_TIMEOUT = 3.0  # seconds, in all
 _NO_HEALTH_ROUTE = frozenset({404, 405, 501})
 MODEL_REFRESH_INTERVAL = 5.0
 """Seconds between model-list refreshes asked for by requests naming an unknown model."""
@@ -71,7 +70,7 @@ def fleet_from_settings(settings: Settings) -> Fleet:
 
 
 class BackendPool:
-    """Owns the upstream HTTP session and knows which backend serves which model."""
+    """Owns the upstream connections and knows which backend serves which model."""
 
     def __init__(self, settings: Settings, metrics: Metrics, fleet: Fleet | None = None) -> None:
         self.settings = settings
@@ -84,8 +83,7 @@ class BackendPool:
         self.policy: RoutingPolicy = create_policy(
             settings.gateway_routing, settings.gateway_affinity_margin
         )
-        self._session: aiohttp.ClientSession | None = None  # health, /metrics, model lists
-        self.wire = WireClient(  # the forwarded requests
+        self.wire = WireClient(  # forwarded requests, probes, scrapes: one pool of connections
             KEEPALIVE_SECONDS, settings.gateway_connect_timeout, settings.gateway_upstream_timeout
         )
         self._tasks: list[asyncio.Task[None]] = []
@@ -94,34 +92,14 @@ class BackendPool:
         self._by_name = {backend.name: backend for backend in self.backends}
         self._context_lengths: dict[str, int] = {}
         self._longest_context: int | None = None
-        self._scrape_timeout = aiohttp.ClientTimeout(
-            total=max(settings.gateway_metrics_interval, 0.5)
-        )
+        self._scrape_timeout = max(settings.gateway_metrics_interval, 0.5)
         self.admission = FairQueue(
             self.room, settings.gateway_queue_max, settings.gateway_queue_timeout, self.slots
         )
         self.fleet_metrics = FleetMetrics(metrics, self.status)
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        """The one pooled client session of this worker."""
-        assert self._session is not None, "BackendPool.start() was not awaited"
-        return self._session
-
     async def start(self) -> None:
-        """Open the session, look at every backend once, then keep looking."""
-        connector = aiohttp.TCPConnector(
-            limit=0,
-            limit_per_host=0,
-            keepalive_timeout=KEEPALIVE_SECONDS,
-            ttl_dns_cache=300,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
-            timeout=aiohttp.ClientTimeout(total=None),
-        )
+        """Look at every backend once, then keep looking."""
         await self.check_all()
         await self.scrape_all()
         self._tasks = [
@@ -135,8 +113,6 @@ class BackendPool:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._session is not None:
-            await self._session.close()
         self.wire.close()
 
     async def _health_loop(self) -> None:
@@ -183,15 +159,12 @@ class BackendPool:
 
     async def _scrape(self, backend: Backend) -> None:
         try:
-            async with self.session.get(
-                f"{backend.base_url}/metrics",
-                headers=self._auth(backend),
-                timeout=self._scrape_timeout,
-            ) as response:
-                text = await response.text()
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError):
+            status, body = await self.wire.fetch(
+                backend.base_url, "/metrics", self._auth(backend), self._scrape_timeout
+            )
+        except (WireError, TimeoutError):
             return  # the signals age; stale ones count as saturated
+        text = body.decode("utf-8", "replace")
         if status in _NO_HEALTH_ROUTE and not backend.load.metered:
             backend.load.unmetered_reason = f"/metrics answered {status}"
             log.info("backend %s has no /metrics: routed on in-flight counts", backend.name)
@@ -293,12 +266,11 @@ class BackendPool:
         try:
             if backend.health_path is not None and not await self._healthy(backend):
                 raise RuntimeError(f"{backend.health_path} did not answer 200")
-            async with self.session.get(
-                f"{backend.base_url}/v1/models", headers=self._auth(backend), timeout=_PROBE_TIMEOUT
-            ) as response:
-                body = await response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"/v1/models answered {response.status}")
+            status, body = await self.wire.fetch(
+                backend.base_url, "/v1/models", self._auth(backend), _PROBE_TIMEOUT
+            )
+            if status != 200:
+                raise RuntimeError(f"/v1/models answered {status}")
             backend.latency_ms = (time.perf_counter() - started) * 1000
             _learn_models(backend, _model_cards(body))
             if not backend.healthy:
@@ -315,20 +287,19 @@ class BackendPool:
 
     async def _healthy(self, backend: Backend) -> bool:
         """Probe /health; a backend without that route switches to /v1/models for good."""
-        async with self.session.get(
-            f"{backend.base_url}{backend.health_path}", timeout=_PROBE_TIMEOUT
-        ) as response:
-            await response.read()
-            if response.status in _NO_HEALTH_ROUTE:
-                log.info(
-                    "backend %s has no %s (%d): probing /v1/models instead",
-                    backend.name,
-                    backend.health_path,
-                    response.status,
-                )
-                backend.health_path = None
-                return True
-            return response.status == 200
+        path = backend.health_path
+        assert path is not None
+        status, _ = await self.wire.fetch(backend.base_url, path, {}, _PROBE_TIMEOUT)
+        if status in _NO_HEALTH_ROUTE:
+            log.info(
+                "backend %s has no %s (%d): probing /v1/models instead",
+                backend.name,
+                backend.health_path,
+                status,
+            )
+            backend.health_path = None
+            return True
+        return status == 200
 
     def context_length(self, model: str) -> int | None:
         """The model's context length; for no model or an unknown one, the longest known."""
@@ -515,6 +486,6 @@ def _describe(exc: BaseException) -> str:
     """A short, secret-free description of a failure."""
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, ConnectFailed):
         return "connection refused"
     return str(exc) or type(exc).__name__

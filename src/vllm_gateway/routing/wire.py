@@ -354,6 +354,29 @@ class WireClient:
             raise
         return WireResponse(self, origin, connection, timer)
 
+    async def fetch(
+        self, base_url: str, path: str, headers: dict[str, str], seconds: float
+    ) -> tuple[int, bytes]:
+        """A whole GET (health probes, /metrics, model lists): (status, body), within
+        `seconds` in all; a stale pooled connection is retried on a new one."""
+        for fresh in (False, True):
+            response: WireResponse | None = None
+            try:
+                async with asyncio.timeout(seconds):
+                    response = await self.request("GET", base_url, path, headers, b"", fresh=fresh)
+                    body = await response.read()
+            except StaleConnection:
+                if fresh:
+                    raise
+                continue
+            except BaseException:
+                if response is not None:
+                    response.close()
+                raise
+            response.release()
+            return response.status, body
+        raise AssertionError("unreachable")
+
     def _reuse(self, origin: Origin) -> _Connection | None:
         """The newest usable idle connection to `origin`, if any."""
         idle = self._idle.get(origin)
