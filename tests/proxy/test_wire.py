@@ -71,6 +71,14 @@ def answer(body: bytes, extra: bytes = b"") -> bytes:
     )
 
 
+async def post(wire: WireClient, backend: Backend) -> bytes:
+    """One whole POST, its connection given back."""
+    response = await wire.request("POST", backend.url, "/v1/x", {}, b"")
+    body = await response.read()
+    response.release()
+    return body
+
+
 def client(read_timeout: float = 5.0) -> WireClient:
     return WireClient(keepalive=4.0, connect_timeout=2.0, read_timeout=read_timeout)
 
@@ -202,9 +210,7 @@ async def test_connection_close_is_honoured(wire: WireClient) -> None:
 
     async with Backend(handler) as backend:
         for _ in range(2):
-            response = await wire.request("POST", backend.url, "/v1/x", {}, b"")
-            await response.read()
-            response.release()
+            await post(wire, backend)
     assert backend.connections == 2
 
 
@@ -217,9 +223,7 @@ async def test_a_reused_connection_closed_before_answering_is_stale(wire: WireCl
         await backend.read_request(reader)  # ... then it hangs up without a word
 
     async with Backend(handler) as backend:
-        response = await wire.request("POST", backend.url, "/v1/x", {}, b"")
-        await response.read()
-        response.release()
+        await post(wire, backend)
         with pytest.raises(StaleConnection):
             await wire.request("POST", backend.url, "/v1/x", {}, b"")
         fresh = await wire.request("POST", backend.url, "/v1/x", {}, b"", fresh=True)
@@ -240,9 +244,7 @@ async def test_a_connection_idle_past_the_keepalive_is_not_reused() -> None:
 
     async with Backend(handler) as backend:
         for _ in range(2):
-            response = await wire.request("POST", backend.url, "/v1/x", {}, b"")
-            await response.read()
-            response.release()
+            await post(wire, backend)
             await asyncio.sleep(0.1)
     wire.close()
     assert backend.connections == 2
@@ -370,9 +372,7 @@ async def test_idle_connections_past_their_keep_alive_are_closed_without_traffic
         hung_up.set()
 
     async with Backend(handler) as backend:
-        response = await wire.request("POST", backend.url, "/v1/x", {}, b"")
-        await response.read()
-        response.release()
+        await post(wire, backend)
         await asyncio.sleep(0.1)
         wire.prune()
         await asyncio.wait_for(hung_up.wait(), 2.0)
@@ -404,3 +404,16 @@ async def test_a_fetch_retries_a_stale_connection_and_has_a_total_timeout(
         with pytest.raises(TimeoutError):
             await wire.fetch(backend.url, "/health", {}, 0.3)
         assert loop.time() - started < 2.0
+
+
+@on_both_loops
+async def test_a_whole_body_larger_than_the_buffer_is_read_to_its_end(wire: WireClient) -> None:
+    body = b"0123456789abcdef" * (BUFFER_HIGH // 4)  # four times the buffer
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await backend.read_request(reader)
+        writer.write(answer(body))
+        await writer.drain()
+
+    async with Backend(handler) as backend:
+        assert await asyncio.wait_for(post(wire, backend), 5.0) == body

@@ -246,11 +246,15 @@ class WireResponse:
         return "application/octet-stream"
 
     async def read(self) -> bytes:
-        """The whole body."""
+        """The whole body (taken as it comes, so a large one never stops the reading)."""
         connection = self._connection
-        while not connection.complete:
+        parts: list[bytes] = []
+        while True:
+            if connection.chunks:
+                parts.append(connection.take())
+            if connection.complete:
+                return parts[0] if len(parts) == 1 else b"".join(parts)
             await connection.wait()
-        return connection.take() if connection.chunks else b""
 
     def __aiter__(self) -> WireResponse:
         return self
