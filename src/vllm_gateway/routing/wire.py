@@ -1,9 +1,9 @@
-"""The forwarding client: HTTP/1.1 to the backends over pooled keep-alive connections.
+"""The backends' client: HTTP/1.1 over pooled keep-alive connections.
 
-The hot path's one upstream call, kept lean: one asyncio Protocol per connection, the
-response parsed by httptools (llhttp, the parser uvicorn serves the client with), the
-request written in one call, no task per request and no timer per chunk. The rest of the
-gateway's traffic to its backends (health, /metrics, model lists) stays on aiohttp.
+Forwarded requests, health probes, /metrics scrapes and model lists all go through it,
+kept lean for the hot path: one asyncio Protocol per connection, the response parsed by
+httptools (llhttp, the parser uvicorn serves the client with), the request written in one
+call, no task per request and no timer per chunk.
 
 - Connections are kept per backend origin and reused newest first; one idle longer than
   `keepalive` seconds (under uvicorn's 5) or closed by the backend is dropped, not reused.
