@@ -32,6 +32,7 @@ from bench import baseline, profile, report, stream_audit, streaming
 from bench.bare_proxy import running_bare_proxy
 from bench.gateway import CLI, running_gateway
 from bench.gc_probe import probe_env
+from bench.goals import TWO_WORKERS
 from bench.load import wrk_binary
 from bench.paced_upstream import running_paced_upstream
 from bench.procs import free_port, rss_mb
@@ -154,6 +155,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis-limits gateway")
     parser.add_argument(
+        "--no-workers",
+        action="store_true",
+        help="skip the two-worker Redis-limits gateway (its CPU per request against one worker's)",
+    )
+    parser.add_argument(
         "--streams",
         default="32,256",
         help="comma-separated numbers of streams open at once in the streaming row [32,256]",
@@ -245,6 +251,14 @@ def open_targets(
             urls = {"json": gateway.url, "stream": gateway.url, "paced": gateway.url}
             name = store + side.suffix
             targets.append(Target(name, urls, gateway.process.pid, gateway, gc_dir))
+    if not args.no_redis and not args.no_workers:
+        # `serve --workers 2` with Redis, this checkout: what sharing costs a request.
+        redis_url = stack.enter_context(running_redis())
+        env = {**dict(options.gateway_env), **probe, "GATEWAY_WORKERS": "2"}
+        gateway = stack.enter_context(running_gateway(backends, redis_url, env, CLI))
+        gateway.create_keys(names)
+        urls = {"json": gateway.url, "stream": gateway.url, "paced": gateway.url}
+        targets.append(Target("redis" + TWO_WORKERS, urls, gateway.process.pid, gateway, gc_dir))
     return targets
 
 
