@@ -1,6 +1,7 @@
 """What a worker does not load when it does not need it (each is megabytes of every worker's
 memory): redis-py without Redis configured, the trace SDK and exporter without an OTLP
-endpoint (nor the traced pipeline), aiohttp without an OIDC login or an alert to send. Alembic at a current schema: tests/test_db.py.
+endpoint (nor the traced pipeline), aiohttp without an OIDC login or an alert to send.
+Alembic at a current schema: tests/test_db.py.
 """
 
 from __future__ import annotations
