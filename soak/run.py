@@ -221,9 +221,7 @@ def main() -> int:
     for failure in load.failures:
         print(f"soak client failed: {failure}")
     failed = (
-        found
-        or load.failures
-        or any(r.events_lost or r.tokens_off or r.slots_leaked for r in rows)
+        found or load.failures or any(r.events_lost or r.tokens_off or r.slots_leaked for r in rows)
     )
     return 1 if failed else 0
 
