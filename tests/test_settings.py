@@ -32,6 +32,21 @@ def test_several_backends_and_postgres_urls() -> None:
     assert settings.sqlalchemy_url == "postgresql+asyncpg://u@db/gw"
 
 
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("ftp://a/v1", "must start with http:// or https://"),
+        ("http:///v1", "names no host"),
+        ("http://user:s3cret@a:8000/v1", "must not hold credentials"),
+    ],
+)
+def test_a_backend_url_the_gateway_cannot_use_is_refused_at_start(url: str, said: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        make(vllm_url=f"http://ok:8000/v1,{url}")
+    message = refused.value.errors()[0]["msg"]  # what `serve` prints (settings_loader.py)
+    assert said in message and "s3cret" not in message
+
+
 def test_sentinels_stand_in_for_a_redis_url() -> None:
     settings = make(redis_sentinels=" 10.0.0.1:26380, sentinel-b ", gateway_workers=2)
     assert settings.sentinel_addresses == [("10.0.0.1", 26380), ("sentinel-b", 26379)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -225,8 +226,9 @@ class Settings(BaseSettings):
     @classmethod
     def _urls_are_http(cls, value: str) -> str:
         for url in backend_urls(value):
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"backend URL must start with http:// or https://: {url!r}")
+            problem = backend_url_problem(url)
+            if problem is not None:
+                raise ValueError(problem)
         if not backend_urls(value):
             raise ValueError("VLLM_URL names no backend")
         return value
@@ -335,6 +337,19 @@ class Settings(BaseSettings):
 def backend_urls(value: str) -> list[str]:
     """Split a comma-separated VLLM_URL into clean base URLs."""
     return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+
+
+def backend_url_problem(url: str) -> str | None:
+    """Why a backend URL cannot be used, or None: http(s), a host, no credentials in it."""
+    if not url.startswith(("http://", "https://")):
+        return f"backend URL must start with http:// or https://: {url!r}"
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return f"backend URL names no host: {url!r}"
+    if parts.username is not None or parts.password is not None:
+        # Never echoed: the URL holds a secret. The gateway sends a backend's key as a bearer.
+        return "a backend URL must not hold credentials: give the backend's key as its key"
+    return None
 
 
 def _host_and_port(address: str) -> tuple[str, int]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vllm_gateway.routing.backend import BackendSpec, url_name
+from vllm_gateway.settings import backend_url_problem
 
 _BACKEND_FIELDS = frozenset(
     {"url", "name", "api_key", "api_key_env", "weight", "models", "max_concurrency", "labels"}
@@ -84,8 +85,11 @@ def backend_spec(entry: Any, where: str) -> BackendSpec:
     if unknown:
         raise FleetFileError(f"{where}: unknown field {sorted(unknown)[0]!r}")
     url = entry.get("url")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+    if not isinstance(url, str):
         raise FleetFileError(f"{where}: url must start with http:// or https://")
+    problem = backend_url_problem(url)
+    if problem is not None:
+        raise FleetFileError(f"{where}: {problem}")
     name = entry.get("name", url_name(url))
     if not isinstance(name, str) or not name or len(name) > 100:
         raise FleetFileError(f"{where}: name must be a string of 1 to 100 characters")
