@@ -139,7 +139,8 @@ async def _wait_in_queue(
     watcher = DisconnectWatcher(ctx.receive, task, ctx.outcome)
     started = time.monotonic()
     try:
-        return await services.backends.admission.wait(model, key.id, key.priority)
+        preferred = ctx.candidates[0] if ctx.candidates else None
+        return await services.backends.admission.wait(model, key.id, key.priority, preferred)
     except asyncio.CancelledError:
         if not ctx.outcome.client_gone:
             raise  # the server is shutting down

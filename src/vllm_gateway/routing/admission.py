@@ -16,10 +16,12 @@ turns would put it behind one noisy request per turn, and behind its own key's o
 Every request that holds a slot is counted (`hold`, `release`), queued or not.
 
 Whenever a backend may have room (a request ended, a scrape, a resume, a new waiter) the queue
-hands the next waiters a backend with room, counting them in its in-flight requests at once so
-one free slot is never promised twice. While anyone waits for a model, a new request for it
-waits too (route.py) instead of taking a slot that frees ahead of them: a noisy key's clients,
-which send again the moment an answer ends, would otherwise take every slot first.
+hands the next waiters a backend with room (the one the routing policy chose first for the
+waiter, its prefix's or its session's, when that one has room too), counting them in its
+in-flight requests at once so one free slot is never promised twice. While anyone waits for a
+model, a new request for it waits too (route.py) instead of taking a slot that frees ahead of
+them: a noisy key's clients, which send again the moment an answer ends, would otherwise take
+every slot first.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class QueueRefused(Exception):
 class _Waiter:
     key_id: str
     future: asyncio.Future[Backend]
+    preferred: Backend | None = None  # the policy's first choice (its prefix or session)
 
 
 @dataclass
@@ -119,9 +122,11 @@ class FairQueue:
         max_waiting: int,
         timeout: float,
         slots: Callable[[str], tuple[int, int] | None] | None = None,
+        has_room: Callable[[Backend], bool] | None = None,
     ) -> None:
         self._room = room  # a routable backend for the model with room now, if any
         self._slots = slots  # the model's free and total slots, when they are counted
+        self._has_room = has_room  # whether this routable backend may take one more now
         self.max_waiting = max_waiting
         self.timeout = timeout
         self._queues: dict[str, _ModelQueue] = {}
@@ -158,8 +163,11 @@ class FairQueue:
         queue = self._queues.get(model)
         return queue.size if queue is not None else 0
 
-    async def wait(self, model: str, key_id: str, priority: str) -> tuple[Backend, float]:
-        """Wait for a backend with room; it counts the request in flight already.
+    async def wait(
+        self, model: str, key_id: str, priority: str, preferred: Backend | None = None
+    ) -> tuple[Backend, float]:
+        """Wait for a backend with room, `preferred` when it has room as the turn comes; it
+        counts the request in flight already.
 
         Returns it and the seconds waited; QueueRefused when full or past the timeout.
         """
@@ -167,7 +175,7 @@ class FairQueue:
         if self.waiting >= self.max_waiting:
             raise QueueRefused("queue_full", 0.0)
         queue = self._queues.setdefault(model, _ModelQueue())
-        waiter = _Waiter(key_id, asyncio.get_running_loop().create_future())
+        waiter = _Waiter(key_id, asyncio.get_running_loop().create_future(), preferred)
         queue.push(waiter, priority)
         self.waiting += 1
         self.dispatch()  # a slot may be free already: the queue hands it out in turn
@@ -226,6 +234,14 @@ class FairQueue:
                 if waiter is None:
                     break
                 self.waiting -= 1
+                preferred = waiter.preferred
+                if (
+                    preferred is not None
+                    and preferred is not backend
+                    and self._has_room is not None
+                    and self._has_room(preferred)
+                ):
+                    backend = preferred  # where its prefix is cached, when it has room too
                 if not waiter.future.done():
                     backend.in_flight += 1  # the waiter's lease, from now
                     self.hold(model, waiter.key_id)

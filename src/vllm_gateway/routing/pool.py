@@ -94,7 +94,11 @@ class BackendPool:
         self._longest_context: int | None = None
         self._scrape_timeout = max(settings.gateway_metrics_interval, 0.5)
         self.admission = FairQueue(
-            self.room, settings.gateway_queue_max, settings.gateway_queue_timeout, self.slots
+            self.room,
+            settings.gateway_queue_max,
+            settings.gateway_queue_timeout,
+            self.slots,
+            self.has_room,
         )
         self.fleet_metrics = FleetMetrics(metrics, self.status)
 
@@ -349,6 +353,10 @@ class BackendPool:
         resort = [b for b in serving if not b.draining and b not in routable]
         resort.sort(key=lambda b: (not b.healthy, b.ejected_until))
         return Choice(model, routable + resort)
+
+    def has_room(self, backend: Backend) -> bool:
+        """Whether `backend` may take one more request now (routable, not saturated)."""
+        return backend.routable(time.monotonic()) and not self.saturated(backend)
 
     def saturated(self, backend: Backend) -> bool:
         """Whether `backend` has no room for another request now."""
