@@ -9,7 +9,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from tests.support.processes import run_python
+from tests.support.processes import offline_settings, run_python
 
 
 def test_a_gateway_imports_no_client_it_is_not_configured_to_use(tmp_path: Path) -> None:
@@ -23,13 +23,7 @@ def test_a_gateway_imports_no_client_it_is_not_configured_to_use(tmp_path: Path)
         from vllm_gateway.services import open_services
         from vllm_gateway.settings import Settings
 
-        settings = Settings(
-            _env_file=None,
-            vllm_url="http://127.0.0.1:9/v1",
-            database_path={str(tmp_path / "gateway.db")!r},
-            gateway_journal_dir={str(tmp_path / "journal")!r},
-            gateway_admin_key="admin-" + "z" * 32,
-        )
+        {offline_settings(tmp_path)}
         create_app(settings)
 
         async def main():

@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import BACKEND_KEY, GatewayFactory
 from tests.support.otlp_receiver import Receiver, running_receiver
-from tests.support.processes import run_python
+from tests.support.processes import offline_settings, run_python
 from tests.support.servers import RunningServer
 from vllm_gateway.settings import Settings
 
@@ -356,14 +356,7 @@ def test_tracing_configured_without_opentelemetry_installed_is_a_plain_startup_e
         from vllm_gateway.services import open_services
         from vllm_gateway.settings import Settings
 
-        settings = Settings(
-            _env_file=None,
-            vllm_url="http://127.0.0.1:9/v1",
-            database_path={str(tmp_path / "gateway.db")!r},
-            gateway_journal_dir={str(tmp_path / "journal")!r},
-            gateway_admin_key="admin-" + "z" * 32,
-            otel_exporter_otlp_endpoint="http://127.0.0.1:9",
-        )
+        {offline_settings(tmp_path, otel_exporter_otlp_endpoint=repr("http://127.0.0.1:9"))}
 
         async def main():
             async with open_services(settings, system_clock):

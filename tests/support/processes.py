@@ -80,6 +80,20 @@ def start(args: list[str], env: dict[str, str], log: Path, port: int) -> Process
     return Process(popen, f"http://127.0.0.1:{port}", log)
 
 
+def offline_settings(directory: Path, **extra: str) -> str:
+    """A line of Python for a run_python script: `settings = Settings(...)` with no backend
+    to reach, its database and journal in `directory`, plus `extra` fields (Python source)."""
+    fields = {
+        "_env_file": "None",
+        "vllm_url": repr("http://127.0.0.1:9/v1"),
+        "database_path": repr(str(directory / "gateway.db")),
+        "gateway_journal_dir": repr(str(directory / "journal")),
+        "gateway_admin_key": repr("admin-" + "z" * 32),
+        **extra,
+    }
+    return "settings = Settings(" + ", ".join(f"{k}={v}" for k, v in fields.items()) + ")"
+
+
 def run_python(script: str, cwd: Path) -> str:
     """Run `script` in a fresh interpreter without gateway settings; its output, once it
     exited 0 (the test fails with its error output otherwise)."""

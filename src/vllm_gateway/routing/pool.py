@@ -168,14 +168,13 @@ class BackendPool:
             )
         except (WireError, TimeoutError):
             return  # the signals age; stale ones count as saturated
-        text = body.decode("utf-8", "replace")
         if status in _NO_HEALTH_ROUTE and not backend.load.metered:
             backend.load.unmetered_reason = f"/metrics answered {status}"
             log.info("backend %s has no /metrics: routed on in-flight counts", backend.name)
             return
         if status != 200:
             return
-        signals = signals_from(text)
+        signals = signals_from(body.decode("utf-8", "replace"))
         if signals is not None:
             backend.load = signals
         elif not backend.load.metered:
@@ -296,10 +295,7 @@ class BackendPool:
         status, _ = await self.wire.fetch(backend.base_url, path, {}, _PROBE_TIMEOUT)
         if status in _NO_HEALTH_ROUTE:
             log.info(
-                "backend %s has no %s (%d): probing /v1/models instead",
-                backend.name,
-                backend.health_path,
-                status,
+                "backend %s has no %s (%d): probing /v1/models instead", backend.name, path, status
             )
             backend.health_path = None
             return True

@@ -70,7 +70,6 @@ class _Connection(asyncio.Protocol):
         self.informational = False  # a 1xx head (103 Early Hints...): the answer follows it
         self.complete = False
         self.keep_alive = False
-        self.until_close = False  # an answer with neither length nor chunks ends at EOF
         self.got_bytes = False
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
@@ -96,13 +95,20 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self.complete or self.error is not None:
             return
-        if self.head_done and self.until_close and exc is None:
+        if self.head_done and exc is None and self._ends_at_eof():
             self.complete = True
         elif self.reused and not self.got_bytes:
             self.error = StaleConnection("the backend closed the connection")
         else:
             self.error = Disconnected("the backend closed the connection")
         self._wake()
+
+    def _ends_at_eof(self) -> bool:
+        """Whether the answer has neither a length nor chunks: its end is the connection's."""
+        framed = any(
+            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self.headers
+        )
+        return not framed and self.status not in (204, 304)
 
     # --- httptools callbacks ----------------------------------------------------------------
 
@@ -117,10 +123,6 @@ class _Connection(asyncio.Protocol):
             return
         self.status = status
         self.keep_alive = self.parser.should_keep_alive()
-        framed = any(
-            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self.headers
-        )
-        self.until_close = not framed and self.status not in (204, 304)
         self.head_done = True
         self._wake()
 
@@ -181,6 +183,10 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
             self.paused = False
         return data
+
+    def usable(self, idle_since_at_least: float) -> bool:
+        """Whether an idle connection may serve again: open, and idle since then or later."""
+        return not self.closed and self.idle_since >= idle_since_at_least
 
     def begin(self, request: bytes) -> None:
         """Send a request on this (idle or new) connection."""
@@ -281,6 +287,12 @@ class WireResponse:
         """Abandon the answer: its connection is closed."""
         self._timer.cancel()
         self._connection.close()
+
+
+def _drop_unusable(idle: deque[_Connection], oldest_usable: float) -> None:
+    """Close the oldest idle connections that can no longer serve (the newest ones stay)."""
+    while idle and not idle[0].usable(oldest_usable):
+        idle.popleft().close()
 
 
 def _latin1(value: str) -> bytes:
@@ -389,7 +401,7 @@ class WireClient:
         oldest_usable = time.monotonic() - self.keepalive
         while idle:
             connection = idle.pop()
-            if not connection.closed and connection.idle_since >= oldest_usable:
+            if connection.usable(oldest_usable):
                 connection.reused = True
                 return connection
             connection.close()
@@ -399,8 +411,7 @@ class WireClient:
         """Close the idle connections past their keep-alive or closed by their backend."""
         oldest_usable = time.monotonic() - self.keepalive
         for origin, idle in list(self._idle.items()):
-            while idle and (idle[0].closed or idle[0].idle_since < oldest_usable):
-                idle.popleft().close()
+            _drop_unusable(idle, oldest_usable)
             if not idle:
                 del self._idle[origin]
 
@@ -431,9 +442,7 @@ class WireClient:
         if idle is None:
             idle = self._idle[origin] = deque()
         idle.append(connection)
-        oldest_usable = connection.idle_since - self.keepalive
-        while idle[0].closed or idle[0].idle_since < oldest_usable:
-            idle.popleft().close()  # the oldest, unused for a keep-alive: never reused now
+        _drop_unusable(idle, connection.idle_since - self.keepalive)
 
     def close(self) -> None:
         """Close every idle connection."""
