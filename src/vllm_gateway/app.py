@@ -1,81 +1,49 @@
-"""create_app(settings): the ASGI application and the lifespan that owns its services."""
+"""create_app(settings): the ASGI application and the lifespan that owns its services.
+
+A request passes, outermost first: TrustedProxies (when configured), the /v1 hot path
+(proxy/entrance.py), the lifespan, the operations endpoints (web/ops.py), then the admin
+app: FastAPI with the admin API and the pages (web/admin_app.py). The admin app is built
+on the first request that reaches it, in a thread, so a worker that only forwards
+traffic, answers probes and is scraped never loads FastAPI, its routers or Jinja2.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import gc
-import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import traceback
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from vllm_gateway import __version__
 from vllm_gateway.clock import Clock, system_clock
-from vllm_gateway.errors import install_error_handlers
+from vllm_gateway.errors import GatewayError
 from vllm_gateway.http_guard import ClientLimits
+from vllm_gateway.proxy.asgi import send_error
 from vllm_gateway.proxy.entrance import ProxyApp, TrustedProxies
 from vllm_gateway.proxy.pipeline import Pipeline
 from vllm_gateway.proxy.policies import standard_policies
 from vllm_gateway.services import Services, open_services
 from vllm_gateway.settings import Settings
-from vllm_gateway.web import (
-    admin_auth,
-    audit_api,
-    backends_api,
-    keys_api,
-    metrics_api,
-    oidc_login,
-    ops,
-    org_pages,
-    pages,
-    prices_api,
-    teams_api,
-    usage_api,
-    users_api,
-)
-from vllm_gateway.web.client_openapi import install_client_api_docs
-from vllm_gateway.web.security_headers import SecurityHeaders
-
-log = logging.getLogger(__name__)
+from vllm_gateway.web.ops import Operations
 
 
 def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp | TrustedProxies:
-    """Build the gateway: the /v1 hot path in front, FastAPI for everything else."""
+    """Build the gateway: the /v1 hot path in front, the admin app behind, built when needed."""
+    admin = AdminApp(settings)
+    operations = Operations(admin)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def running() -> AsyncIterator[None]:
         async with open_services(settings, clock) as services:
-            app.state.services = services
             proxy.pipeline = _pipeline(services)
+            operations.services = admin.services = services
             # Everything built so far lives as long as the worker: keep it out of the
             # collector's full passes, which otherwise stall the event loop for tens of ms.
             gc.freeze()
             yield
 
-    api = FastAPI(
-        title="vLLM Gateway API",
-        version=__version__,
-        lifespan=lifespan,
-        docs_url=None,  # web/pages.py serves /docs from the vendored Swagger UI (no CDN)
-        redoc_url=None,
-        openapi_url="/openapi.json",
-    )
-    api.state.settings = settings
-    install_error_handlers(api)
-    install_client_api_docs(api)
-    organisation = (teams_api, prices_api, users_api, audit_api, oidc_login, org_pages)
-    for module in (
-        ops,
-        admin_auth,
-        keys_api,
-        *organisation,
-        usage_api,
-        metrics_api,
-        backends_api,
-        pages,
-    ):
-        api.include_router(module.router)
-    pages.mount_static(api)
     trusted = settings.gateway_trusted_proxies
     hosts = [host.strip() for host in trusted.split(",") if host.strip()] if trusted else []
     limits = ClientLimits(
@@ -83,9 +51,81 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp |
         header_timeout=settings.gateway_client_header_timeout,
         body_timeout=settings.gateway_client_body_timeout,
     )
-    proxy = ProxyApp(SecurityHeaders(api), client_limits=limits)
+    proxy = ProxyApp(Lifespan(operations, running), client_limits=limits)
     # Outermost: every part (pages, admin API, hot path) sees the real client and scheme.
     return TrustedProxies(proxy, hosts) if hosts else proxy
+
+
+class Lifespan:
+    """Serves ASGI's lifespan protocol from an async context manager; passes the rest on.
+
+    Startup runs the context up to its `yield`, shutdown runs the rest; an exception in
+    either is reported to the server (startup.failed / shutdown.failed) and raised, as
+    Starlette's router does.
+    """
+
+    def __init__(self, app: ASGIApp, context: Callable[[], AbstractAsyncContextManager[None]]):
+        self.app = app
+        self._context = context
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        started = False
+        await receive()  # lifespan.startup
+        try:
+            async with self._context():
+                await send({"type": "lifespan.startup.complete"})
+                started = True
+                await receive()  # lifespan.shutdown
+        except BaseException:
+            failed = "lifespan.shutdown.failed" if started else "lifespan.startup.failed"
+            await send({"type": failed, "message": traceback.format_exc()})
+            raise
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+class AdminApp:
+    """The admin API and pages, built on the first request for them.
+
+    Building imports FastAPI, the routers and Jinja2 (a few tenths of a second): it runs in
+    a thread, so the event loop keeps relaying meanwhile, and requests that arrive during
+    it wait for the same build.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.services: Services | None = None  # set by the lifespan
+        self._app: ASGIApp | None = None
+        self._building: asyncio.Future[ASGIApp] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = self._app
+        if app is None:
+            if self.services is None:
+                if scope["type"] == "http":
+                    error = GatewayError(503, "the gateway is starting", "starting")
+                    await send_error(send, error, [])
+                return
+            app = await self._built(self.services)
+        await app(scope, receive, send)
+
+    async def _built(self, services: Services) -> ASGIApp:
+        if self._building is None:
+            self._building = asyncio.ensure_future(asyncio.to_thread(self._build, services))
+        try:
+            app = await asyncio.shield(self._building)
+        except Exception:
+            self._building = None  # the next request tries again
+            raise
+        self._app = app
+        return app
+
+    def _build(self, services: Services) -> ASGIApp:
+        from vllm_gateway.web.admin_app import build_admin_app  # FastAPI: only when needed
+
+        return build_admin_app(self.settings, services)
 
 
 def _pipeline(services: Services) -> Pipeline:

@@ -164,6 +164,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             else:
                 self._unsupported_upgrade_warning()
 
+    def _unsupported_upgrade_warning(self) -> None:
+        # uvicorn would advise installing a WebSocket library: the gateway serves none
+        # (serve runs with ws="none"), so an upgrade is answered as the plain request it is.
+        self.logger.debug("Upgrade request answered without upgrading.")
+
     def shutdown(self) -> None:
         """The server is stopping: finish the request in flight, refuse the next one."""
         self._draining = True

@@ -25,6 +25,7 @@ from tests.support.servers import RunningServer
 from vllm_gateway.app import create_app
 from vllm_gateway.http_guard import GuardedHttpToolsProtocol
 from vllm_gateway.settings import Settings
+from vllm_gateway.web.admin_app import build_admin_api
 
 ADMIN_KEY = "admin-" + secrets.token_hex(16)
 
@@ -52,7 +53,7 @@ def admin_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
 
 def _document() -> dict[str, Any]:
     """The OpenAPI document the gateway serves at /openapi.json (building an app does no I/O)."""
-    api = create_app(gateway_settings(Path("/unused"))).app.app  # ProxyApp → headers → FastAPI
+    api = build_admin_api(gateway_settings(Path("/unused")))
     document: dict[str, Any] = api.openapi()
     return document
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from vllm_gateway.app import create_app
 from vllm_gateway.proxy.routes import ROUTES
 from vllm_gateway.settings import Settings
+from vllm_gateway.web.admin_app import build_admin_api
 
 
 def _document() -> dict[str, Any]:
@@ -17,7 +17,7 @@ def _document() -> dict[str, Any]:
         database_url="sqlite+aiosqlite:///unused.db",
         gateway_admin_key="admin-" + "x" * 32,
     )
-    document: dict[str, Any] = create_app(settings).app.app.openapi()  # type: ignore[union-attr]
+    document: dict[str, Any] = build_admin_api(settings).openapi()
     return document
 
 

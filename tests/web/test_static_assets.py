@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from vllm_gateway.errors import install_error_handlers
+from vllm_gateway.web.errors import install_error_handlers
 from vllm_gateway.web.static_assets import LONG_CACHE, StaticAssets
 
 

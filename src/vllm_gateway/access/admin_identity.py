@@ -15,6 +15,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from vllm_gateway.access.login_throttle import LoginThrottle
 from vllm_gateway.db import admin as db_admin
 from vllm_gateway.db.engine import Database
 from vllm_gateway.settings import Settings
@@ -155,3 +156,15 @@ def _print_banner(key: str) -> None:
         file=sys.stderr,
         flush=True,
     )
+
+
+async def verify_throttled(
+    admin: AdminIdentity, throttle: LoginThrottle, address: str, token: str, via: str
+) -> bool:
+    """Check an admin key, throttled per client address (429 while blocked)."""
+    throttle.check(address)
+    if await admin.verify(token):
+        throttle.succeeded(address)
+        return True
+    throttle.failed(address, via)
+    return False

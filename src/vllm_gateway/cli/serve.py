@@ -105,6 +105,7 @@ def _run() -> None:
         workers=workers,
         loop="uvloop",
         http=GuardedHttpToolsProtocol,
+        ws="none",  # no WebSocket routes: an upgrade is answered as plain HTTP
         log_level=settings.gateway_log_level,
         access_log=False,  # every request is recorded as a usage event instead
         server_header=False,

@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from vllm_gateway.db.engine import insert_for
 from vllm_gateway.db.tables import budget_alerts
-from vllm_gateway.db.usage import insert_for
 
 
 async def claim_alert(connection: AsyncConnection, values: Mapping[str, Any]) -> bool:

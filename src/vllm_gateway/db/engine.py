@@ -31,6 +31,21 @@ _PG_MIGRATION_LOCK = 0x76677731
 _SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
+def insert_for(dialect: str) -> Any:
+    """The dialect's INSERT construct (with its ON CONFLICT clauses).
+
+    Imported on use: a SQLite gateway never loads the PostgreSQL dialect (about 2 MiB), and
+    the engine has already loaded its own.
+    """
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
 class Database:
     """An async engine plus the name of its dialect ("sqlite" or "postgresql")."""
 

@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from vllm_gateway.db.engine import insert_for
 from vllm_gateway.db.tables import fleet_runtime
-from vllm_gateway.db.usage import insert_for
 
 
 async def fetch_fleet_changes(connection: AsyncConnection) -> Sequence[RowMapping]:

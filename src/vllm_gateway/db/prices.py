@@ -9,8 +9,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from vllm_gateway.db.engine import insert_for
 from vllm_gateway.db.tables import model_prices
-from vllm_gateway.db.usage import insert_for
 
 
 async def fetch_prices(connection: AsyncConnection) -> Sequence[RowMapping]:

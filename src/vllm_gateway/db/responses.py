@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from vllm_gateway.db.engine import insert_for
 from vllm_gateway.db.tables import stored_responses
 
 
@@ -20,7 +20,7 @@ async def insert_owner(
 ) -> None:
     """Record a response's owner (and the public and served model names of an alias); a
     second record of the same id keeps the first."""
-    dialect_insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    dialect_insert = insert_for(connection.dialect.name)
     public, served = alias if alias is not None else (None, None)
     statement = dialect_insert(stored_responses).values(
         response_id=response_id,

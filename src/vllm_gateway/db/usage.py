@@ -21,11 +21,11 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
+from vllm_gateway.db.engine import insert_for
 from vllm_gateway.db.tables import (
     api_keys,
     auth_failures,
@@ -192,10 +192,6 @@ async def add_to_daily(
     ]
     sql = _add_sql(usage_daily, _DAILY_KEYS, _DAILY_ADDED, connection.dialect.paramstyle)
     await connection.exec_driver_sql(sql, rows)
-
-
-def insert_for(dialect: str) -> Any:
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 async def add_rejections(

@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from vllm_gateway.access.admin_identity import verify_throttled
 from vllm_gateway.access.credentials import read_credential
 from vllm_gateway.access.key_records import as_utc
 from vllm_gateway.access.roles import PERMISSIONS, SCOPED, allows
@@ -156,13 +157,9 @@ def client_address(request: Request) -> str:
 async def verify_admin_token(request: Request, token: str, via: str) -> bool:
     """Check an admin key, throttled per client address (429 while blocked)."""
     services = _services(request)
-    address = client_address(request)
-    services.login_throttle.check(address)
-    if await services.admin.verify(token):
-        services.login_throttle.succeeded(address)
-        return True
-    services.login_throttle.failed(address, via)
-    return False
+    return await verify_throttled(
+        services.admin, services.login_throttle, client_address(request), token, via
+    )
 
 
 async def require_admin(request: Request) -> AdminPrincipal:

@@ -11,9 +11,10 @@ from pydantic import BaseModel, Field
 from vllm_gateway.audit.log import AuditRecord
 from vllm_gateway.db import alerts as db_alerts
 from vllm_gateway.db import audit as db_audit
-from vllm_gateway.errors import GatewayError, error_responses
+from vllm_gateway.errors import GatewayError
 from vllm_gateway.services import Services
 from vllm_gateway.web.admin_auth import permit
+from vllm_gateway.web.errors import error_responses
 
 router = APIRouter(tags=["audit"], responses=error_responses(400, 401, 403, 429))
 

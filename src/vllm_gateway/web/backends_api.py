@@ -13,12 +13,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
-from vllm_gateway.errors import GatewayError, error_responses
+from vllm_gateway.errors import GatewayError
 from vllm_gateway.routing.fleet_file import FleetFileError, backend_spec
 from vllm_gateway.routing.fleet_sync import FleetSync
 from vllm_gateway.routing.pool import BackendPool
 from vllm_gateway.services import Services
 from vllm_gateway.web.admin_auth import permit_by_method
+from vllm_gateway.web.errors import error_responses
 
 router = APIRouter(
     prefix="/api/v1/backends",

@@ -1,7 +1,8 @@
-"""The client API (/v1, OpenAI's) in the OpenAPI document beside the admin API.
+"""The client API (/v1, OpenAI's) and /metrics in the OpenAPI document beside the admin API.
 
 The hot path is pure ASGI (proxy/), not FastAPI routes, so its paths are described here by hand
 from the allowlist (proxy/routes.py): every forwarded route appears, the main ones in detail.
+So is /metrics, served as pure ASGI too (web/ops.py); the public probes stay undocumented.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from vllm_gateway.accounting.metrics import CONTENT_TYPE
 from vllm_gateway.proxy.routes import (
     RESPONSE_CANCEL,
     RESPONSE_GET,
@@ -316,6 +318,33 @@ def client_paths() -> dict[str, Any]:
     return paths
 
 
+def metrics_path() -> dict[str, Any]:
+    """The OpenAPI path of GET /metrics."""
+
+    def error(description: str) -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"schema": _REF_ERROR}}}
+
+    return {
+        "/metrics": {
+            "get": {
+                "tags": ["operations"],
+                "summary": "Metrics",
+                "description": "This worker's metrics "
+                "(Bearer GATEWAY_METRICS_TOKEN or the admin key)",
+                "operationId": "metrics_metrics_get",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {CONTENT_TYPE: {"schema": {"type": "string"}}},
+                    },
+                    "401": error("No metrics token or admin key, or a wrong one"),
+                    "429": error("Too many wrong admin keys from this address (Retry-After)"),
+                },
+            }
+        }
+    }
+
+
 def install_client_api_docs(api: FastAPI) -> None:
     """Make api.openapi() describe the client API too (built once, then cached by FastAPI)."""
     build_admin_document = api.openapi
@@ -324,7 +353,7 @@ def install_client_api_docs(api: FastAPI) -> None:
         if api.openapi_schema is not None:
             return api.openapi_schema
         document = build_admin_document()
-        document["paths"] = {**client_paths(), **document["paths"]}
+        document["paths"] = {**client_paths(), **document["paths"], **metrics_path()}
         components = document.setdefault("components", {})
         components.setdefault("schemas", {}).update(deepcopy(_SCHEMAS))
         components.setdefault("securitySchemes", {}).update(_SCHEMES)

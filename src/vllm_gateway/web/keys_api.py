@@ -13,10 +13,11 @@ from vllm_gateway.access.key_records import KeyRecord
 from vllm_gateway.access.keys import KeyStore
 from vllm_gateway.clock import utc_day
 from vllm_gateway.db import usage as db_usage
-from vllm_gateway.errors import GatewayError, error_responses
+from vllm_gateway.errors import GatewayError
 from vllm_gateway.limits.model import LIMIT_FIELDS
 from vllm_gateway.services import Services
 from vllm_gateway.web.admin_auth import AdminPrincipal, permit_by_method, require_admin
+from vllm_gateway.web.errors import error_responses
 
 MAX_OFFSET = 2**31 - 1
 

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from vllm_gateway.accounting.prices import gpu_price
-from vllm_gateway.errors import GatewayError, error_responses
+from vllm_gateway.errors import GatewayError
 from vllm_gateway.services import Services
 from vllm_gateway.web.admin_auth import AdminPrincipal, permit_by_method, require_admin
+from vllm_gateway.web.errors import error_responses
 
 router = APIRouter(
     prefix="/api/v1/prices",

@@ -11,9 +11,10 @@ from pydantic import BaseModel, Field, StrictStr
 from vllm_gateway.access.teams import TeamStore
 from vllm_gateway.clock import utc_day
 from vllm_gateway.db import usage as db_usage
-from vllm_gateway.errors import GatewayError, error_responses
+from vllm_gateway.errors import GatewayError
 from vllm_gateway.services import Services
 from vllm_gateway.web.admin_auth import AdminPrincipal, permit, permit_by_method, require_admin
+from vllm_gateway.web.errors import error_responses
 from vllm_gateway.web.keys_api import LimitFields, LimitValues
 
 router = APIRouter(

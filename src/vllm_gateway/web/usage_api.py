@@ -14,9 +14,10 @@ from vllm_gateway.access.credentials import read_credential
 from vllm_gateway.accounting.usage_csv import usage_csv
 from vllm_gateway.clock import utc_day
 from vllm_gateway.db import usage as db_usage
-from vllm_gateway.errors import GatewayError, error_responses
+from vllm_gateway.errors import GatewayError
 from vllm_gateway.services import Services
 from vllm_gateway.web.admin_auth import permit
+from vllm_gateway.web.errors import error_responses
 from vllm_gateway.web.keys_api import LimitValues
 
 router = APIRouter(tags=["usage"], responses=error_responses(400, 401, 403, 429))

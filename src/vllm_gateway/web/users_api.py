@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from vllm_gateway.access.admin_users import AdminUserStore
 from vllm_gateway.access.roles import Role
-from vllm_gateway.errors import error_responses
 from vllm_gateway.services import Services
 from vllm_gateway.web.admin_auth import AdminPrincipal, permit, require_admin
+from vllm_gateway.web.errors import error_responses
 
 router = APIRouter(
     prefix="/api/v1/users",
