@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import traceback
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -27,6 +28,8 @@ from vllm_gateway.proxy.policies import standard_policies
 from vllm_gateway.services import Services, open_services
 from vllm_gateway.settings import Settings
 from vllm_gateway.web.ops import Operations
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp | TrustedProxies:
@@ -108,16 +111,26 @@ class AdminApp:
                     error = GatewayError(503, "the gateway is starting", "starting")
                     await send_error(send, error, [])
                 return
-            app = await self._built(self.services)
+            try:
+                app = await self._built(self.services)
+            except Exception:
+                log.exception("the admin app could not be built")
+                if scope["type"] == "http":
+                    error = GatewayError(500, "internal gateway error", "internal_error")
+                    await send_error(send, error, [])
+                return
         await app(scope, receive, send)
 
     async def _built(self, services: Services) -> ASGIApp:
-        if self._building is None:
-            self._building = asyncio.ensure_future(asyncio.to_thread(self._build, services))
+        building = self._building
+        if building is None:
+            building = asyncio.ensure_future(asyncio.to_thread(self._build, services))
+            self._building = building
         try:
-            app = await asyncio.shield(self._building)
+            app = await asyncio.shield(building)
         except Exception:
-            self._building = None  # the next request tries again
+            if self._building is building:
+                self._building = None  # the next request tries again
             raise
         self._app = app
         return app
