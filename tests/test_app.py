@@ -13,7 +13,7 @@ import orjson
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from vllm_gateway.app import AdminApp, Lifespan
+from vllm_gateway.app import AdminApp, Lifespan, StartupError
 from vllm_gateway.services import Services
 from vllm_gateway.settings import Settings
 
@@ -180,3 +180,20 @@ async def test_before_the_services_start_the_admin_app_answers_503(tmp_path: Pat
 
 async def _never_called(scope: Scope, receive: Receive, send: Send) -> None:
     raise AssertionError("the lifespan passed a lifespan scope on")
+
+
+async def test_a_startup_error_is_reported_in_its_one_line() -> None:
+    @asynccontextmanager
+    async def context() -> AsyncIterator[None]:
+        raise StartupError("the gateway could not start: file is not a database")
+        yield  # pragma: no cover
+
+    server = _lifespan_server()
+    with pytest.raises(StartupError):
+        await Lifespan(_never_called, context)({"type": "lifespan"}, server.receive, server.send)
+    assert server.sent == [
+        {
+            "type": "lifespan.startup.failed",
+            "message": "the gateway could not start: file is not a database",
+        }
+    ]

@@ -66,6 +66,25 @@ def test_serve_names_an_unreachable_database_and_redis_in_one_line(tmp_path: Pat
     assert "hunter" not in result.stderr + result.stdout
 
 
+def test_serve_names_an_unusable_sqlite_file_in_one_line_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    not_a_database = tmp_path / "notes.txt"
+    not_a_database.write_text("these are notes, not a database\n")
+    result = _run(
+        "serve",
+        "--port",
+        str(free_port()),
+        cwd=tmp_path,
+        DATABASE_PATH=str(not_a_database),
+        VLLM_URL="http://127.0.0.1:9/v1",
+    )
+    assert result.returncode != 0
+    assert "the gateway could not start: file is not a database" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert not_a_database.read_text() == "these are notes, not a database\n"
+
+
 @pytest.mark.timeout(240)  # eight CLI processes, each importing the gateway
 def test_read_only_commands_create_nothing_and_name_unknown_keys(tmp_path: Path) -> None:
     with fresh_postgres() as url:

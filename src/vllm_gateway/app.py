@@ -14,8 +14,9 @@ import gc
 import logging
 import traceback
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vllm_gateway.clock import Clock, system_clock
@@ -39,7 +40,11 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp |
 
     @asynccontextmanager
     async def running() -> AsyncIterator[None]:
-        async with open_services(settings, clock) as services:
+        async with AsyncExitStack() as stack:
+            try:
+                services = await stack.enter_async_context(open_services(settings, clock))
+            except (OSError, SQLAlchemyError) as exc:
+                raise StartupError(f"the gateway could not start: {_cause(exc)}") from exc
             proxy.pipeline = _pipeline(services)
             operations.services = admin.services = services
             # Everything built so far lives as long as the worker: keep it out of the
@@ -59,12 +64,24 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> ProxyApp |
     return TrustedProxies(proxy, hosts) if hosts else proxy
 
 
+class StartupError(Exception):
+    """A start-up that failed for a reason one line says (a file, a database): no traceback."""
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost cause's first line (SQLAlchemy's wrapped driver error, or the OSError)."""
+    while (inner := getattr(exc, "orig", None) or exc.__cause__) is not None:
+        exc = inner
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text or type(exc).__name__
+
+
 class Lifespan:
     """Serves ASGI's lifespan protocol from an async context manager; passes the rest on.
 
     Startup runs the context up to its `yield`, shutdown runs the rest; an exception in
     either is reported to the server (startup.failed / shutdown.failed) and raised, as
-    Starlette's router does.
+    Starlette's router does: with its traceback, or in its one line for a StartupError.
     """
 
     def __init__(self, app: ASGIApp, context: Callable[[], AbstractAsyncContextManager[None]]):
@@ -82,9 +99,10 @@ class Lifespan:
                 await send({"type": "lifespan.startup.complete"})
                 started = True
                 await receive()  # lifespan.shutdown
-        except BaseException:
+        except BaseException as exc:
             failed = "lifespan.shutdown.failed" if started else "lifespan.startup.failed"
-            await send({"type": failed, "message": traceback.format_exc()})
+            said = str(exc) if isinstance(exc, StartupError) else traceback.format_exc()
+            await send({"type": failed, "message": said})
             raise
         await send({"type": "lifespan.shutdown.complete"})
 
