@@ -13,7 +13,6 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
 from vllm_gateway.accounting.metrics import shared_across_workers
-from vllm_gateway.cli.demo_backend import demo_backend
 from vllm_gateway.cli.preflight import check_reachable
 from vllm_gateway.cli.settings_loader import load_settings
 from vllm_gateway.draining import serve as serve_draining
@@ -70,6 +69,9 @@ def serve(
     if demo_port is not None and not demo:
         raise click.UsageError("--demo-port needs --demo")
     if demo:
+        # Only with --demo: a serving process does not keep the simulator's launcher loaded.
+        from vllm_gateway.cli.demo_backend import demo_backend
+
         os.environ.setdefault("VLLM_API_KEY", "sim-" + secrets.token_urlsafe(24))
         with demo_backend(os.environ["VLLM_API_KEY"], demo_port) as url:
             os.environ["VLLM_URL"] = url
