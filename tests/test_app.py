@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,17 @@ class Server:
         return orjson.loads(b"".join(m.get("body", b"") for m in self.sent[1:]))
 
 
+def _failing_at_start(error: Exception) -> Callable[[], AbstractAsyncContextManager[None]]:
+    """A lifespan context whose start-up raises `error`."""
+
+    @asynccontextmanager
+    async def context() -> AsyncIterator[None]:
+        raise error
+        yield  # pragma: no cover
+
+    return context
+
+
 def _lifespan_server() -> Server:
     return Server({"type": "lifespan.startup"}, {"type": "lifespan.shutdown"})
 
@@ -61,11 +72,7 @@ async def test_the_lifespan_runs_its_context_from_startup_to_shutdown() -> None:
 
 
 async def test_a_failed_startup_is_reported_to_the_server_and_raised() -> None:
-    @asynccontextmanager
-    async def context() -> AsyncIterator[None]:
-        raise OSError("the database directory does not exist")
-        yield  # pragma: no cover
-
+    context = _failing_at_start(OSError("the database directory does not exist"))
     server = _lifespan_server()
     with pytest.raises(OSError, match="does not exist"):
         await Lifespan(_never_called, context)({"type": "lifespan"}, server.receive, server.send)
@@ -95,11 +102,7 @@ async def test_other_scopes_pass_through_the_lifespan() -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         seen.append(scope["type"])
 
-    @asynccontextmanager
-    async def context() -> AsyncIterator[None]:
-        raise AssertionError("not for an http request")
-        yield  # pragma: no cover
-
+    context = _failing_at_start(AssertionError("not for an http request"))
     await Lifespan(app, context)({"type": "http"}, Server().receive, Server().send)
     assert seen == ["http"]
 
@@ -183,11 +186,7 @@ async def _never_called(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 async def test_a_startup_error_is_reported_in_its_one_line() -> None:
-    @asynccontextmanager
-    async def context() -> AsyncIterator[None]:
-        raise StartupError("the gateway could not start: file is not a database")
-        yield  # pragma: no cover
-
+    context = _failing_at_start(StartupError("the gateway could not start: file is not a database"))
     server = _lifespan_server()
     with pytest.raises(StartupError):
         await Lifespan(_never_called, context)({"type": "lifespan"}, server.receive, server.send)

@@ -86,7 +86,9 @@ def test_the_admin_app_loads_on_the_first_request_that_needs_it(tmp_path: Path) 
             alive = client.get("/healthz")
             assert alive.status_code == 200 and alive.json() == {{"status": "ok"}}, alive.text
             assert alive.headers["x-frame-options"] == "DENY"
-            assert client.head("/healthz").status_code == 200
+            head = client.head("/healthz")
+            assert head.status_code == 200 and head.content == b"", head.content
+            assert head.headers["content-length"] == alive.headers["content-length"]
             ready = client.get("/readyz")  # no backend at 127.0.0.1:9
             assert ready.status_code == 503 and ready.json()["down"] == ["backends"], ready.text
             anonymous = client.get("/metrics")

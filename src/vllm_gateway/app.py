@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vllm_gateway.clock import Clock, system_clock
-from vllm_gateway.errors import GatewayError
+from vllm_gateway.errors import GatewayError, gateway_starting
 from vllm_gateway.http_guard import ClientLimits
 from vllm_gateway.proxy.asgi import send_error
 from vllm_gateway.proxy.entrance import ProxyApp, TrustedProxies
@@ -126,7 +126,7 @@ class AdminApp:
         if app is None:
             if self.services is None:
                 if scope["type"] == "http":
-                    error = GatewayError(503, "the gateway is starting", "starting")
+                    error = gateway_starting()
                     await send_error(send, error, [])
                 return
             try:

@@ -72,3 +72,8 @@ def error_body(status: int, message: str, code: str, param: str | None = None) -
             }
         }
     )
+
+
+def gateway_starting() -> GatewayError:
+    """503 for a request that arrives before the worker's services are open."""
+    return GatewayError(503, "the gateway is starting", "starting")

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from vllm_gateway.access.credentials import CredentialReader
-from vllm_gateway.errors import GatewayError
+from vllm_gateway.errors import gateway_starting
 from vllm_gateway.http_guard import DEFAULT_LIMITS, ClientLimits
 from vllm_gateway.proxy.asgi import send_error
 from vllm_gateway.proxy.context import ClientHeaders, RawHeaders, RequestContext
@@ -103,7 +103,7 @@ class ProxyApp:
         headers: RawHeaders = [(b"x-request-id", request_id.encode())]
         pipeline = self.pipeline
         if pipeline is None:
-            error = GatewayError(503, "the gateway is starting", "starting")
+            error = gateway_starting()
             await send_error(send, error, headers)
             return
         services = pipeline.services

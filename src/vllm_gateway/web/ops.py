@@ -29,8 +29,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from vllm_gateway.access.admin_identity import verify_throttled
 from vllm_gateway.access.credentials import read_credential
 from vllm_gateway.accounting.metrics import CONTENT_TYPE
-from vllm_gateway.errors import GatewayError
-from vllm_gateway.proxy.asgi import JSON_CONTENT_TYPE, RawHeaders, send_error
+from vllm_gateway.errors import GatewayError, gateway_starting
+from vllm_gateway.proxy.asgi import JSON_CONTENT_TYPE, send_error, send_response
 from vllm_gateway.services import Services
 from vllm_gateway.web.security_headers import HEADERS as SECURITY_HEADERS
 
@@ -91,23 +91,20 @@ class Operations:
         if handler is None:
             await self.app(scope, receive, send)
             return
-        headers: RawHeaders = list(SECURITY_HEADERS)
         services = self.services
         try:
             if scope["method"] not in _METHODS:
                 allow = [(b"allow", ", ".join(_METHODS).encode())]
                 raise GatewayError(405, "Method Not Allowed", "method_not_allowed", headers=allow)
             if services is None:
-                raise GatewayError(503, "the gateway is starting", "starting")
+                raise gateway_starting()
             status, content_type, body = await handler(services, scope)
         except GatewayError as error:
-            await send_error(send, error, headers)
+            await send_error(send, error, list(SECURITY_HEADERS))
             return
-        headers += [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send(
-            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
-        )
+        # The server leaves the body out of an answer to HEAD (its content-length stays).
+        headers = [*SECURITY_HEADERS, (b"content-type", content_type)]
+        await send_response(send, status, body, headers)
 
     def _probes_of(self, services: Services) -> tuple[Probe, Probe | None]:
         """The (database, redis) probes, made on first use."""
