@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import Process, cli_env, start
-from tests.support.servers import free_port
+from tests.support.processes import Process, cli_env, start_on_free_port
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 VENV_BIN = Path(sys.executable).parent
@@ -38,7 +37,6 @@ def blocks() -> list[tuple[str, str]]:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Process, str, Path]]:
     """`serve --demo` on a free port with its own database; (process, admin key, directory)."""
     directory = tmp_path_factory.mktemp("readme")
-    port = free_port()
     admin_key = "admin-" + secrets.token_hex(16)
     env = cli_env(
         DATABASE_PATH=str(directory / "gateway.db"),
@@ -46,9 +44,13 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Process, st
         GATEWAY_HOST="127.0.0.1",
         GATEWAY_JOURNAL_DIR=str(directory / "journal"),
     )
-    process = start(["serve", "--demo", "--port", str(port)], env, directory / "demo.log", port)
+    process = start_on_free_port(
+        lambda port: ["serve", "--demo", "--port", str(port)],
+        env,
+        directory / "demo.log",
+        "/readyz",
+    )
     try:
-        process.wait_ready("/readyz")
         yield process, admin_key, directory
     finally:
         process.stop()

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,29 @@ class Process:
         if self.popen.poll() is None:
             self.popen.kill()
             self.popen.wait(timeout=10)
+
+
+def start_on_free_port(
+    args: Callable[[int], list[str]], env: dict[str, str], log: Path, ready_path: str
+) -> Process:
+    """Start `python -m vllm_gateway ARGS(port)` on a free port and wait until it is ready.
+
+    A free port can be taken by another test process before the server binds it: then the
+    server exits saying so, and it is started again on another port (each try with a fresh
+    log, so that the log holds only the server that runs)."""
+    for attempt in range(1, 4):
+        port = free_port()
+        log.unlink(missing_ok=True)
+        process = start(args(port), env, log, port)
+        try:
+            process.wait_ready(ready_path)
+        except AssertionError:
+            process.stop()
+            if attempt == 3 or "address already in use" not in log.read_text():
+                raise
+            continue
+        return process
+    raise AssertionError("unreachable")
 
 
 def start(args: list[str], env: dict[str, str], log: Path, port: int) -> Process:
