@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.simulator.helpers import wait_for
-from tests.support.servers import free_port
+from tests.support.servers import free_ports_in_a_row
 from vllm_gateway.cli import demo_backend as demo_backend_module
 from vllm_gateway.cli.demo_backend import demo_backend
 
@@ -26,7 +26,7 @@ def hits(url: str) -> float:
 
 
 def test_instances_on_consecutive_ports_with_their_own_speed_and_cache() -> None:
-    port = free_port()
+    port = free_ports_in_a_row(2)
     process = subprocess.Popen(
         [
             sys.executable,

@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Coroutine, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, TypeVar
 
 import uvicorn
@@ -20,6 +20,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_ports_in_a_row(count: int) -> int:
+    """The first of `count` consecutive ports on 127.0.0.1 that nothing listens on right now
+    (for servers that take a port and the ones after it)."""
+    while True:
+        first = free_port()
+        with ExitStack() as held:
+            try:
+                for port in range(first + 1, first + count):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return first
 
 
 class RunningServer:
