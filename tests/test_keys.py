@@ -12,7 +12,6 @@ from typing import Any
 
 import openai
 import pytest
-import redis.asyncio as aioredis
 from sqlalchemy import func, insert, select
 
 from tests.conftest import Gateway, GatewayFactory
@@ -23,6 +22,7 @@ from vllm_gateway.access.keys import KeyStore
 from vllm_gateway.db.engine import Database, open_database
 from vllm_gateway.db.tables import api_keys, usage_daily, usage_events
 from vllm_gateway.errors import GatewayError
+from vllm_gateway.resp.client import RedisClient
 from vllm_gateway.settings import Settings
 
 CHAT = [{"role": "user", "content": "hello"}]
@@ -341,8 +341,8 @@ async def test_invalidation_reaches_other_stores_through_redis(
     database: Database, database_url: str, redis_url: str
 ) -> None:
     settings = make_settings(database_url, redis_url=redis_url)
-    redis_a = aioredis.from_url(redis_url)
-    redis_b = aioredis.from_url(redis_url)
+    redis_a = RedisClient.from_url(redis_url)
+    redis_b = RedisClient.from_url(redis_url)
     store_a = KeyStore(database, time.time, settings, redis_a)
     store_b = KeyStore(database, time.time, settings, redis_b)
     await store_a.start()

@@ -1,6 +1,7 @@
 """What a worker does not load when it does not need it (each is megabytes of every worker's
-memory): redis-py without Redis configured, the trace SDK and exporter without an OTLP
-endpoint (nor the traced pipeline), aiohttp without an OIDC login or an alert to send.
+memory): redis-py ever (the gateway speaks RESP itself, resp/), the trace SDK and exporter
+without an OTLP endpoint (nor the traced pipeline), aiohttp without an OIDC login or an alert
+to send.
 Alembic at a current schema: tests/test_db.py.
 """
 
@@ -42,6 +43,35 @@ def test_a_gateway_imports_no_client_it_is_not_configured_to_use(tmp_path: Path)
                 name == prefix or name.startswith(prefix + ".") for prefix in unwanted
             )
         )
+        assert not loaded, loaded
+        """
+    )
+    run_python(script, tmp_path)
+
+
+def test_a_gateway_using_redis_does_not_import_redis_py(tmp_path: Path, redis_url: str) -> None:
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from vllm_gateway.clock import system_clock
+        from vllm_gateway.limits.base import Subject
+        from vllm_gateway.limits.model import Limits
+        from vllm_gateway.services import open_services
+        from vllm_gateway.settings import Settings
+
+        {offline_settings(tmp_path, redis_url=repr(redis_url))}
+
+        async def main():
+            async with open_services(settings, system_clock) as services:
+                assert services.redis is not None and await services.redis.ping()
+                subject = Subject("key", "k1", Limits(rpm=5))
+                reservation = await services.limiter.acquire([subject], 1, "req-1")
+                assert reservation.headers  # the limit went through Redis
+                await services.limiter.settle(reservation, 1)
+                await services.keys.team_changed()  # published on the invalidation channel
+
+        asyncio.run(main())
+        loaded = sorted(name for name in sys.modules if name.split(".")[0] == "redis")
         assert not loaded, loaded
         """
     )

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from vllm_gateway.access.client_key import ClientKey
 from vllm_gateway.errors import GatewayError
@@ -24,6 +23,7 @@ from vllm_gateway.limits.base import (
 )
 from vllm_gateway.limits.factory import create_limiter
 from vllm_gateway.limits.model import Limits
+from vllm_gateway.resp.client import RedisClient
 from vllm_gateway.settings import Settings
 
 NOON = datetime(2025, 3, 14, 12, 0, tzinfo=UTC).timestamp()
@@ -70,7 +70,7 @@ def settings(**overrides: Any) -> Settings:
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     clock = DrivenClock()
     redis = request.param == "redis"  # a private redis-server only for the Redis side
-    client = aioredis.from_url(request.getfixturevalue("redis_url")) if redis else None
+    client = RedisClient.from_url(request.getfixturevalue("redis_url")) if redis else None
     limiter = create_limiter(settings(), client, clock)
     try:
         yield Harness(limiter, clock, request.param)
@@ -315,8 +315,8 @@ async def test_concurrent_acquires_admit_exactly_the_limit(harness: Harness) -> 
 
 
 @pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(redis_url)
+async def redis_client(redis_url: str) -> AsyncIterator[RedisClient]:
+    client = RedisClient.from_url(redis_url)
     try:
         yield client
     finally:
@@ -344,7 +344,7 @@ async def limiters() -> AsyncIterator[LimiterFactory]:
 
 
 async def test_workers_sharing_redis_share_the_limits(
-    redis_client: aioredis.Redis, limiters: LimiterFactory
+    redis_client: RedisClient, limiters: LimiterFactory
 ) -> None:
     clock = DrivenClock()
     workers = [limiters(settings(), redis_client, clock) for _ in range(3)]
@@ -368,7 +368,7 @@ async def test_workers_sharing_redis_share_the_limits(
 
 
 async def test_a_lease_expires_when_its_worker_never_settles(
-    redis_client: aioredis.Redis, limiters: LimiterFactory
+    redis_client: RedisClient, limiters: LimiterFactory
 ) -> None:
     clock = DrivenClock()
     crashed = limiters(settings(), redis_client, clock)
@@ -383,7 +383,7 @@ async def test_a_lease_expires_when_its_worker_never_settles(
 
 
 async def test_a_running_request_keeps_its_slot_past_the_lease(
-    redis_client: aioredis.Redis, limiters: LimiterFactory
+    redis_client: RedisClient, limiters: LimiterFactory
 ) -> None:
     # Real time, a 3 s lease renewed every second while the request runs.
     short = settings(gateway_limit_lease_seconds=3)
@@ -404,25 +404,25 @@ async def test_a_running_request_keeps_its_slot_past_the_lease(
 
 
 async def test_scripts_are_reloaded_after_redis_forgets_them(
-    redis_client: aioredis.Redis, limiters: LimiterFactory
+    redis_client: RedisClient, limiters: LimiterFactory
 ) -> None:
     limiter = limiters(settings(), redis_client, DrivenClock())
     key = make_key(daily_requests=2, max_concurrency=1)
-    await redis_client.script_flush()
+    await redis_client.execute("SCRIPT", "FLUSH")
     reservation = await acquire(limiter, key, 0)
-    await redis_client.script_flush()
+    await redis_client.execute("SCRIPT", "FLUSH")
     await limiter.settle(reservation, 0)
     await acquire(limiter, key, 0)
     await rejected(limiter, key)
 
 
 async def test_redis_down_rejects_with_503_and_settle_does_not_raise(
-    redis_client: aioredis.Redis, limiters: LimiterFactory
+    redis_client: RedisClient, limiters: LimiterFactory
 ) -> None:
     clock = DrivenClock()
     key = make_key(max_concurrency=1)
     reservation = await acquire(limiters(settings(), redis_client, clock), key, 0)
-    unreachable = aioredis.from_url("redis://127.0.0.1:1/0")
+    unreachable = RedisClient.from_url("redis://127.0.0.1:1/0")
     try:
         limiter = limiters(settings(), unreachable, clock)
         with pytest.raises(GatewayError) as caught:
@@ -439,7 +439,7 @@ async def test_redis_down_rejects_with_503_and_settle_does_not_raise(
 
 
 async def test_a_cancelled_acquire_gives_back_what_redis_took(
-    redis_client: aioredis.Redis, limiters: LimiterFactory
+    redis_client: RedisClient, limiters: LimiterFactory
 ) -> None:
     limiter = limiters(settings(), redis_client, DrivenClock())
     key = make_key(max_concurrency=1, daily_tokens=100)
@@ -453,14 +453,14 @@ async def test_a_cancelled_acquire_gives_back_what_redis_took(
     assert header(reservation.headers, b"x-ratelimit-remaining-tokens") == "40"
 
 
-class CountingRedis(aioredis.Redis):
+class CountingRedis(RedisClient):
     """A Redis client that notes every command it sends."""
 
     sent: list[str]
 
-    async def execute_command(self, *args: Any, **options: Any) -> Any:
-        self.sent.append(str(args[0]))
-        return await super().execute_command(*args, **options)
+    async def execute(self, *command: str | bytes | int | float) -> Any:
+        self.sent.append(str(command[0]))
+        return await super().execute(*command)
 
 
 async def test_operations_arriving_together_share_one_round_trip(
@@ -486,12 +486,12 @@ async def test_operations_arriving_together_share_one_round_trip(
 
 
 async def test_daily_counters_expire_after_their_day(
-    redis_client: aioredis.Redis, limiters: LimiterFactory
+    redis_client: RedisClient, limiters: LimiterFactory
 ) -> None:
     limiter = limiters(settings(), redis_client, DrivenClock())
     await acquire(limiter, make_key(daily_requests=5, daily_tokens=5), 1)
     for name in (b"vgw:lim:{k1}:req:2025-03-14", b"vgw:lim:{k1}:tok:2025-03-14"):
-        ttl = await redis_client.ttl(name)
+        ttl = await redis_client.execute("TTL", name)
         assert 12 * 3600 + 86400 - 5 <= ttl <= 12 * 3600 + 86400
 
 

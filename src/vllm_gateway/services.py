@@ -33,8 +33,7 @@ from vllm_gateway.routing.pool import BackendPool
 from vllm_gateway.settings import Settings
 
 if TYPE_CHECKING:
-    import redis.asyncio as aioredis
-
+    from vllm_gateway.resp.client import RedisClient
     from vllm_gateway.tracing.provider import Tracing
 
 CACHE_SALT_SECRET = "cache_salt"  # noqa: S105 - the name of a secret, not one
@@ -50,7 +49,7 @@ class Services:
     clock: Clock
     database: Database
     admin: AdminIdentity
-    redis: aioredis.Redis | None
+    redis: RedisClient | None
     keys: KeyStore
     limiter: Limiter
     usage: UsageRecorder

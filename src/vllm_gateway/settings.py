@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vllm_gateway.access.role_rules import parse_rules
+from vllm_gateway.resp.address import parse_url
 
 
 class Settings(BaseSettings):
@@ -265,6 +266,14 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("DATABASE_URL must be sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _usable_redis_url(cls, value: str | None) -> str | None:
+        if not value or not value.strip():
+            return None
+        parse_url(value.strip())  # raises ValueError naming what the client cannot follow
+        return value.strip()
 
     @field_validator("redis_sentinels")
     @classmethod

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
-import redis.asyncio as aioredis
 
 from tests.test_limits import DrivenClock
 from vllm_gateway.access.client_key import ClientKey, allowed_models
@@ -18,6 +17,7 @@ from vllm_gateway.limits.base import BUDGET_PER_DAY, BUDGET_PER_MONTH, Limiter, 
 from vllm_gateway.limits.factory import create_limiter
 from vllm_gateway.limits.model import Limits, micros
 from vllm_gateway.limits.periods import seconds_to_next_month, utc_month
+from vllm_gateway.resp.client import RedisClient
 from vllm_gateway.settings import Settings
 
 MONTH_END = datetime(2026, 1, 31, 23, 0, tzinfo=UTC).timestamp()
@@ -33,7 +33,7 @@ class Harness:
 @pytest.fixture(params=["in-process", "redis"])
 async def harness(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Harness]:
     clock = DrivenClock(MONTH_END)
-    client = aioredis.from_url(redis_url) if request.param == "redis" else None
+    client = RedisClient.from_url(redis_url) if request.param == "redis" else None
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     limiter = create_limiter(settings, client, clock)
     try:

@@ -15,10 +15,10 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from vllm_gateway.redis_connect import redis_error
+from vllm_gateway.resp.errors import RedisError
 
 if TYPE_CHECKING:
-    import redis.asyncio as aioredis
+    from vllm_gateway.resp.client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ RESEND_FOR = 120.0
 class Invalidations:
     """Publishes key changes on one channel; keeps and resends what could not be sent."""
 
-    def __init__(self, redis: aioredis.Redis, channel: str) -> None:
+    def __init__(self, redis: RedisClient, channel: str) -> None:
         self._redis = redis
         self._channel = channel
         self._unsent: list[str] = []
@@ -46,7 +46,7 @@ class Invalidations:
             try:
                 await self._redis.publish(self._channel, message)
                 return
-            except (redis_error(), OSError):
+            except (RedisError, OSError):
                 log.warning("could not publish a key invalidation: sending it again shortly")
         self._unsent.append(message)
         if self._resender is None or self._resender.done():
@@ -56,7 +56,7 @@ class Invalidations:
         deadline = time.monotonic() + RESEND_FOR
         while self._unsent and time.monotonic() < deadline:
             await asyncio.sleep(RESEND_EVERY)
-            with contextlib.suppress(redis_error(), OSError):
+            with contextlib.suppress(RedisError, OSError):
                 while self._unsent:
                     await self._redis.publish(self._channel, self._unsent[0])
                     self._unsent.pop(0)

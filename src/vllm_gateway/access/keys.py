@@ -39,11 +39,11 @@ from vllm_gateway.db.engine import Database
 from vllm_gateway.errors import GatewayError
 from vllm_gateway.limits.model import LIMIT_NAMES, NO_LIMITS, Limits
 from vllm_gateway.outages import Outage
-from vllm_gateway.redis_connect import redis_error
+from vllm_gateway.resp.errors import RedisError
 from vllm_gateway.settings import Settings
 
 if TYPE_CHECKING:
-    import redis.asyncio as aioredis
+    from vllm_gateway.resp.client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,8 @@ class KeyStore:
         database: Database,
         clock: Clock,
         settings: Settings,
-        redis: aioredis.Redis | None,
-        subscriber: aioredis.Redis | None = None,
+        redis: RedisClient | None,
+        subscriber: RedisClient | None = None,
     ) -> None:
         self._database = database
         self._clock = clock
@@ -149,7 +149,7 @@ class KeyStore:
         if self._invalidations is not None:
             await self._invalidations.close()
         if self._pubsub is not None:
-            with contextlib.suppress(redis_error(), OSError):
+            with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.aclose()
             self._pubsub = None
         await self._flush_used()
@@ -321,7 +321,7 @@ class KeyStore:
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=30.0)
-            except (redis_error(), OSError):
+            except (RedisError, OSError):
                 # Messages may have been lost while disconnected: trust nothing cached.
                 log.warning("lost the key invalidation channel; reconnecting")
                 self.invalidate_all()

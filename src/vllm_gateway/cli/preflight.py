@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from vllm_gateway.db.engine import create_engine
+from vllm_gateway.resp.address import parse_url
 from vllm_gateway.settings import Settings
 
 TIMEOUT_SECONDS = 5.0
@@ -47,18 +48,17 @@ async def _check_database(settings: Settings) -> str | None:
 async def _check_redis(settings: Settings) -> str | None:
     if not settings.redis_url:
         return None
-    import redis.asyncio as aioredis  # only when Redis is configured
+    from vllm_gateway.resp.client import RedisClient  # only when Redis is configured
 
-    client = aioredis.from_url(
-        settings.redis_url, socket_timeout=TIMEOUT_SECONDS, socket_connect_timeout=TIMEOUT_SECONDS
+    client = RedisClient.from_url(
+        settings.redis_url, timeout=TIMEOUT_SECONDS, connect_timeout=TIMEOUT_SECONDS
     )
     try:
         async with asyncio.timeout(TIMEOUT_SECONDS):
             await client.ping()
     except Exception as exc:
-        url = make_url(settings.redis_url.replace("rediss://", "redis://", 1))
-        where = f"{url.host or 'localhost'}:{url.port or 6379}"
-        return f"cannot reach Redis at {where} (REDIS_URL): {_reason(exc)}"
+        endpoint, _ = parse_url(settings.redis_url)
+        return f"cannot reach Redis at {endpoint} (REDIS_URL): {_reason(exc)}"
     finally:
         await client.aclose()
     return None

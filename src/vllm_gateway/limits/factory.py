@@ -10,10 +10,10 @@ from vllm_gateway.limits.memory import InProcessLimiter
 from vllm_gateway.settings import Settings
 
 if TYPE_CHECKING:
-    import redis.asyncio as aioredis
+    from vllm_gateway.resp.client import RedisClient
 
 
-def create_limiter(settings: Settings, redis: aioredis.Redis | None, clock: Clock) -> Limiter:
+def create_limiter(settings: Settings, redis: RedisClient | None, clock: Clock) -> Limiter:
     """Shared limits through Redis (every worker and instance), else this worker's own."""
     if redis is None:
         return InProcessLimiter(clock)

@@ -42,9 +42,6 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
-
 from vllm_gateway.clock import Clock, seconds_to_utc_midnight
 from vllm_gateway.errors import GatewayError
 from vllm_gateway.limits.base import (
@@ -67,6 +64,8 @@ from vllm_gateway.limits.base import (
 from vllm_gateway.limits.model import MICROS_PER_USD, Limits
 from vllm_gateway.limits.periods import MonthNames, seconds_to_next_month
 from vllm_gateway.outages import Outage
+from vllm_gateway.resp.client import RedisClient
+from vllm_gateway.resp.errors import NoScriptError
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +165,7 @@ class RedisLimiter:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         clock: Clock,
         *,
         lease_seconds: float = 30.0,

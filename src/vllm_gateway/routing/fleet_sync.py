@@ -31,12 +31,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from vllm_gateway.db.engine import Database
 from vllm_gateway.db.fleet import fetch_fleet_changes, upsert_fleet_change
-from vllm_gateway.redis_connect import redis_error
+from vllm_gateway.resp.errors import RedisError
 from vllm_gateway.routing.backend import BackendSpec
 from vllm_gateway.routing.pool import BackendPool
 
 if TYPE_CHECKING:
-    import redis.asyncio as aioredis
+    from vllm_gateway.resp.client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,8 @@ class FleetSync:
         self,
         pool: BackendPool,
         database: Database,
-        redis: aioredis.Redis | None = None,
-        subscriber: aioredis.Redis | None = None,
+        redis: RedisClient | None = None,
+        subscriber: RedisClient | None = None,
         refresh_seconds: float = 10.0,
     ) -> None:
         self.pool = pool
@@ -93,7 +93,7 @@ class FleetSync:
         self._pubsub = self._subscriber.pubsub()
         try:
             await self._pubsub.subscribe(CHANNEL)
-        except (redis_error(), OSError):
+        except (RedisError, OSError):
             log.warning("cannot subscribe to fleet changes: they stay in the worker that gets them")
             return
         self._task = asyncio.create_task(self._listen(), name="fleet-changes")
@@ -106,7 +106,7 @@ class FleetSync:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         if self._pubsub is not None:
-            with contextlib.suppress(redis_error(), OSError):
+            with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.aclose()
 
     async def change(self, op: str, name: str, spec: dict[str, Any] | None = None) -> Any:
@@ -118,7 +118,7 @@ class FleetSync:
             message = orjson.dumps({"op": op, "name": name, "spec": spec})
             try:
                 await self._redis.publish(CHANNEL, message)
-            except (redis_error(), OSError):
+            except (RedisError, OSError):
                 log.warning("could not publish a fleet change: other workers did not get it")
         return result
 
@@ -182,7 +182,7 @@ class FleetSync:
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=30.0)
-            except (redis_error(), OSError):
+            except (RedisError, OSError):
                 log.warning("lost the fleet change channel; reconnecting")
                 await asyncio.sleep(1.0)
                 continue
