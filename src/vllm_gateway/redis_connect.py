@@ -8,13 +8,18 @@ GATEWAY_LIMITS_ON_REDIS_FAILURE, the key cache is read again once its channel is
 A primary demoted to replica answers writes with READONLY: the client then drops its
 connection, so the next attempt asks the sentinels again.
 
-The client is the gateway's own (resp/): redis-py is not imported by a serving worker.
+The client is the gateway's own (resp/): redis-py is not imported by a serving worker, and
+resp/ (with hiredis) only when Redis is configured.
 """
 
 from __future__ import annotations
 
-from vllm_gateway.resp.client import RedisClient
+from typing import TYPE_CHECKING
+
 from vllm_gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from vllm_gateway.resp.client import RedisClient
 
 
 def open_redis(
@@ -23,6 +28,10 @@ def open_redis(
     """A client of the configured Redis (None when none is), its commands and connects
     timing out after `timeout` seconds (a pub/sub client waits for messages: no command
     timeout)."""
+    if not settings.uses_redis:
+        return None
+    from vllm_gateway.resp.client import RedisClient  # hiredis: only when Redis is configured
+
     command_timeout = timeout if commands_time_out else None
     if settings.sentinel_addresses:
         return RedisClient.via_sentinels(
@@ -31,8 +40,7 @@ def open_redis(
             timeout=command_timeout,
             connect_timeout=timeout,
         )
-    if settings.redis_url:
-        return RedisClient.from_url(
-            settings.redis_url, timeout=command_timeout, connect_timeout=timeout
-        )
-    return None
+    assert settings.redis_url is not None
+    return RedisClient.from_url(
+        settings.redis_url, timeout=command_timeout, connect_timeout=timeout
+    )

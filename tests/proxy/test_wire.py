@@ -128,6 +128,18 @@ async def test_sequential_requests_share_one_keep_alive_connection(wire: WireCli
     assert first.endswith(b"\r\n\r\n{}")
 
 
+def test_the_host_header_names_the_backend_as_http_wants_it() -> None:
+    wire = client()
+    for base_url, host in (
+        ("http://vllm-a:8000/v1", b"vllm-a:8000"),
+        ("https://gpu.example/v1", b"gpu.example"),
+        ("http://[::1]:8001", b"[::1]:8001"),
+        ("http://bücher.example:8000/v1", b"xn--bcher-kva.example:8000"),  # IDNA
+    ):
+        _, header, _ = wire._origin(base_url)
+        assert header == host
+
+
 @on_both_loops
 async def test_the_base_urls_path_prefixes_the_target_and_get_sends_no_length(
     wire: WireClient,

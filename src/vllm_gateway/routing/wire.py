@@ -324,7 +324,9 @@ class WireClient:
             shown = f"[{host}]" if ":" in host else host
             if parts.port is not None and port != (443 if tls else 80):
                 shown += f":{port}"
-            known = ((host, port, tls), shown.encode("idna"), parts.path.rstrip("/"))
+            # The idna codec only for a name that needs it: it loads unicodedata (0.3 MiB).
+            header = shown.encode("ascii") if shown.isascii() else shown.encode("idna")
+            known = ((host, port, tls), header, parts.path.rstrip("/"))
             self._origins[base_url] = known
         return known
 
