@@ -177,16 +177,23 @@ def compare(bare: Profile, gateway: Profile) -> str:
 
 
 def profile_all(
-    upstream: Upstream, options: Options, rate: int, directory: Path, stamp: str, gil: bool
+    upstream: Upstream,
+    options: Options,
+    rate: int,
+    directory: Path,
+    stamp: str,
+    gil: bool,
+    redis_url: str | None = None,
 ) -> list[tuple[Profile, Profile]]:
-    """(bare proxy, gateway) profiles of a JSON run and of a streaming run."""
+    """(bare proxy, gateway) profiles of a JSON run and of a streaming run; the gateway's
+    limits in Redis when redis_url is given."""
     directory.mkdir(parents=True, exist_ok=True)
     json_base, stream_base = upstream.json_url[: -len("/v1")], upstream.stream_url[: -len("/v1")]
     backends = f"{upstream.json_url},{upstream.stream_url}"
     pairs = []
     with (
         running_bare_proxy(json_base, stream_base) as (port, bare_pid),
-        running_gateway(backends, None, dict(options.gateway_env)) as gateway,
+        running_gateway(backends, redis_url, dict(options.gateway_env)) as gateway,
     ):
         gateway.create_keys(["profile"])
         key = gateway.keys["profile"][1]

@@ -77,10 +77,11 @@ def _version(args: list[str]) -> str:
     return (done.stdout + done.stderr).strip().splitlines()[0] if done.returncode == 0 else "?"
 
 
-def run_profile(options: Options, rate: int, stamp: str, gil: bool) -> int:
-    """Sample the gateway under load and print where its time goes."""
-    with running_upstream() as upstream:
-        pairs = profile.profile_all(upstream, options, rate, RESULTS, stamp, gil)
+def run_profile(options: Options, rate: int, stamp: str, gil: bool, redis: bool) -> int:
+    """Sample the gateway (SQLite, or Redis limits) under load; print where its time goes."""
+    with running_upstream() as upstream, ExitStack() as stack:
+        redis_url = stack.enter_context(running_redis()) if redis else None
+        pairs = profile.profile_all(upstream, options, rate, RESULTS, stamp, gil, redis_url)
     for bare, gateway in pairs:
         print("\n" + profile.summarise(gateway))
         print("\n" + profile.compare(bare, gateway))
@@ -211,6 +212,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="sample only the thread holding the GIL (leaves out I/O waits of helper threads)",
     )
+    parser.add_argument(
+        "--profile-redis",
+        action="store_true",
+        help="with --profile: the gateway with Redis limits (a private redis-server)",
+    )
     parser.add_argument("--profile-rate", type=int, default=250, help="py-spy samples/s [250]")
     return parser.parse_args(argv)
 
@@ -294,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC)
     if args.profile:
         stamped = stamp.strftime("%Y%m%dT%H%M%SZ")
-        return run_profile(options, args.profile_rate, stamped, args.profile_gil)
+        return run_profile(
+            options, args.profile_rate, stamped, args.profile_gil, args.profile_redis
+        )
     receiver_port = free_port() if args.tracing else None
     tracing = tracing_env(receiver_port)
     sides_, baseline_label = sides(args, options, tracing)  # may build the baseline: first

@@ -495,6 +495,22 @@ async def test_daily_counters_expire_after_their_day(
         assert 12 * 3600 + 86400 - 5 <= ttl <= 12 * 3600 + 86400
 
 
+async def test_monthly_spend_expires_a_day_after_its_month_even_for_a_long_running_limiter(
+    redis_client: RedisClient, limiters: LimiterFactory
+) -> None:
+    clock = DrivenClock()  # 2025-03-14 12:00 UTC
+    limiter = limiters(settings(), redis_client, clock)
+    key = make_key(monthly_budget_usd=5.0)
+    for month, seconds_left in (
+        ("2025-03", 17 * 86400 + 12 * 3600),
+        ("2025-04", 29 * 86400 + 12 * 3600),
+    ):
+        await limiter.acquire(key.subjects, 0, f"req-{month}", cost=1)
+        ttl = await redis_client.execute("TTL", f"vgw:lim:{{k1}}:usd:{month}")
+        assert seconds_left + 86400 - 5 <= ttl <= seconds_left + 86400
+        clock.now += 18 * 86400  # into April 1st, 12:00: the month's end is another now
+
+
 def test_durations_are_written_like_openai() -> None:
     assert format_duration(0.02) == "20ms"
     assert format_duration(0.0) == "0ms"

@@ -18,6 +18,7 @@ from vllm_gateway.resp.address import Endpoint, Login, parse_url
 from vllm_gateway.resp.client import RedisClient
 from vllm_gateway.resp.errors import (
     NoScriptError,
+    ReadOnlyError,
     RedisConnectionError,
     RedisError,
     ReplyError,
@@ -165,6 +166,24 @@ async def test_a_restarted_server_is_connected_to_again(own_redis: PrivateRedis)
         assert await client.execute("GET", "k") is None  # a killed server forgot it
     finally:
         await client.aclose()
+
+
+async def test_a_demoted_primary_answers_readonly_and_the_connection_is_dropped(
+    own_redis: PrivateRedis,
+) -> None:
+    with tempfile.TemporaryDirectory(prefix="vgw-redis-") as directory:
+        other = PrivateRedis(redis_binary(), Path(directory))
+        other.start()
+        client = RedisClient.from_url(own_redis.url(), timeout=1.0)
+        try:
+            first = await client.execute("CLIENT", "ID")
+            await client.execute("REPLICAOF", "127.0.0.1", other.port)  # demoted, as by failover
+            with pytest.raises(ReadOnlyError):
+                await client.execute("SET", "k", "v")
+            assert await client.execute("CLIENT", "ID") != first  # a new connection, asked anew
+        finally:
+            await client.aclose()
+            other.stop()
 
 
 async def test_callers_during_an_outage_share_one_connect_attempt() -> None:

@@ -302,7 +302,7 @@ def _tokens_message(who: str, limits: Limits, usage: Usage, tokens: int, to_midn
     )
 
 
-class DayNames(PerDay):
+class DayNames(PerDay[str]):
     """utc_day() remembered for the current day: formatting a date costs more than a limit."""
 
     __slots__ = ()

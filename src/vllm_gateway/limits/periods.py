@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 
 def utc_month(epoch: float) -> str:
@@ -23,27 +26,36 @@ def seconds_to_next_month(epoch: float) -> float:
     return next_month_start(epoch) - epoch
 
 
-class PerDay:
-    """name(now) remembered for the current UTC day (the hot path asks it every request)."""
+class PerDay(Generic[T]):
+    """namer(now) remembered for the current UTC day (the hot path asks it every request)."""
 
     __slots__ = ("_name", "_namer", "_number")
 
-    def __init__(self, namer: Callable[[float], str]) -> None:
+    def __init__(self, namer: Callable[[float], T]) -> None:
         self._namer = namer
         self._number = -1
-        self._name = ""
+        self._name: T | None = None
 
-    def __call__(self, now: float) -> str:
+    def __call__(self, now: float) -> T:
         number = int(now // 86400)
-        if number != self._number:
+        if number != self._number or self._name is None:
             self._number, self._name = number, self._namer(now)
         return self._name
 
 
-class MonthNames(PerDay):
+class MonthNames(PerDay[str]):
     """utc_month() remembered for the current day (a month changes only at a day's start)."""
 
     __slots__ = ()
 
     def __init__(self) -> None:
         super().__init__(utc_month)
+
+
+class MonthEnds(PerDay[float]):
+    """next_month_start() remembered for the current day."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(next_month_start)

@@ -62,7 +62,7 @@ from vllm_gateway.limits.base import (
     rejection,
 )
 from vllm_gateway.limits.model import MICROS_PER_USD, Limits
-from vllm_gateway.limits.periods import MonthNames, seconds_to_next_month
+from vllm_gateway.limits.periods import MonthEnds, MonthNames
 from vllm_gateway.outages import Outage
 from vllm_gateway.resp.client import RedisClient
 from vllm_gateway.resp.errors import NoScriptError
@@ -178,6 +178,7 @@ class RedisLimiter:
         self._clock = clock
         self._day = DayNames()
         self._month = MonthNames()
+        self._month_end = MonthEnds()
         self._lease = lease_seconds
         self._lease_ttl = int(lease_seconds) + 1
         self._on_failure = on_failure
@@ -225,7 +226,7 @@ class RedisLimiter:
             for subject in chosen
         )
         marker_ttl = int(seconds_to_utc_midnight(now)) + _DAY_SECONDS
-        month_ttl = int(seconds_to_next_month(now)) + _DAY_SECONDS
+        month_ttl = int(self._month_end(now) - now) + _DAY_SECONDS
         op = (
             f"A|{day}|{now!r}|{now - WINDOW!r}|{now + self._lease!r}|{tokens}|{marker_ttl}"
             f"|{self._lease_ttl}|{request_id}|{len(chosen)}|{reservation.month}|{cost}"
