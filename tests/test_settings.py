@@ -67,11 +67,19 @@ def test_sentinels_stand_in_for_a_redis_url() -> None:
         {"redis_sentinels": "10.0.0.1:26379,10.0.0.2:port"},
         {"redis_sentinels": ":26379"},
         {"redis_sentinels": "10.0.0.1:99999"},
+        {"redis_url": "http://127.0.0.1:6379"},
+        {"redis_url": "redis://127.0.0.1:6379/?socket_timeout=2"},
     ],
 )
 def test_invalid_values_are_refused(values: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         make(**values)
+
+
+def test_redis_urls_are_kept_when_the_client_can_follow_them() -> None:
+    for url in ("redis://:pw@10.0.0.5:6380/2", "rediss://r.example?ssl_cert_reqs=none"):
+        assert make(redis_url=url).redis_url == url
+    assert make(redis_url=" ").redis_url is None
 
 
 def test_serve_names_the_bad_variable_and_exits_non_zero(tmp_path: object) -> None:
