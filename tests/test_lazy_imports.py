@@ -1,7 +1,7 @@
 """What a worker does not load when it does not need it (each is megabytes of every worker's
 memory): redis-py ever (the gateway speaks RESP itself, resp/), the trace SDK and exporter
 without an OTLP endpoint (nor the traced pipeline), aiohttp without an OIDC login or an alert
-to send, uvicorn's reloader (watchfiles, anyio) ever.
+to send, uvicorn's reloader (watchfiles, anyio) ever, python-multipart before a form.
 Alembic at a current schema: tests/test_db.py.
 """
 
@@ -39,6 +39,7 @@ def test_a_gateway_imports_no_client_it_is_not_configured_to_use(tmp_path: Path)
             "vllm_gateway.tracing", "opentelemetry.sdk", "opentelemetry.exporter",
             "aiohttp",  # the backends are reached through routing/wire.py
             "watchfiles", "anyio",  # uvicorn's reloader (installed by uvicorn[standard] only)
+            "python_multipart", "getpass",  # before a form; the CLI's user
         )
         loaded = sorted(
             name for name in sys.modules if any(

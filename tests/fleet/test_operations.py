@@ -47,6 +47,9 @@ def test_drain_lets_requests_in_flight_finish_and_sends_new_ones_elsewhere(
         fleet_file(tmp_path / "f.toml", sims[:2]), gateway_routing="round_robin"
     )
     _, key = gateway.create_key()
+    # The admin app is built on its first request (a second on a slow machine): built now,
+    # the drain below lands while the slow request is still running.
+    assert _admin(gateway, "GET", "").status_code == 200
     sims[0].speed(20)
     slow: list[httpx.Response] = []
     thread = threading.Thread(target=lambda: slow.append(chat(gateway, key, "slow", max_tokens=30)))

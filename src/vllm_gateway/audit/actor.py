@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 from dataclasses import dataclass
 
@@ -18,6 +17,8 @@ class Actor:
 
 def cli_actor() -> Actor:
     """The operating-system user running a CLI command (the CLI holds the database itself)."""
+    import getpass  # the CLI's: a serving worker never needs it
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):

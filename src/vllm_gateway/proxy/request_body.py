@@ -20,7 +20,6 @@ from typing import Any
 import orjson
 
 from vllm_gateway.errors import GatewayError
-from vllm_gateway.proxy.multipart import multipart_fields
 from vllm_gateway.proxy.routes import BodyKind, Route, StreamKind
 
 # Scheduler, cluster and server internals a tenant must not set for itself:
@@ -189,6 +188,8 @@ def _refuse_forbidden(fields: dict[str, Any]) -> None:
 
 
 def _parse_multipart(raw: bytes, content_type: str) -> RequestBody:
+    from vllm_gateway.proxy.multipart import multipart_fields  # python-multipart: 0.3 MiB
+
     fields = multipart_fields(raw, content_type)
     if not FORBIDDEN_FIELDS.isdisjoint(fields):
         _refuse_forbidden(fields)
