@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -183,8 +184,13 @@ def test_limits_are_exact_and_the_books_complete_across_both_instances(stack: St
         for gateway in stack.gateways
     ]
     assert all(served_by), served_by
+
+    # Each instance writes its own batches: wait for the last of both (served and refused).
+    def complete(found: dict[str, Any]) -> bool:
+        return bool(found["events"]["n"] >= daily and found["refusals"]["n"] >= attempts - daily)
+
     deadline = time.monotonic() + 10
-    while (found := asyncio.run(recorded(stack.postgres_url, key_id)))["events"]["n"] < daily:
+    while not complete(found := asyncio.run(recorded(stack.postgres_url, key_id))):
         assert time.monotonic() < deadline, found
         time.sleep(0.2)
     assert found["events"] == {"n": daily, "ids": daily, "p": prompt, "c": completion, "failed": 0}
