@@ -187,17 +187,27 @@ async def test_a_demoted_primary_answers_readonly_and_the_connection_is_dropped(
 
 
 async def test_callers_during_an_outage_share_one_connect_attempt() -> None:
-    with socket.socket() as listener:  # accepts nothing: every connect waits, then times out
-        listener.bind(("127.0.0.1", 0))
-        port = listener.getsockname()[1]
-        client = RedisClient.from_url(f"redis://127.0.0.1:{port}", connect_timeout=0.2)
+    with socket.socket() as unused:  # bound, never listening: every connect is refused
+        unused.bind(("127.0.0.1", 0))
+        endpoint = Endpoint("127.0.0.1", unused.getsockname()[1])
+        attempts = 0
+
+        async def locate() -> Endpoint:
+            nonlocal attempts
+            attempts += 1
+            await asyncio.sleep(0.05)  # the others arrive while this attempt is under way
+            return endpoint
+
+        client = RedisClient(locate, connect_timeout=1.0)
         try:
-            started = time.monotonic()
             results = await asyncio.gather(
                 *(client.ping() for _ in range(50)), return_exceptions=True
             )
             assert all(isinstance(result, RedisConnectionError) for result in results)
-            assert time.monotonic() - started < 0.5  # one attempt, not fifty in a row
+            assert attempts == 1  # one attempt for all fifty, not one each
+            with pytest.raises(RedisConnectionError):
+                await client.ping()
+            assert attempts == 2  # a caller after the failure tries again
         finally:
             await client.aclose()
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, cast
 
 import hiredis
@@ -29,7 +29,7 @@ from vllm_gateway.resp.errors import (
     reply_error,
 )
 
-Command = Sequence[str | bytes | int | float]
+Command = tuple[str | bytes | int | float, ...]
 
 
 class Connection(asyncio.Protocol):
@@ -67,7 +67,7 @@ class Connection(asyncio.Protocol):
         if self._error is not None or self._transport is None:
             future.set_exception(self._error or RedisConnectionError("not connected to Redis"))
             return future
-        self._transport.write(hiredis.pack_command(cast(Any, tuple(command))))
+        self._transport.write(hiredis.pack_command(cast(Any, command)))
         if self._on_push is None:
             deadline = self._loop.time() + self._timeout if self._timeout is not None else 0.0
             self._waiting.append((future, deadline))
