@@ -44,6 +44,7 @@ from vllm_gateway.settings import Settings
 
 if TYPE_CHECKING:
     from vllm_gateway.resp.client import RedisClient
+    from vllm_gateway.resp.subscription import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class KeyStore:
         self._lookups = asyncio.Semaphore(_CONCURRENT_LOOKUPS)
         self._used: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._pubsub: Any = None
+        self._pubsub: Subscription | None = None
 
     async def start(self) -> None:
         """Subscribe to invalidations from other workers and start recording last use."""

@@ -33,12 +33,12 @@ class PerDay(Generic[T]):
 
     def __init__(self, namer: Callable[[float], T]) -> None:
         self._namer = namer
-        self._number = -1
-        self._name: T | None = None
+        self._number = -1  # no day yet: the first call sets _name
+        self._name: T
 
     def __call__(self, now: float) -> T:
         number = int(now // 86400)
-        if number != self._number or self._name is None:
+        if number != self._number:
             self._number, self._name = number, self._namer(now)
         return self._name
 

@@ -37,6 +37,7 @@ from vllm_gateway.routing.pool import BackendPool
 
 if TYPE_CHECKING:
     from vllm_gateway.resp.client import RedisClient
+    from vllm_gateway.resp.subscription import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class FleetSync:
         self._database = database
         self._redis = redis
         self._subscriber = subscriber
-        self._pubsub: Any = None
+        self._pubsub: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._seen: dict[str, float] = {}  # backend name -> updated_at of the row applied
