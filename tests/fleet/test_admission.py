@@ -62,10 +62,10 @@ def test_the_queue_is_bounded_in_length_and_in_time(
     gateway = start_gateway(
         fleet_file(tmp_path / "f.toml", sims[:1], max_concurrency=1),
         gateway_queue_max=1,
-        gateway_queue_timeout=0.5,
+        gateway_queue_timeout=2.0,  # the full queue is seen within 2 s, even on a slow machine
     )
     _, key = gateway.create_key()
-    sims[0].speed(5)  # 10 tokens: ~2 s
+    sims[0].speed(1)  # 6 tokens: ~6 s, past the waiting request's 2 s in the queue
     done: dict[str, float] = {}
     answers: list[httpx.Response] = []
     first = _fire(gateway, key, "running", done, answers)
