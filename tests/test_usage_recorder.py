@@ -316,6 +316,32 @@ async def test_a_replayed_journal_never_counts_an_event_twice(database: Database
     assert not leftover.exists()
 
 
+async def test_a_replay_spanning_many_statements_counts_each_event_once(
+    database: Database,
+) -> None:
+    # SQLite takes many rows per statement (db/usage.py): 400 events and 150 rollup rows
+    # are several statements and a remainder each, with the replayed duplicates among them.
+    settings = make_settings("sqlite+aiosqlite:///x")
+    events = [event(index, key_id=f"key-{index % 150}") for index in range(400)]
+    recorder = UsageRecorder(database, soon_after, settings)
+    for one in events[:300]:
+        recorder.record(one)
+    await recorder.flush()
+    leftover = Path(settings.gateway_journal_dir) / "usage-999999-2-0.jsonl"
+    replayed = [*events[:300:3], *events[300:]]  # every third written already, 100 never
+    leftover.write_bytes(b"".join(orjson.dumps(one.row()) + b"\n" for one in replayed))
+    successor = UsageRecorder(database, soon_after, settings)
+    await successor.start()
+    await successor.flush()
+    await successor.close()
+    assert await event_totals(database) == (400, 400, 4000, 2000)
+    per_key = {f"key-{n}": len(range(n, 400, 150)) for n in range(150)}
+    assert await daily(database) == {
+        ("2025-03-14", key, "sim-model"): (count, 0, 10 * count, 5 * count)
+        for key, count in per_key.items()
+    }
+
+
 async def test_memory_is_bounded_while_the_database_is_away(
     postgres: tuple[str, PostgresOutage],
 ) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import (
@@ -75,17 +76,62 @@ EVENT_COLUMNS = (
 """The order of the values in each row given to insert_events."""
 
 
-def _insert_events_sql(paramstyle: str) -> str:
+SQLITE_MAX_VALUES = 999
+"""The fewest values a SQLite build binds in one statement (its limit before 3.32.0)."""
+
+
+def _values(paramstyle: str, width: int, rows: int) -> str:
+    """`(?, ?), (?, ?)` for `rows` rows of `width` values (numbered for asyncpg)."""
+    if paramstyle == "qmark":
+        one = "(" + ", ".join("?" * width) + ")"
+        return ", ".join([one] * rows)
+    numbers = iter(range(1, width * rows + 1))
+    return ", ".join(
+        "(" + ", ".join(f"${next(numbers)}" for _ in range(width)) + ")" for _ in range(rows)
+    )
+
+
+def _insert_events_sql(paramstyle: str, rows: int) -> str:
     columns = ", ".join(EVENT_COLUMNS)
+    values = _values(paramstyle, len(EVENT_COLUMNS), rows)
     # A request id already in the table (a replayed journal) is skipped, never doubled.
     if paramstyle == "qmark":
-        marks = ", ".join("?" for _ in EVENT_COLUMNS)
-        return f"INSERT OR IGNORE INTO {usage_events.name} ({columns}) VALUES ({marks})"  # noqa: S608 - constants only
-    marks = ", ".join(f"${number}" for number in range(1, len(EVENT_COLUMNS) + 1))  # asyncpg
+        return f"INSERT OR IGNORE INTO {usage_events.name} ({columns}) VALUES {values}"  # noqa: S608 - constants only
     return (
-        f"INSERT INTO {usage_events.name} ({columns}) VALUES ({marks}) "  # noqa: S608 - constants only
+        f"INSERT INTO {usage_events.name} ({columns}) VALUES {values} "  # noqa: S608 - constants only
         "ON CONFLICT (request_id, ts) DO NOTHING"  # the unique index (tables.py)
     )
+
+
+async def _insert_rows(
+    connection: AsyncConnection,
+    statement: Callable[[int], str],
+    rows: Sequence[tuple[Any, ...]],
+) -> None:
+    """Run `statement(n)`, the SQL that inserts n rows, for all of `rows`.
+
+    On SQLite many rows go in one statement. sqlite3 gives up the GIL for every step of a
+    statement, and with a step per row (an executemany of one-row statements) the writer's
+    thread took the GIL back from the event loop once per row: about 60 µs of CPU per usage
+    event, most of it on the loop (bench/README.md). On PostgreSQL asyncpg sends an
+    executemany from the loop itself, pipelined.
+    """
+    if not rows:
+        return
+    if connection.dialect.paramstyle != "qmark":
+        await connection.exec_driver_sql(statement(1), list(rows))
+        return
+    per_statement = max(1, SQLITE_MAX_VALUES // len(rows[0]))
+    whole = len(rows) - len(rows) % per_statement
+    if whole:
+        chunks = [
+            tuple(chain.from_iterable(rows[start : start + per_statement]))
+            for start in range(0, whole, per_statement)
+        ]
+        await connection.exec_driver_sql(statement(per_statement), chunks)
+    if whole < len(rows):
+        rest = rows[whole:]
+        await connection.exec_driver_sql(statement(len(rest)), tuple(chain.from_iterable(rest)))
 
 
 async def existing_request_ids(
@@ -112,14 +158,13 @@ async def existing_request_ids(
 
 
 async def insert_events(connection: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Insert usage events, one executemany of plain tuples in EVENT_COLUMNS order.
+    """Insert usage events, plain tuples in EVENT_COLUMNS order, through the driver.
 
-    The driver's own executemany: a batch of thousands of rows skips SQLAlchemy's
+    The driver's own statements: a batch of thousands of rows skips SQLAlchemy's
     per-row parameter processing, which would otherwise run on the event loop.
     """
-    if rows:
-        sql = _insert_events_sql(connection.dialect.paramstyle)
-        await connection.exec_driver_sql(sql, list(rows))
+    paramstyle = connection.dialect.paramstyle
+    await _insert_rows(connection, lambda count: _insert_events_sql(paramstyle, count), rows)
 
 
 async def insert_new_events(connection: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -145,17 +190,30 @@ async def vacuum_analyze(connection: AsyncConnection) -> None:
         await connection.execute(text(f"VACUUM ANALYZE {table.name}"))
 
 
-def _add_sql(table: Table, keys: Sequence[str], added: Sequence[str], paramstyle: str) -> str:
-    """An upsert of one row that adds `added` to the row of `keys` (SQLite and PostgreSQL)."""
+def _add_sql(
+    table: Table, keys: Sequence[str], added: Sequence[str], paramstyle: str, rows: int
+) -> str:
+    """An upsert of `rows` rows, each adding `added` to the row of its `keys` (SQLite and
+    PostgreSQL); the keys of one statement's rows are distinct."""
     columns = [*keys, *added]
-    if paramstyle == "qmark":
-        marks = ", ".join("?" for _ in columns)
-    else:  # asyncpg
-        marks = ", ".join(f"${number}" for number in range(1, len(columns) + 1))
+    values = _values(paramstyle, len(columns), rows)
     sums = ", ".join(f"{name} = {table.name}.{name} + excluded.{name}" for name in added)
     return (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks}) "  # noqa: S608 - constants only
+        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES {values} "  # noqa: S608 - constants only
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sums}"
+    )
+
+
+async def _add_rows(
+    connection: AsyncConnection,
+    table: Table,
+    keys: Sequence[str],
+    added: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+) -> None:
+    paramstyle = connection.dialect.paramstyle
+    await _insert_rows(
+        connection, lambda count: _add_sql(table, keys, added, paramstyle, count), rows
     )
 
 
@@ -168,7 +226,7 @@ async def add_to_daily(
 ) -> None:
     """Add per (day, key_id, model) sums to usage_daily, creating rows as needed.
 
-    One executemany of plain tuples, as insert_events: a batch may touch thousands of rows,
+    Plain tuples through the driver, as insert_events: a batch may touch thousands of rows,
     and SQLAlchemy's multi-row VALUES costs about 0.2 ms a row to build on the event loop.
     """
     if not deltas:
@@ -190,8 +248,7 @@ async def add_to_daily(
         )
         for (day, key_id, model), delta in sorted(deltas.items())
     ]
-    sql = _add_sql(usage_daily, _DAILY_KEYS, _DAILY_ADDED, connection.dialect.paramstyle)
-    await connection.exec_driver_sql(sql, rows)
+    await _add_rows(connection, usage_daily, _DAILY_KEYS, _DAILY_ADDED, rows)
 
 
 async def add_rejections(
@@ -202,8 +259,7 @@ async def add_rejections(
         return
     rows = [(*bucket, number) for bucket, number in sorted(counts.items())]
     keys = (*_DAILY_KEYS, "reason")
-    sql = _add_sql(usage_daily_rejections, keys, ("count",), connection.dialect.paramstyle)
-    await connection.exec_driver_sql(sql, rows)
+    await _add_rows(connection, usage_daily_rejections, keys, ("count",), rows)
 
 
 async def add_auth_failures(
