@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -76,8 +78,18 @@ EVENT_COLUMNS = (
 """The order of the values in each row given to insert_events."""
 
 
-SQLITE_MAX_VALUES = 999
-"""The fewest values a SQLite build binds in one statement (its limit before 3.32.0)."""
+ROWS_PER_STATEMENT = 256
+"""Rows one SQLite statement writes (fewer where its build binds fewer values): SQLite keeps
+about 4 KiB a row of a prepared statement in its cache, so there is one size per table."""
+
+
+@functools.cache
+def _sqlite_max_values() -> int:
+    """The most values this process's SQLite binds in one statement (999 before 3.32.0)."""
+    import sqlite3  # only on SQLite, which loads it anyway
+
+    with closing(sqlite3.connect(":memory:")) as probe:
+        return probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
 
 def _values(paramstyle: str, width: int, rows: int) -> str:
@@ -107,31 +119,40 @@ async def _insert_rows(
     connection: AsyncConnection,
     statement: Callable[[int], str],
     rows: Sequence[tuple[Any, ...]],
+    *,
+    repeats_ignored: bool,
 ) -> None:
-    """Run `statement(n)`, the SQL that inserts n rows, for all of `rows`.
+    """Run `statement(n)`, the SQL that writes n rows, for all of `rows`.
 
     On SQLite many rows go in one statement. sqlite3 gives up the GIL for every step of a
     statement, and with a step per row (an executemany of one-row statements) the writer's
     thread took the GIL back from the event loop once per row: about 60 µs of CPU per usage
-    event, most of it on the loop (bench/README.md). On PostgreSQL asyncpg sends an
-    executemany from the loop itself, pipelined.
+    event, most of it on the loop (bench/README.md). Where `repeats_ignored` (the statement
+    skips a row it already holds), the last statement is filled up with repeats of its last
+    row; otherwise the rows past the last full statement go one per statement. On
+    PostgreSQL asyncpg sends an executemany from the loop itself, pipelined.
     """
     if not rows:
         return
     if connection.dialect.paramstyle != "qmark":
         await connection.exec_driver_sql(statement(1), list(rows))
         return
-    per_statement = max(1, SQLITE_MAX_VALUES // len(rows[0]))
+    per_statement = max(1, min(ROWS_PER_STATEMENT, _sqlite_max_values() // len(rows[0])))
+    if repeats_ignored:
+        rows = [*rows, *[rows[-1]] * (-len(rows) % per_statement)]
     whole = len(rows) - len(rows) % per_statement
+    # aiosqlite's own executemany, in this transaction: one call to its thread for each,
+    # where SQLAlchemy's cursor takes three (open, execute, close).
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
     if whole:
         chunks = [
             tuple(chain.from_iterable(rows[start : start + per_statement]))
             for start in range(0, whole, per_statement)
         ]
-        await connection.exec_driver_sql(statement(per_statement), chunks)
+        await driver.executemany(statement(per_statement), chunks)
     if whole < len(rows):
-        rest = rows[whole:]
-        await connection.exec_driver_sql(statement(len(rest)), tuple(chain.from_iterable(rest)))
+        await driver.executemany(statement(1), rows[whole:])
 
 
 async def existing_request_ids(
@@ -164,7 +185,12 @@ async def insert_events(connection: AsyncConnection, rows: Sequence[tuple[Any, .
     per-row parameter processing, which would otherwise run on the event loop.
     """
     paramstyle = connection.dialect.paramstyle
-    await _insert_rows(connection, lambda count: _insert_events_sql(paramstyle, count), rows)
+    await _insert_rows(
+        connection,
+        lambda count: _insert_events_sql(paramstyle, count),
+        rows,
+        repeats_ignored=paramstyle == "qmark",  # INSERT OR IGNORE
+    )
 
 
 async def insert_new_events(connection: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -213,7 +239,10 @@ async def _add_rows(
 ) -> None:
     paramstyle = connection.dialect.paramstyle
     await _insert_rows(
-        connection, lambda count: _add_sql(table, keys, added, paramstyle, count), rows
+        connection,
+        lambda count: _add_sql(table, keys, added, paramstyle, count),
+        rows,
+        repeats_ignored=False,  # each row adds to its sums
     )
 
 
