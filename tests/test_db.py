@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +125,21 @@ async def test_sqlite_is_tuned_and_its_directory_created(tmp_path: Path) -> None
         assert await scalar(database, "PRAGMA foreign_keys") == 1
         assert await scalar(database, "PRAGMA synchronous") == 1  # NORMAL
         assert await scalar(database, "PRAGMA busy_timeout") >= 1000
+    finally:
+        await database.close()
+
+
+async def test_a_file_at_head_in_another_journal_mode_is_put_in_wal(tmp_path: Path) -> None:
+    # As a restored backup may be: the journal mode is the file's, set under the migration
+    # lock when it is not WAL (db/engine.py), not by every connection.
+    path = tmp_path / "gateway.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    await (await open_database(settings_for(url))).close()
+    with contextlib.closing(sqlite3.connect(path)) as plain:
+        assert plain.execute("PRAGMA journal_mode = DELETE").fetchone() == ("delete",)
+    database = await open_database(settings_for(url))
+    try:
+        assert await scalar(database, "PRAGMA journal_mode") == "wal"
     finally:
         await database.close()
 

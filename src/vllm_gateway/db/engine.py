@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from vllm_gateway.db.schema_version import current_revision, head_revision
 from vllm_gateway.settings import Settings
@@ -75,10 +76,13 @@ def create_engine(url: str) -> AsyncEngine:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The journal mode is the file's, set once under the migration lock (upgrade_engine): a
+    # connection switching it while another one writes is refused at once ("database is
+    # locked": SQLite does not wait where waiting could deadlock), and four workers opening a
+    # new file together did that.
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
     finally:
@@ -104,11 +108,15 @@ def _upgrade_on(connection: Connection) -> None:
 
 
 async def upgrade_engine(engine: AsyncEngine) -> None:
-    """Upgrade the schema to head, one process at a time (nothing to do: no Alembic)."""
+    """Upgrade the schema to head and put SQLite in WAL mode, one process at a time
+    (nothing to do, and no Alembic, when both are so)."""
+    sqlite = engine.dialect.name == "sqlite"
     async with engine.connect() as connection:
-        if await current_revision(connection) == head_revision():
-            return
-    if engine.dialect.name == "postgresql":
+        at_head = await current_revision(connection) == head_revision()
+        journal_ok = not sqlite or await _journal_mode(connection) in _JOURNAL_MODES_KEPT
+    if at_head and journal_ok:
+        return
+    if not sqlite:
         async with engine.begin() as connection:
             # Held until this transaction ends; a second worker waits, then finds head.
             await connection.execute(
@@ -118,11 +126,38 @@ async def upgrade_engine(engine: AsyncEngine) -> None:
         return
     lock = await asyncio.to_thread(_sqlite_file_lock, engine.url.database)
     try:
-        async with engine.begin() as connection:
-            await connection.run_sync(_upgrade_on)
+        await _use_wal(engine)
+        if not at_head:
+            async with engine.begin() as connection:
+                await connection.run_sync(_upgrade_on)
     finally:
         if lock is not None:
             os.close(lock)
+
+
+_JOURNAL_MODES_KEPT = ("wal", "memory")  # an in-memory database has no file to journal
+
+
+async def _journal_mode(connection: AsyncConnection) -> str:
+    result = await connection.exec_driver_sql("PRAGMA journal_mode")
+    return str(result.scalar_one()).lower()
+
+
+async def _use_wal(engine: AsyncEngine) -> None:
+    """Switch the SQLite file to WAL (readers never block the writer); a gateway still
+    writing in another journal mode may refuse it for a moment, and then it runs as it is."""
+    delay = 0.05
+    for _ in range(8):
+        try:
+            async with engine.connect() as connection:
+                await connection.exec_driver_sql("PRAGMA journal_mode = WAL")
+            return
+        except OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            await asyncio.sleep(delay)
+            delay *= 2
+    log.warning("SQLite stays in its journal mode: the file is busy (WAL is set at a later start)")
 
 
 def _sqlite_file_lock(database: str | None) -> int | None:

@@ -126,7 +126,7 @@ async def _insert_rows(
 
     On SQLite many rows go in one statement. sqlite3 gives up the GIL for every step of a
     statement, and with a step per row (an executemany of one-row statements) the writer's
-    thread took the GIL back from the event loop once per row: about 60 µs of CPU per usage
+    thread took the GIL back from the event loop once per row: 40 to 80 µs of CPU per usage
     event, most of it on the loop (bench/README.md). Where `repeats_ignored` (the statement
     skips a row it already holds), the last statement is filled up with repeats of its last
     row; otherwise the rows past the last full statement go one per statement. On
