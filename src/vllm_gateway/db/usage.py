@@ -189,7 +189,7 @@ async def insert_events(connection: AsyncConnection, rows: Sequence[tuple[Any, .
         connection,
         lambda count: _insert_events_sql(paramstyle, count),
         rows,
-        repeats_ignored=paramstyle == "qmark",  # INSERT OR IGNORE
+        repeats_ignored=True,  # SQLite's INSERT OR IGNORE (the only statement filled up)
     )
 
 
