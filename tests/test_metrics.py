@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -134,6 +135,7 @@ def test_each_metrics_object_has_its_own_registry() -> None:
 
 WORKER = """
 import sys
+import time
 from vllm_gateway.accounting.metrics import Metrics
 from vllm_gateway.accounting.events import UsageEvent
 metrics = Metrics()
@@ -184,3 +186,110 @@ def test_workers_share_one_set_of_metrics(tmp_path: Path) -> None:
     assert 'vgw_requests_total{key_id="k",model="m",status="200"} 8.0' in reader.stdout
     assert 'vgw_tokens_total{key_id="k",kind="completion",model="m"} 32.0' in reader.stdout
     assert "vgw_requests_in_flight 2.0" in reader.stdout
+
+
+def _histogram(text: bytes, name: str) -> tuple[list[str], float]:
+    """The bucket lines of a histogram, and its sum (added in another order: not exact)."""
+    lines = text.decode().splitlines()
+    buckets = [line for line in lines if line.startswith(f"{name}_bucket")]
+    (total,) = [line for line in lines if line.startswith(f"{name}_sum")]
+    return buckets, float(total.rsplit(" ", 1)[1])
+
+
+def test_latencies_tallied_between_flushes_read_as_observed_one_by_one() -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from vllm_gateway.accounting import metrics as metrics_module
+
+    # On a bucket's bound, between bounds, below the first and past the last.
+    latencies_ms = [10.0, 10.5, 25.0, 3.0, 999.0, 1000.0, 250_000.0, 900_000.0, 0.0, 10.0]
+    metrics = Metrics()
+    reference_registry = CollectorRegistry()
+    reference = Histogram(
+        "vgw_request_duration_seconds",
+        "reference",
+        ["model"],
+        buckets=metrics_module._LATENCY_BUCKETS,
+        registry=reference_registry,
+    )
+    for flushes, latency in enumerate(latencies_ms):
+        event = UsageEvent(
+            1.0, "r", "k", "m", "/v1/completions", 200, 1, 2, latency, None, "b", False
+        )
+        metrics.request_finished(event)
+        reference.labels("m").observe(latency / 1000.0)
+        if flushes % 3 == 0:
+            metrics.flush()  # some between the observations, the rest at render time
+    name = "vgw_request_duration_seconds"
+    buckets, total = _histogram(metrics.render(), name)
+    expected_buckets, expected_total = _histogram(generate_latest(reference_registry), name)
+    assert buckets == expected_buckets
+    assert total == pytest.approx(expected_total)
+    assert f'{name}_bucket{{le="+Inf",model="m"}} 10.0' in buckets
+    assert metrics.render().count(b'vgw_requests_total{key_id="k",model="m",status="200"} 10.0')
+
+
+REPORTING_WORKER = """
+import asyncio, sys
+from vllm_gateway.accounting.events import UsageEvent
+from vllm_gateway.accounting.metrics import Metrics
+from vllm_gateway.accounting.part_gauges import reporting_parts
+
+def request(metrics):
+    metrics.request_finished(
+        UsageEvent(1.0, "r", "k", "m", "/v1/completions", 200, 3, 4, 5.0, None, "b", False)
+    )
+
+async def main():
+    metrics = Metrics()
+    async with reporting_parts(metrics, {}, lambda: 0):
+        for _ in range(3):
+            request(metrics)
+        print("recorded", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        for _ in range(2):
+            request(metrics)  # counted by the last flush, as the worker stops
+asyncio.run(main())
+"""
+
+READER = (
+    "from vllm_gateway.accounting.metrics import Metrics\n"
+    "import sys; sys.stdout.write(Metrics().render().decode())"
+)
+
+
+def test_a_worker_s_requests_reach_the_shared_metrics_within_a_second_and_at_its_stop(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+
+    def requests_counted() -> str:
+        text = subprocess.run(
+            [sys.executable, "-c", READER], env=env, capture_output=True, text=True, check=True
+        ).stdout
+        line = [row for row in text.splitlines() if row.startswith("vgw_requests_total{")]
+        return line[0].rsplit(" ", 1)[1] if line else "none"
+
+    with subprocess.Popen(
+        [sys.executable, "-c", REPORTING_WORKER],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as worker:
+        try:
+            assert worker.stdout is not None and worker.stdin is not None
+            assert worker.stdout.readline() == "recorded\n"
+            seen = []
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and (not seen or seen[-1] != "3.0"):
+                seen.append(requests_counted())
+                time.sleep(0.2)
+            assert seen[-1] == "3.0", seen
+            worker.stdin.write("\n")
+            worker.stdin.flush()
+            assert worker.wait(timeout=30) == 0
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+    assert requests_counted() == "5.0"

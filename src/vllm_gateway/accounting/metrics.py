@@ -26,6 +26,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from vllm_gateway.accounting.events import UsageEvent
+from vllm_gateway.accounting.tallies import Observations, RequestTally
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -116,21 +117,18 @@ class Metrics:
         if self._shared_dir is None:
             # Read at scrape time, so the hot path only touches a plain int.
             self._in_flight.set_function(lambda: self.in_flight)
-        # labels() takes a lock each call; the children are looked up here first.
-        self._children: dict[tuple[str, str, int], tuple[Counter, Counter, Counter, Counter]] = {}
-        self._model_children: dict[str, tuple[Histogram, Histogram]] = {}
+        # What requests added since the last flush (tallies.py: the hot path stays off the
+        # counters' locks and, with several workers, off their shared files).
+        self._tallies: dict[tuple[str, str, int], RequestTally] = {}
+        self._observations: dict[str, tuple[Observations, Observations]] = {}
 
     def request_started(self) -> None:
         """A request began its exchange with a backend."""
         self.in_flight += 1
-        if self._shared_dir is not None:
-            self._in_flight.inc()
 
     def request_ended(self) -> None:
         """A request's exchange ended (on any path)."""
         self.in_flight -= 1
-        if self._shared_dir is not None:
-            self._in_flight.dec()
 
     def request_finished(self, event: UsageEvent) -> None:
         """A request by a known key ended: count it (or its refusal) and its tokens."""
@@ -138,30 +136,36 @@ class Metrics:
             if event.reason != "client_closed":
                 self.rejected(event.reason or "unknown", event.key_id)
             return
-        children = self._children.get((event.key_id, event.model, event.status))
-        if children is None:
-            children = (
-                self._requests.labels(event.key_id, event.model, str(event.status)),
-                self._tokens.labels(event.key_id, event.model, "prompt"),
-                self._tokens.labels(event.key_id, event.model, "completion"),
-                self._cost.labels(event.key_id, event.model),
-            )
-            self._children[(event.key_id, event.model, event.status)] = children
-        requests, prompt, completion, cost = children
-        requests.inc()
-        if event.cost_usd:
-            cost.inc(event.cost_usd)
-        if event.prompt_tokens:
-            prompt.inc(event.prompt_tokens)
-        if event.completion_tokens:
-            completion.inc(event.completion_tokens)
-        histograms = self._model_children.get(event.model)
-        if histograms is None:
-            histograms = (self._latency.labels(event.model), self._ttft.labels(event.model))
-            self._model_children[event.model] = histograms
-        histograms[0].observe(event.latency_ms / 1000.0)
+        series = (event.key_id, event.model, event.status)
+        tally = self._tallies.get(series)
+        if tally is None:
+            tally = self._tallies[series] = RequestTally()
+        tally.requests += 1
+        tally.prompt += event.prompt_tokens
+        tally.completion += event.completion_tokens
+        tally.cost += event.cost_usd
+        observations = self._observations.get(event.model)
+        if observations is None:
+            observations = (Observations(_LATENCY_BUCKETS), Observations(_TTFT_BUCKETS))
+            self._observations[event.model] = observations
+        observations[0].add(event.latency_ms / 1000.0)
         if event.ttft_ms is not None:
-            histograms[1].observe(event.ttft_ms / 1000.0)
+            observations[1].add(event.ttft_ms / 1000.0)
+
+    def flush(self) -> None:
+        """Move what requests added since the last flush into the metrics (each second from
+        part_gauges.py, and before this worker reads them)."""
+        tallies, self._tallies = self._tallies, {}
+        for (key_id, model, status), tally in tallies.items():
+            self._requests.labels(key_id, model, str(status)).inc(tally.requests)
+            self._tokens.labels(key_id, model, "prompt").inc(tally.prompt)
+            self._tokens.labels(key_id, model, "completion").inc(tally.completion)
+            self._cost.labels(key_id, model).inc(tally.cost)
+        for model, (latency, ttft) in self._observations.items():
+            latency.move_into(self._latency.labels(model))
+            ttft.move_into(self._ttft.labels(model))
+        if self._shared_dir is not None:
+            self._in_flight.set(self.in_flight)
 
     def rejected(self, reason: str, key_id: str) -> None:
         """A request was refused (401/403/429/400) before reaching a backend."""
@@ -200,6 +204,7 @@ class Metrics:
         """Requests being forwarded now by every worker (this one alone when not shared)."""
         if self._shared_dir is None:
             return self.in_flight
+        self.flush()
         self._forget_dead_workers()
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=self._shared_dir)  # type: ignore[no-untyped-call]
@@ -208,6 +213,7 @@ class Metrics:
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric (of every worker when shared)."""
+        self.flush()
         if self._shared_dir is None:
             return bytes(generate_latest(self.registry))
         self._forget_dead_workers()
