@@ -22,38 +22,77 @@ async function act(name, action) {
   }
 }
 
-function row(backend, now) {
-  const draining = backend.state === "draining";
-  const button = el("button", {
+// Rows are kept and updated in place: a poll that rebuilt them could swallow a click (the
+// button under the pointer replaced between its mousedown and mouseup).
+const rows = new Map(); // name -> { tr, cells, button, state }
+const CELLS = ["state", "in_flight", "waiting", "kv", "hit_rate", "rate", "latency"];
+const RIGHT = new Set(["in_flight", "waiting", "kv", "hit_rate", "rate", "latency"]);
+
+function newRow(name) {
+  const entry = { state: "up" };
+  entry.button = el("button", {
     type: "button",
     class: "btn btn-secondary",
-    text: draining ? "Resume" : "Drain",
-    onclick: () => act(backend.name, draining ? "resume" : "drain"),
+    onclick: () => act(name, entry.state === "draining" ? "resume" : "drain"),
   });
-  const latency = backend.answer_latency_ms === null ? "–" : `${Math.round(backend.answer_latency_ms)} ms`;
-  return el(
-    "tr",
-    { dataset: { backend: backend.name } },
-    el("td", { class: "table-cell font-medium", text: backend.name }),
-    el("td", { class: "table-cell", text: backend.stale ? `${backend.state} (stale)` : backend.state }),
-    el("td", { class: "table-cell text-right", text: backend.in_flight }),
-    el("td", { class: "table-cell text-right", text: backend.waiting }),
-    el("td", { class: "table-cell text-right", text: percent(backend.kv_usage) }),
-    el("td", { class: "table-cell text-right", text: percent(backend.prefix_hit_rate) }),
-    el("td", { class: "table-cell text-right", text: rate(backend, now) }),
-    el("td", { class: "table-cell text-right", text: latency }),
-    el("td", { class: "table-cell" }, button),
+  entry.cells = Object.fromEntries(
+    CELLS.map((cell) => [cell, el("td", { class: RIGHT.has(cell) ? "table-cell text-right" : "table-cell" })]),
   );
+  entry.tr = el(
+    "tr",
+    { dataset: { backend: name } },
+    el("td", { class: "table-cell font-medium", text: name }),
+    ...CELLS.map((cell) => entry.cells[cell]),
+    el("td", { class: "table-cell" }, entry.button),
+  );
+  return entry;
 }
+
+function update(entry, backend, now) {
+  entry.state = backend.state;
+  const latency = backend.answer_latency_ms === null ? "–" : `${Math.round(backend.answer_latency_ms)} ms`;
+  const texts = {
+    state: backend.stale ? `${backend.state} (stale)` : backend.state,
+    in_flight: backend.in_flight,
+    waiting: backend.waiting,
+    kv: percent(backend.kv_usage),
+    hit_rate: percent(backend.prefix_hit_rate),
+    rate: rate(backend, now),
+    latency,
+  };
+  for (const cell of CELLS) {
+    const text = String(texts[cell]);
+    if (entry.cells[cell].textContent !== text) entry.cells[cell].textContent = text;
+  }
+  const label = backend.state === "draining" ? "Resume" : "Drain";
+  if (entry.button.textContent !== label) entry.button.textContent = label;
+}
+
+let asked = 0; // the last poll sent, and the last one shown: an older answer never wins
+let shown = 0;
 
 async function refresh() {
   const body = document.getElementById("fleet-backends");
   if (!body) return;
+  const mine = ++asked;
   const answer = await adminApi("/api/v1/backends");
+  if (mine < shown) return; // a poll sent before a drain, answered after it
+  shown = mine;
   const now = Date.now();
   document.getElementById("fleet-routing").textContent =
     `routing: ${answer.routing}, waiting in the gateway: ${answer.waiting}`;
-  body.replaceChildren(...answer.data.map((backend) => row(backend, now)));
+  const names = new Set(answer.data.map((backend) => backend.name));
+  for (const name of [...rows.keys()]) if (!names.has(name)) rows.delete(name);
+  const ordered = answer.data.map((backend) => {
+    const entry = rows.get(backend.name) ?? newRow(backend.name);
+    rows.set(backend.name, entry);
+    update(entry, backend, now);
+    return entry.tr;
+  });
+  const current = [...body.children];
+  if (ordered.length !== current.length || ordered.some((tr, index) => tr !== current[index])) {
+    body.replaceChildren(...ordered); // only when backends come, go or change order
+  }
   previous = new Map(answer.data.map((backend) => [backend.name, [backend.served, now]]));
 }
 
