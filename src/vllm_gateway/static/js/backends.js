@@ -5,6 +5,7 @@ const POLL_MS = 2000;
 let previous = new Map(); // name -> [served, time]
 
 const percent = (value) => (value === null || value === undefined ? "–" : `${Math.round(value * 100)}%`);
+const latency = (ms) => (ms === null ? "–" : `${Math.round(ms)} ms`);
 
 function rate(row, now) {
   const before = previous.get(row.name);
@@ -22,27 +23,34 @@ async function act(name, action) {
   }
 }
 
+// The cells after the backend's name: its state, then numbers (right-aligned).
+const CELLS = [
+  (backend) => (backend.stale ? `${backend.state} (stale)` : backend.state),
+  (backend) => backend.in_flight,
+  (backend) => backend.waiting,
+  (backend) => percent(backend.kv_usage),
+  (backend) => percent(backend.prefix_hit_rate),
+  rate,
+  (backend) => latency(backend.answer_latency_ms),
+];
+
 // Rows are kept and updated in place: a poll that rebuilt them could swallow a click (the
 // button under the pointer replaced between its mousedown and mouseup).
 const rows = new Map(); // name -> { tr, cells, button, state }
-const CELLS = ["state", "in_flight", "waiting", "kv", "hit_rate", "rate", "latency"];
-const RIGHT = new Set(["in_flight", "waiting", "kv", "hit_rate", "rate", "latency"]);
 
 function newRow(name) {
-  const entry = { state: "up" };
+  const entry = { state: null };
   entry.button = el("button", {
     type: "button",
     class: "btn btn-secondary",
     onclick: () => act(name, entry.state === "draining" ? "resume" : "drain"),
   });
-  entry.cells = Object.fromEntries(
-    CELLS.map((cell) => [cell, el("td", { class: RIGHT.has(cell) ? "table-cell text-right" : "table-cell" })]),
-  );
+  entry.cells = CELLS.map((_, index) => el("td", { class: index ? "table-cell text-right" : "table-cell" }));
   entry.tr = el(
     "tr",
     { dataset: { backend: name } },
     el("td", { class: "table-cell font-medium", text: name }),
-    ...CELLS.map((cell) => entry.cells[cell]),
+    ...entry.cells,
     el("td", { class: "table-cell" }, entry.button),
   );
   return entry;
@@ -50,20 +58,10 @@ function newRow(name) {
 
 function update(entry, backend, now) {
   entry.state = backend.state;
-  const latency = backend.answer_latency_ms === null ? "–" : `${Math.round(backend.answer_latency_ms)} ms`;
-  const texts = {
-    state: backend.stale ? `${backend.state} (stale)` : backend.state,
-    in_flight: backend.in_flight,
-    waiting: backend.waiting,
-    kv: percent(backend.kv_usage),
-    hit_rate: percent(backend.prefix_hit_rate),
-    rate: rate(backend, now),
-    latency,
-  };
-  for (const cell of CELLS) {
-    const text = String(texts[cell]);
-    if (entry.cells[cell].textContent !== text) entry.cells[cell].textContent = text;
-  }
+  CELLS.forEach((text, index) => {
+    const value = String(text(backend, now));
+    if (entry.cells[index].textContent !== value) entry.cells[index].textContent = value;
+  });
   const label = backend.state === "draining" ? "Resume" : "Drain";
   if (entry.button.textContent !== label) entry.button.textContent = label;
 }
