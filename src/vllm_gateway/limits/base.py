@@ -189,30 +189,39 @@ class Usage:
 
 def limit_headers(limits: Limits, now: float, usage: Usage) -> Headers:
     """OpenAI's x-ratelimit-* headers for a subject's state."""
-    headers: Headers = []
+    daily, rpm, tokens = limits.daily_requests, limits.rpm, limits.daily_tokens
     to_midnight = seconds_to_utc_midnight(now)
-    daily, rpm = limits.daily_requests, limits.rpm
-    chosen: tuple[int, float, int] | None = None  # (remaining, -reset, limit)
-    if daily is not None:
-        chosen = (max(0, daily - usage.requests_today), -to_midnight, daily)
-    if rpm is not None:
-        by_minute = (max(0, rpm - usage.in_window), -usage.window_reset, rpm)
-        chosen = by_minute if chosen is None else min(chosen, by_minute)
-    if chosen is not None:
-        remaining, negative_reset, limit = chosen
-        headers += [
-            (b"x-ratelimit-limit-requests", b"%d" % limit),
-            (b"x-ratelimit-remaining-requests", b"%d" % remaining),
-            (b"x-ratelimit-reset-requests", format_duration(-negative_reset).encode()),
-        ]
-    tokens = limits.daily_tokens
+    headers: Headers = []
+    if daily is not None or rpm is not None:
+        limit, remaining, reset = _request_limit_shown(daily, rpm, usage, to_midnight)
+        headers.append((b"x-ratelimit-limit-requests", b"%d" % limit))
+        headers.append((b"x-ratelimit-remaining-requests", b"%d" % remaining))
+        headers.append((b"x-ratelimit-reset-requests", format_duration(reset).encode()))
     if tokens is not None:
-        headers += [
-            (b"x-ratelimit-limit-tokens", b"%d" % tokens),
-            (b"x-ratelimit-remaining-tokens", b"%d" % max(0, tokens - usage.tokens_today)),
-            (b"x-ratelimit-reset-tokens", format_duration(to_midnight).encode()),
-        ]
+        left = max(0, tokens - usage.tokens_today)
+        headers.append((b"x-ratelimit-limit-tokens", b"%d" % tokens))
+        headers.append((b"x-ratelimit-remaining-tokens", b"%d" % left))
+        headers.append((b"x-ratelimit-reset-tokens", format_duration(to_midnight).encode()))
     return headers
+
+
+def _request_limit_shown(
+    daily: int | None, rpm: int | None, usage: Usage, to_midnight: float
+) -> tuple[int, int, float]:
+    """(limit, remaining, reset) of the request limit with the fewest requests remaining; on
+    a tie the one that resets later, then the smaller limit, then the daily one."""
+    if rpm is None:
+        assert daily is not None
+        return daily, max(0, daily - usage.requests_today), to_midnight
+    by_minute = (rpm, max(0, rpm - usage.in_window), usage.window_reset)
+    if daily is None:
+        return by_minute
+    left = max(0, daily - usage.requests_today)
+    if left < by_minute[1] or (
+        left == by_minute[1] and not (-usage.window_reset, rpm) < (-to_midnight, daily)
+    ):
+        return daily, left, to_midnight
+    return by_minute
 
 
 def first_limit_hit(limits: Limits, usage: Usage, tokens: int, cost: int = 0) -> str | None:

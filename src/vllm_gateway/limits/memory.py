@@ -23,6 +23,7 @@ from vllm_gateway.limits.base import (
     open_reservation,
     rejection,
 )
+from vllm_gateway.limits.model import Limits
 from vllm_gateway.limits.periods import MonthNames
 
 
@@ -85,18 +86,22 @@ class InProcessLimiter:
         chosen, day = reservation.subjects, reservation.day
         if not chosen:
             return reservation
-        states = [self._state(subject, day, now) for subject in chosen]
-        usages = [state.usage(now) for state in states]
-        for subject, state, usage in zip(chosen, states, usages, strict=True):
-            reason = first_limit_hit(subject.limits, usage, tokens, cost)
-            concurrency = subject.limits.max_concurrency
+        # One pass checks (nothing is taken unless every subject has room), one reserves.
+        checked: list[tuple[Limits, _State, Usage]] = []
+        for subject in chosen:
+            state = self._state(subject, day, now)
+            usage = state.usage(now)
+            limits = subject.limits
+            reason = first_limit_hit(limits, usage, tokens, cost)
+            concurrency = limits.max_concurrency
             if reason is None and concurrency is not None and state.in_flight >= concurrency:
                 reason = CONCURRENCY
             if reason is not None:
-                headers = limit_headers(chosen[0].limits, now, usages[0])
+                first = checked[0][2] if checked else usage
+                headers = limit_headers(chosen[0].limits, now, first)
                 raise rejection(reason, subject, now, usage, tokens, headers, cost)
-        for subject, state, usage in zip(chosen, states, usages, strict=True):
-            limits = subject.limits
+            checked.append((limits, state, usage))
+        for limits, state, usage in checked:
             if limits.daily_requests is not None:
                 state.requests += 1
                 usage.requests_today += 1
@@ -111,7 +116,7 @@ class InProcessLimiter:
             if limits.has_budget:
                 state.spent_today += cost
                 state.spent_month += cost
-        reservation.headers = limit_headers(chosen[0].limits, now, usages[0])
+        reservation.headers = limit_headers(chosen[0].limits, now, checked[0][2])
         return reservation
 
     async def settle(
