@@ -19,7 +19,9 @@ from vllm_gateway.limits.base import (
     RateLimitExceeded,
     Reservation,
     Subject,
+    Usage,
     format_duration,
+    limit_headers,
 )
 from vllm_gateway.limits.factory import create_limiter
 from vllm_gateway.limits.model import Limits
@@ -519,3 +521,19 @@ def test_durations_are_written_like_openai() -> None:
     assert format_duration(360.0) == "6m0s"
     assert format_duration(7384.0) == "2h3m4s"
     assert format_duration(86400.0) == "24h0m0s"
+
+
+def test_rate_limit_headers_show_the_fewest_left_and_on_a_tie_the_later_reset() -> None:
+    limits = Limits(daily_requests=10, rpm=5)
+    noon = Usage(requests_today=8, in_window=2, window_reset=30.0)  # 2 left today, 3 this minute
+    assert header(limit_headers(limits, NOON, noon), b"x-ratelimit-limit-requests") == "10"
+    tie = Usage(requests_today=7, in_window=2, window_reset=30.0)  # 3 left of each
+    shown = limit_headers(limits, NOON, tie)
+    assert header(shown, b"x-ratelimit-limit-requests") == "10"  # midnight is later than 30 s
+    assert header(shown, b"x-ratelimit-reset-requests") == "12h0m0s"
+    near_midnight = NOON + 12 * 3600 - 10.0  # 10 s to midnight, the window resets in 30
+    shown = limit_headers(limits, near_midnight, tie)
+    assert header(shown, b"x-ratelimit-limit-requests") == "5"
+    assert header(shown, b"x-ratelimit-reset-requests") == "30s"
+    spent = Usage(requests_today=12, in_window=9, window_reset=1.0)  # over both: shown as 0
+    assert header(limit_headers(limits, NOON, spent), b"x-ratelimit-remaining-requests") == "0"
