@@ -525,8 +525,8 @@ def test_durations_are_written_like_openai() -> None:
 
 def test_rate_limit_headers_show_the_fewest_left_and_on_a_tie_the_later_reset() -> None:
     limits = Limits(daily_requests=10, rpm=5)
-    noon = Usage(requests_today=8, in_window=2, window_reset=30.0)  # 2 left today, 3 this minute
-    assert header(limit_headers(limits, NOON, noon), b"x-ratelimit-limit-requests") == "10"
+    fewer_today = Usage(requests_today=8, in_window=2, window_reset=30.0)  # 2 left, 3 left
+    assert header(limit_headers(limits, NOON, fewer_today), b"x-ratelimit-limit-requests") == "10"
     tie = Usage(requests_today=7, in_window=2, window_reset=30.0)  # 3 left of each
     shown = limit_headers(limits, NOON, tie)
     assert header(shown, b"x-ratelimit-limit-requests") == "10"  # midnight is later than 30 s

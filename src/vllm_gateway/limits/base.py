@@ -210,18 +210,18 @@ def _request_limit_shown(
 ) -> tuple[int, int, float]:
     """(limit, remaining, reset) of the request limit with the fewest requests remaining; on
     a tie the one that resets later, then the smaller limit, then the daily one."""
+    daily_left = 0 if daily is None else max(0, daily - usage.requests_today)
     if rpm is None:
         assert daily is not None
-        return daily, max(0, daily - usage.requests_today), to_midnight
-    by_minute = (rpm, max(0, rpm - usage.in_window), usage.window_reset)
-    if daily is None:
-        return by_minute
-    left = max(0, daily - usage.requests_today)
-    if left < by_minute[1] or (
-        left == by_minute[1] and not (-usage.window_reset, rpm) < (-to_midnight, daily)
+        return daily, daily_left, to_midnight
+    minute_left, minute_reset = max(0, rpm - usage.in_window), usage.window_reset
+    if daily is None or minute_left < daily_left:
+        return rpm, minute_left, minute_reset
+    if minute_left == daily_left and (
+        minute_reset > to_midnight or (minute_reset == to_midnight and rpm < daily)
     ):
-        return daily, left, to_midnight
-    return by_minute
+        return rpm, minute_left, minute_reset
+    return daily, daily_left, to_midnight
 
 
 def first_limit_hit(limits: Limits, usage: Usage, tokens: int, cost: int = 0) -> str | None:
