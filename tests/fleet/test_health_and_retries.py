@@ -10,6 +10,8 @@ import httpx
 from tests.fleet.conftest import MODEL, GatewayStarter, Sim, backend_entry, chat, seen_by
 from tests.support.tcp_proxy import tcp_proxy
 
+EJECT_SECONDS = 5.0
+
 
 def _states(gateway: object) -> dict[str, str]:
     rows = gateway.services.backends.status()  # type: ignore[attr-defined]
@@ -38,16 +40,22 @@ def test_failing_backend_is_ejected_then_back_after_a_success(
         two_backends(tmp_path, sims[0].url, sims),
         gateway_routing="round_robin",
         gateway_eject_failures=2,
-        gateway_eject_seconds=2.0,
+        gateway_eject_seconds=EJECT_SECONDS,
     )
     _, key = gateway.create_key()
     sims[0].fault(fault="status", status=500, count=2)
+    before_failures = time.monotonic()  # the ejection starts after this...
     statuses = [chat(gateway, key, f"q{i}").status_code for i in range(4)]
+    ejected_by = time.monotonic()  # ...and by this
     assert statuses.count(502) == 2  # a 500 is not retried (the backend may have acted on it)
     assert _states(gateway)["a"] == "ejected"
     ids = {chat(gateway, key, f"e{i}").headers["x-request-id"] for i in range(6)}
+    # On a loaded machine six requests took 2 s (a 2 s ejection ended under the sixth): the
+    # ejection is long enough for them, and the test says so if it was not.
+    assert time.monotonic() - before_failures < EJECT_SECONDS, "the requests outlasted it"
     assert seen_by(sims[:2], ids) == [0, 6]  # ejected: no traffic
-    time.sleep(2.1)  # the ejection is over: a request may try it again, and it answers
+    # The ejection is over: a request may try it again, and it answers.
+    time.sleep(max(0.0, ejected_by + EJECT_SECONDS + 0.1 - time.monotonic()))
     ids = {chat(gateway, key, f"r{i}").headers["x-request-id"] for i in range(4)}
     assert seen_by(sims[:2], ids) == [2, 2]
     assert _states(gateway)["a"] == "up"
