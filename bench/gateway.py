@@ -44,6 +44,7 @@ class Gateway:
     cli: Path
     keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (id, key)
     exit_code: int | None = None
+    collector: subprocess.Popen[bytes] | None = None  # the `cat` reading a stdout pipe
 
     @property
     def url(self) -> str:
@@ -78,6 +79,8 @@ class Gateway:
         """Stop gracefully (SIGTERM), so that queued usage events are written; the exit code."""
         if self.exit_code is None:
             self.exit_code = stop(self.process)
+            if self.collector is not None:
+                self.collector.wait(10)  # the pipe's end: everything is in the log file
         return self.exit_code
 
     def usage_counts(self) -> dict[str, dict[int, tuple[int, int, int]]]:
@@ -137,8 +140,14 @@ def running_gateway(
     redis_url: str | None,
     extra_env: Mapping[str, str] | None = None,
     cli: Path = CLI,
+    stdout_pipe: bool = False,
 ) -> Iterator[Gateway]:
-    """Start `cli serve` on a free loopback port; stop it with SIGTERM afterwards."""
+    """Start `cli serve` on a free loopback port; stop it with SIGTERM afterwards.
+
+    Its standard output goes to a log file, or (`stdout_pipe`) through a pipe to a `cat`
+    that writes the file, as a container runtime or journald reads a service's output: a
+    write to a pipe wakes its reader. `cat` is not the gateway's child: its CPU is the log
+    collector's, in no gateway's figure."""
     with tempfile.TemporaryDirectory(prefix="vgw-bench-gateway-") as name:
         directory = Path(name)
         database = directory / "gateway.db"
@@ -152,16 +161,22 @@ def running_gateway(
         )
         if upgraded.returncode != 0:
             raise RuntimeError(f"db upgrade failed: {upgraded.stderr.strip()}")
+        collector = pipe = None
         with log.open("wb") as output:
+            if stdout_pipe:
+                collector = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=output)
+                pipe = collector.stdin
             process = subprocess.Popen(
                 [str(cli), "serve", "--host", "127.0.0.1", "--port", str(port)],
                 env=env,
                 cwd=directory,  # so that no .env of the repository is read
                 stdin=subprocess.DEVNULL,
-                stdout=output,
+                stdout=output if pipe is None else pipe,
                 stderr=subprocess.STDOUT,
             )
-        gateway = Gateway(port, process, env, database, log, cli)
+            if pipe is not None:
+                pipe.close()  # the gateway holds the pipe's write end now
+        gateway = Gateway(port, process, env, database, log, cli, collector=collector)
         try:
             try:
                 wait_for_port(port, process, timeout=60)

@@ -171,6 +171,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-streams", action="store_true", help="skip the streaming row")
     parser.add_argument(
+        "--stdout-pipe",
+        action="store_true",
+        help="gateways write their standard output to a pipe (as under a container runtime or "
+        "journald), not to a file",
+    )
+    parser.add_argument(
         "--no-gc-probe",
         action="store_true",
         help="do not count the proxies' garbage-collection time (to see that counting is free)",
@@ -252,7 +258,9 @@ def open_targets(
             # Each side has its own database and its own Redis: nothing shared but the load.
             redis_url = stack.enter_context(running_redis()) if store == "redis" else None
             env = {**dict(side.env), **probe}
-            gateway = stack.enter_context(running_gateway(backends, redis_url, env, side.cli))
+            gateway = stack.enter_context(
+                running_gateway(backends, redis_url, env, side.cli, args.stdout_pipe)
+            )
             gateway.create_keys(names)
             urls = {"json": gateway.url, "stream": gateway.url, "paced": gateway.url}
             name = store + side.suffix
@@ -261,7 +269,9 @@ def open_targets(
         # `serve --workers 2` with Redis, this checkout: what sharing costs a request.
         redis_url = stack.enter_context(running_redis())
         env = {**dict(options.gateway_env), **probe, "GATEWAY_WORKERS": "2"}
-        gateway = stack.enter_context(running_gateway(backends, redis_url, env, CLI))
+        gateway = stack.enter_context(
+            running_gateway(backends, redis_url, env, CLI, args.stdout_pipe)
+        )
         gateway.create_keys(names)
         urls = {"json": gateway.url, "stream": gateway.url, "paced": gateway.url}
         targets.append(Target("redis" + TWO_WORKERS, urls, gateway.process.pid, gateway, gc_dir))
@@ -374,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             "ttfb_rounds": options.ttfb_rounds,
             "wrk_threads": 1,
             "gateway_env": dict(options.gateway_env),
+            "stdout_pipe": args.stdout_pipe,
             "streams": None
             if stream_options is None
             else {

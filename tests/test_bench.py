@@ -174,6 +174,22 @@ def test_gateway_run_passes_every_honesty_check(upstream: Upstream) -> None:
     assert len(phase.checks) == 1 + 2 * 2 + 2 + 2  # shutdown, wrk rows, ttfb, streams
 
 
+def test_stdout_pipe_carries_the_gateways_output_to_its_log(upstream: Upstream) -> None:
+    backends = f"{upstream.json_url},{upstream.stream_url}"
+    with running_gateway(backends, None, stdout_pipe=True) as gateway:
+        stdout = os.readlink(f"/proc/{gateway.process.pid}/fd/1")
+        gateway.create_keys(["piped"])
+        key_id, key = gateway.keys["piped"]
+        result = run_wrk(
+            gateway.url + CHAT_PATH, body_for("json"), connections=2, seconds=1, api_key=key
+        )
+        assert result.clean and result.requests > 0
+        gateway.shutdown()
+        logged = gateway.log.read_text()
+    assert stdout.startswith("pipe:")
+    assert logged.count(f'"key_id":"{key_id}"') >= result.requests  # every access-log line
+
+
 def test_gc_probe_counts_the_collections_of_a_child_and_of_its_fork(tmp_path: Path) -> None:
     script = (
         "import gc, os, time\n"

@@ -101,6 +101,8 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
             stack.push_async_callback(redis.aclose)
             stack.push_async_callback(subscriber.aclose)
         metrics = Metrics()
+        access_log = AccessLog(settings.gateway_access_log)
+        stack.callback(access_log.flush)  # the lines of the last turn
         keys = KeyStore(database, clock, settings, redis, subscriber)
         await keys.start()
         stack.push_async_callback(keys.close)
@@ -138,7 +140,7 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
             limiter=limiter,
             usage=usage,
             metrics=metrics,
-            access_log=AccessLog(settings.gateway_access_log),
+            access_log=access_log,
             backends=backends,
             fleet=fleet,
             responses=StoredResponses(database),

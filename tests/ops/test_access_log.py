@@ -3,9 +3,12 @@ prompt or an answer."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import time
 from datetime import UTC, datetime
+from select import PIPE_BUF
 
 import httpx
 import openai
@@ -13,7 +16,8 @@ import pytest
 
 from tests.conftest import BACKEND_KEY, GatewayFactory
 from tests.support.clients import client_for
-from vllm_gateway.accounting.access_log import _Clock
+from vllm_gateway.accounting.access_log import AccessLog, _Clock
+from vllm_gateway.accounting.events import UsageEvent
 
 PROMPT = "the launch codes are 0000 and the patient is called Ada"
 
@@ -123,3 +127,76 @@ def test_line_times_are_iso_8601_utc_to_the_millisecond(ts: float) -> None:
     clock = _Clock()
     clock(ts - 1)  # a second formatted before: the cache must not leak into the next
     assert clock(ts) == expected.replace("+00:00", "Z")
+
+
+class RecordedLog(AccessLog):
+    """An access log to a pipe that remembers each write(2) it made."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__("json", fd)
+        self.writes: list[bytes] = []
+
+    def _write(self, data: bytes) -> None:
+        self.writes.append(data)
+        super()._write(data)
+
+
+def served(number: int) -> UsageEvent:
+    return UsageEvent(
+        ts=1796130750.0 + number,
+        request_id=f"{number:032x}",
+        key_id="k" * 12,
+        model="m" * 200,  # a long model name: a line of about 500 bytes
+        route="/v1/chat/completions",
+        status=200,
+        prompt_tokens=17,
+        completion_tokens=number,
+        latency_ms=1.0,
+        ttft_ms=0.5,
+        backend="127.0.0.1:8000",
+        stream=False,
+    )
+
+
+def test_lines_of_one_loop_turn_are_written_together_in_whole_lines_below_pipe_buf() -> None:
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    log = RecordedLog(write_end)
+
+    async def one_turn() -> None:
+        for number in range(30):
+            log.request(served(number))
+            if number == 14:
+                log.unauthenticated(
+                    ts=1.0, request_id="r" * 32, route="/v1/models", status=401, reason="bad_key"
+                )
+        assert log.writes == []  # nothing before the turn ends
+        await asyncio.sleep(0)
+
+    asyncio.run(one_turn())
+    written = b""
+    while chunk := os.read(read_end, 65536):
+        written += chunk
+        if len(written) == sum(map(len, log.writes)):
+            break
+    assert written == b"".join(log.writes)
+    assert 2 < len(log.writes) < 31  # several lines per write, and more than one write
+    for data in log.writes:
+        assert len(data) <= PIPE_BUF and data.endswith(b"\n")
+    parsed = [json.loads(line) for line in written.splitlines()]
+    assert [line["request_id"] for line in parsed] == [f"{number:032x}" for number in range(15)] + [
+        "r" * 32
+    ] + [f"{number:032x}" for number in range(15, 30)]
+    assert parsed[15]["status"] == 401 and parsed[29]["completion_tokens"] == 28
+    os.close(read_end)
+    os.close(write_end)
+
+
+def test_a_line_outside_an_event_loop_is_written_at_once() -> None:
+    read_end, write_end = os.pipe()
+    log = RecordedLog(write_end)
+    log.request(served(7))
+    assert len(log.writes) == 1
+    assert json.loads(os.read(read_end, PIPE_BUF))["completion_tokens"] == 7
+    os.close(read_end)
+    os.close(write_end)

@@ -6,16 +6,22 @@ holds what an operator needs to follow a request (time, request id, key and team
 model, route, status, reason, tokens, latency, time to first token, backend, admission
 wait) and never a secret, a prompt or an answer: the event holds none of them.
 
-Each line is one write(2) of less than PIPE_BUF bytes, so lines of several workers sharing
-standard output never interleave, and nothing is buffered that a crash could lose.
+The lines of one turn of the event loop are written together when it ends, in write(2)s
+of at most PIPE_BUF bytes each (whole lines only), so lines of several workers sharing
+standard output never interleave. Under load that is one write for many requests instead
+of one each: standard output is usually a pipe to a log collector (a container runtime,
+journald), and every write to it wakes the reader. At most the lines of the turn a process
+is killed in are lost; never a usage record (those are journaled before the answer ends).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from select import PIPE_BUF
 from typing import Literal
 
 import orjson
@@ -62,6 +68,7 @@ class AccessLog:
         self.form = form
         self._fd = fd
         self._time = _Clock()
+        self._pending: list[UsageEvent | dict[str, object]] = []  # this loop turn's lines
 
     @property
     def enabled(self) -> bool:
@@ -69,9 +76,53 @@ class AccessLog:
 
     def request(self, event: UsageEvent) -> None:
         """The line of a request by a known key."""
+        if self.form != "off":
+            self._add(event)
+
+    def unauthenticated(
+        self, *, ts: float, request_id: str, route: str, status: int, reason: str
+    ) -> None:
+        """The line of a request refused before any key was known (401)."""
         if self.form == "off":
             return
-        fields = {
+        fields: dict[str, object] = {
+            "time": self._time(ts),
+            "request_id": request_id,
+            "key_id": None,
+            "route": route,
+            "status": status,
+            "reason": reason,
+            "admitted": False,
+        }
+        self._add(fields)
+
+    def _add(self, line: UsageEvent | dict[str, object]) -> None:
+        """Queue a line for the end of the loop's turn (at once when no loop runs)."""
+        self._pending.append(line)
+        if len(self._pending) > 1:
+            return  # its flush is already scheduled
+        try:
+            asyncio.get_running_loop().call_soon(self.flush)
+        except RuntimeError:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the queued lines: whole lines, at most PIPE_BUF bytes per write."""
+        pending, self._pending = self._pending, []
+        chunk: list[bytes] = []
+        size = 0
+        for item in pending:
+            line = self._line(self._fields(item) if isinstance(item, UsageEvent) else item)
+            if chunk and size + len(line) > PIPE_BUF:
+                self._write(b"".join(chunk))
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line)
+        if chunk:
+            self._write(b"".join(chunk))
+
+    def _fields(self, event: UsageEvent) -> dict[str, object]:
+        return {
             "time": self._time(event.ts),
             "request_id": event.request_id,
             "key_id": event.key_id,
@@ -91,31 +142,13 @@ class AccessLog:
             "queued_ms": _ms(event.queued_ms) if event.queued_ms else 0.0,
             "backend": event.backend or None,
         }
-        self._write(fields)
 
-    def unauthenticated(
-        self, *, ts: float, request_id: str, route: str, status: int, reason: str
-    ) -> None:
-        """The line of a request refused before any key was known (401)."""
-        if self.form == "off":
-            return
-        fields = {
-            "time": self._time(ts),
-            "request_id": request_id,
-            "key_id": None,
-            "route": route,
-            "status": status,
-            "reason": reason,
-            "admitted": False,
-        }
-        self._write(fields)
-
-    def _write(self, fields: Mapping[str, object]) -> None:
+    def _line(self, fields: Mapping[str, object]) -> bytes:
         if self.form == "json":
-            line = orjson.dumps(fields) + b"\n"
-        else:
-            line = (
-                " ".join(f"{name}={_text(value)}" for name, value in fields.items()) + "\n"
-            ).encode()
+            return orjson.dumps(fields) + b"\n"
+        text = " ".join(f"{name}={_text(value)}" for name, value in fields.items())
+        return (text + "\n").encode()
+
+    def _write(self, data: bytes) -> None:
         with contextlib.suppress(OSError):  # a closed standard output must not fail a request
-            os.write(self._fd, line)
+            os.write(self._fd, data)
