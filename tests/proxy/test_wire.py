@@ -16,8 +16,10 @@ from vllm_gateway.routing.wire import (
     ConnectFailed,
     Disconnected,
     StaleConnection,
+    TurnWrites,
     WireClient,
     WireError,
+    _Connection,
 )
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -429,3 +431,56 @@ async def test_a_whole_body_larger_than_the_buffer_is_read_to_its_end(wire: Wire
 
     async with Backend(handler) as backend:
         assert await asyncio.wait_for(post(wire, backend), 5.0) == body
+
+
+class RecordingTransport(asyncio.Transport):
+    """A transport that keeps what is written to it, or refuses every write."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.refuse = refuse
+        self.closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.refuse:
+            raise RuntimeError("the transport refuses")
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+
+@on_both_loops
+async def test_the_requests_of_one_turn_are_written_when_it_ends_in_their_order() -> None:
+    loop = asyncio.get_running_loop()
+    writes = TurnWrites()
+    transports = [RecordingTransport() for _ in range(3)]
+    connections = []
+    for transport in transports:
+        connection = _Connection(loop)
+        connection.connection_made(transport)
+        connections.append(connection)
+    abandoned = connections[2]
+    for number, connection in enumerate(connections):
+        connection.begin(b"request %d" % number, writes)
+    connections[0].begin(b"again", writes)  # a second request in the turn, on the first
+    abandoned.close()  # the client left before the turn ended: nothing is sent for it
+    assert [t.written for t in transports] == [[], [], []]  # nothing within the turn
+    await asyncio.sleep(0)
+    assert [t.written for t in transports] == [[b"request 0", b"again"], [b"request 1"], []]
+
+
+@on_both_loops
+async def test_a_request_that_cannot_be_written_fails_its_exchange_at_once() -> None:
+    connection = _Connection(asyncio.get_running_loop())
+    connection.connection_made(RecordingTransport(refuse=True))
+    writes = TurnWrites()
+    connection.begin(b"request", writes)
+    waiting = asyncio.ensure_future(connection.wait())
+    with pytest.raises(WireError, match="could not be sent"):
+        await asyncio.wait_for(waiting, 2)
+    assert connection.closed
