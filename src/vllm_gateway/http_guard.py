@@ -15,6 +15,9 @@ forever once its first byte arrived. This subclass:
   client may have just sent a request on; while the server drains (draining.py), every
   new request is answered so.
 
+Its transport holds a turn's writes for the end of the event loop's turn (turn_writes.py):
+the answers of one turn go out together, each answer's head and body in one write.
+
 The limits come from the app the server runs (`ProxyApp.client_limits`), so every worker
 that builds the app from its settings applies them.
 """
@@ -23,12 +26,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from vllm_gateway.errors import error_body
+from vllm_gateway.turn_writes import HeldTransport, turn_writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_seen_at = 0.0
         self._draining = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        held = HeldTransport(cast(asyncio.Transport, transport), turn_writes(self.loop))
+        super().connection_made(cast(asyncio.Transport, held))
 
     # --- the parser's callbacks -----------------------------------------------------------
 

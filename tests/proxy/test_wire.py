@@ -16,11 +16,11 @@ from vllm_gateway.routing.wire import (
     ConnectFailed,
     Disconnected,
     StaleConnection,
-    TurnWrites,
     WireClient,
     WireError,
     _Connection,
 )
+from vllm_gateway.turn_writes import HeldTransport, turn_writes
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -453,11 +453,20 @@ class RecordingTransport(asyncio.Transport):
     def close(self) -> None:
         self.closing = True
 
+    def abort(self) -> None:
+        self.closing = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
 
 @on_both_loops
 async def test_the_requests_of_one_turn_are_written_when_it_ends_in_their_order() -> None:
     loop = asyncio.get_running_loop()
-    writes = TurnWrites()
+    writes = turn_writes(loop)
+    writes.requests, writes.now = 3, lambda: 7.0  # busy: others in flight, all in one ms
+    writes.hold(connection_held_first := _Connection(loop))  # the millisecond's first: at once
+    assert connection_held_first.transport is None  # (nothing to write, nothing written)
     transports = [RecordingTransport() for _ in range(3)]
     connections = []
     for transport in transports:
@@ -466,21 +475,73 @@ async def test_the_requests_of_one_turn_are_written_when_it_ends_in_their_order(
         connections.append(connection)
     abandoned = connections[2]
     for number, connection in enumerate(connections):
-        connection.begin(b"request %d" % number, writes)
-    connections[0].begin(b"again", writes)  # a second request in the turn, on the first
+        connection.begin(b"request %d" % number)
+    connections[0].begin(b"again")  # a second request in the turn, on the first
     abandoned.close()  # the client left before the turn ended: nothing is sent for it
     assert [t.written for t in transports] == [[], [], []]  # nothing within the turn
     await asyncio.sleep(0)
-    assert [t.written for t in transports] == [[b"request 0", b"again"], [b"request 1"], []]
+    assert [t.written for t in transports] == [[b"request 0again"], [b"request 1"], []]
+
+
+@on_both_loops
+async def test_a_lone_requests_write_goes_out_at_once() -> None:
+    loop = asyncio.get_running_loop()
+    writes = turn_writes(loop)
+    writes.requests, writes.now = 1, lambda: 7.0  # this one alone: nothing to share a turn with
+    transport = RecordingTransport()
+    connection = _Connection(loop)
+    connection.connection_made(transport)
+    connection.begin(b"request")
+    assert transport.written == [b"request"]
 
 
 @on_both_loops
 async def test_a_request_that_cannot_be_written_fails_its_exchange_at_once() -> None:
     connection = _Connection(asyncio.get_running_loop())
+    writes = turn_writes(connection.loop)
+    writes.requests, writes.now = 2, lambda: 7.0
+    writes.hold(_Connection(connection.loop))  # the millisecond's first write: not held
     connection.connection_made(RecordingTransport(refuse=True))
-    writes = TurnWrites()
-    connection.begin(b"request", writes)
+    connection.begin(b"request")
     waiting = asyncio.ensure_future(connection.wait())
     with pytest.raises(WireError, match="could not be sent"):
         await asyncio.wait_for(waiting, 2)
     assert connection.closed
+
+
+@on_both_loops
+async def test_a_client_transport_writes_a_turns_bytes_at_once_and_before_it_closes() -> None:
+    loop = asyncio.get_running_loop()
+    writes = turn_writes(loop)
+    writes.requests, writes.now = 2, lambda: 7.0
+    writes.hold(_Connection(loop))  # the millisecond's first write goes out at once
+    answered, closed, aborted = RecordingTransport(), RecordingTransport(), RecordingTransport()
+    first, second, third = (HeldTransport(t, writes) for t in (answered, closed, aborted))
+    first.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    first.write(b"body")
+    assert first.get_write_buffer_size() == 23 and answered.written == []
+    second.write(b"last words")
+    second.close()  # what is held goes out first
+    assert closed.written == [b"last words"] and closed.closing
+    third.write(b"never")
+    third.abort()
+    await asyncio.sleep(0)
+    assert answered.written == [b"HTTP/1.1 200 OK\r\n\r\nbody"]  # head and body: one write
+    assert closed.written == [b"last words"] and aborted.written == []
+
+
+@on_both_loops
+async def test_the_first_write_of_a_millisecond_goes_out_at_once_the_next_wait() -> None:
+    loop = asyncio.get_running_loop()
+    writes = turn_writes(loop)
+    clock = [3.0]
+    writes.requests, writes.now = 5, lambda: clock[0]
+    transports = [RecordingTransport() for _ in range(3)]
+    first, second, third = (HeldTransport(t, writes) for t in transports)
+    first.write(b"a")
+    second.write(b"b")
+    clock[0] = 3.002  # a later millisecond, but the turn already holds a write: it waits too
+    third.write(b"c")
+    assert [t.written for t in transports] == [[b"a"], [], []]
+    await asyncio.sleep(0)
+    assert [t.written for t in transports] == [[b"a"], [b"b"], [b"c"]]

@@ -106,19 +106,23 @@ class ProxyApp:
             error = gateway_starting()
             await send_error(send, error, headers)
             return
-        services = pipeline.services
-        if route is None:
-            await list_models(services, request_id, scope, read_headers(scope), send, headers)
-            return
-        ctx = RequestContext(
-            request_id=request_id,
-            route=route,
-            scope=scope,
-            receive=receive,
-            send=send,
-            started=time.perf_counter(),
-            arrived=services.clock(),
-            client=read_headers(scope),
-            headers=headers,
-        )
-        await pipeline.run(ctx)
+        services, writes = pipeline.services, pipeline.writes
+        writes.requests += 1  # while others are in flight, writes wait for the turn's end
+        try:
+            if route is None:
+                await list_models(services, request_id, scope, read_headers(scope), send, headers)
+                return
+            ctx = RequestContext(
+                request_id=request_id,
+                route=route,
+                scope=scope,
+                receive=receive,
+                send=send,
+                started=time.perf_counter(),
+                arrived=services.clock(),
+                client=read_headers(scope),
+                headers=headers,
+            )
+            await pipeline.run(ctx)
+        finally:
+            writes.requests -= 1

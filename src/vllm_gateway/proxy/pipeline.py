@@ -32,6 +32,7 @@ from vllm_gateway.proxy.routes import RESPONSE_CANCEL, RESPONSE_GET, ROUTES
 from vllm_gateway.proxy.upstream import Opener, open_upstream
 from vllm_gateway.proxy.watchdog import StreamWatchdog
 from vllm_gateway.services import Services
+from vllm_gateway.turn_writes import turn_writes
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class Pipeline:
         self.watchdog = StreamWatchdog(
             settings.gateway_first_token_timeout, settings.gateway_stream_idle_timeout
         )
+        self.writes = turn_writes(asyncio.get_running_loop())  # built by the lifespan
 
     async def run(self, ctx: RequestContext) -> None:
         """Serve one request to the end; never raises."""

@@ -17,10 +17,7 @@ call, no task per request and no timer per chunk.
 - A body the client does not read fast enough stops the reading from the backend (TCP's
   own flow control) past BUFFER_HIGH bytes, until the client catches up.
 - The requests of one turn of the event loop are written when it ends, together
-  (TurnWrites): a backend that sleeps between requests is woken once for them, not once
-  each. Waking a sleeping reader is the dearest part of a small write (an interrupt to
-  the other core); the wait is only what is left of the turn, in which the loop could not
-  have read the answer anyway.
+  (turn_writes.py): a backend asleep between requests is woken once for them.
 """
 
 from __future__ import annotations
@@ -33,6 +30,8 @@ from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
+
+from vllm_gateway.turn_writes import turn_writes
 
 BUFFER_HIGH = 256 * 1024
 """Bytes of an answer held for a slow client before the gateway stops reading the backend."""
@@ -66,6 +65,8 @@ class _Connection(asyncio.Protocol):
         self.reused = False
         self.closed = False
         self.idle_since = 0.0
+        self._writes = turn_writes(loop)
+        self._unsent: list[bytes] = []
         self._reset()
 
     def _reset(self) -> None:
@@ -193,43 +194,25 @@ class _Connection(asyncio.Protocol):
         """Whether an idle connection may serve again: open, and idle since then or later."""
         return not self.closed and self.idle_since >= idle_since_at_least
 
-    def begin(self, request: bytes, writes: TurnWrites) -> None:
+    def begin(self, request: bytes) -> None:
         """Send a request on this (idle or new) connection, at the end of the loop's turn."""
         self._reset()
         self.last_read = self.loop.time()
-        writes.add(self, request)
+        self._unsent.append(request)
+        if len(self._unsent) == 1:
+            self._writes.hold(self)
 
-    def write_now(self, data: bytes) -> None:
-        """Write to the backend; a connection closed meanwhile is not written to (it has failed
-        or was abandoned), and one that cannot be written to fails its exchange."""
+    def release(self) -> None:
+        """Write what begin() held; a connection closed meanwhile (it failed or was
+        abandoned) is not written to, and one that cannot be written to fails its exchange."""
+        unsent, self._unsent = self._unsent, []
         transport = self.transport
-        if self.closed or transport is None or transport.is_closing():
+        if not unsent or self.closed or transport is None or transport.is_closing():
             return
         try:
-            transport.write(data)
+            transport.write(b"".join(unsent))
         except Exception as exc:  # the exchange must end, never wait for an answer
             self.fail(WireError(f"the request could not be sent: {exc}"))
-
-
-class TurnWrites:
-    """Requests held to the end of the event loop's turn, then written one after another."""
-
-    __slots__ = ("_pending",)
-
-    def __init__(self) -> None:
-        self._pending: list[tuple[_Connection, bytes]] = []
-
-    def add(self, connection: _Connection, data: bytes) -> None:
-        """Write `data` on `connection` when the turn ends."""
-        self._pending.append((connection, data))
-        if len(self._pending) == 1:
-            connection.loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        """Write every held request, in the order they came."""
-        pending, self._pending = self._pending, []
-        for connection, data in pending:
-            connection.write_now(data)
 
 
 class _SilenceTimer:
@@ -348,7 +331,6 @@ class WireClient:
         self._idle: dict[Origin, deque[_Connection]] = {}  # oldest first
         self._origins: dict[str, tuple[Origin, bytes, str]] = {}
         self._tls: ssl.SSLContext | None = None
-        self._writes = TurnWrites()
 
     def _origin(self, base_url: str) -> tuple[Origin, bytes, str]:
         """(origin, Host header, path prefix) of a backend's base URL, parsed once."""
@@ -398,7 +380,7 @@ class WireClient:
         connection = None if fresh else self._reuse(origin)
         if connection is None:
             connection = await self._connect(origin)
-        connection.begin(request, self._writes)
+        connection.begin(request)
         timer = _SilenceTimer(connection, self.read_timeout)
         try:
             while not connection.head_done:
