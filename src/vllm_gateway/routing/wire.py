@@ -66,7 +66,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self._writes = turn_writes(loop)
-        self._unsent: list[bytes] = []
+        self._unsent = b""  # the request begin() holds for the end of the turn
         self._reset()
 
     def _reset(self) -> None:
@@ -198,19 +198,18 @@ class _Connection(asyncio.Protocol):
         """Send a request on this (idle or new) connection, at the end of the loop's turn."""
         self._reset()
         self.last_read = self.loop.time()
-        self._unsent.append(request)
-        if len(self._unsent) == 1:
-            self._writes.hold(self)
+        self._unsent = request  # one request at a time on a connection (no pipelining)
+        self._writes.hold(self)
 
     def release(self) -> None:
         """Write what begin() held; a connection closed meanwhile (it failed or was
         abandoned) is not written to, and one that cannot be written to fails its exchange."""
-        unsent, self._unsent = self._unsent, []
+        unsent, self._unsent = self._unsent, b""
         transport = self.transport
         if not unsent or self.closed or transport is None or transport.is_closing():
             return
         try:
-            transport.write(b"".join(unsent))
+            transport.write(unsent)
         except Exception as exc:  # the exchange must end, never wait for an answer
             self.fail(WireError(f"the request could not be sent: {exc}"))
 
