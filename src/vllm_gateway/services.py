@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -31,6 +32,7 @@ from vllm_gateway.redis_connect import open_redis
 from vllm_gateway.routing.fleet_sync import FleetSync
 from vllm_gateway.routing.pool import BackendPool
 from vllm_gateway.settings import Settings
+from vllm_gateway.turn_writes import turn_writes
 
 if TYPE_CHECKING:
     from vllm_gateway.resp.client import RedisClient
@@ -101,8 +103,9 @@ async def open_services(settings: Settings, clock: Clock) -> AsyncIterator[Servi
             stack.push_async_callback(redis.aclose)
             stack.push_async_callback(subscriber.aclose)
         metrics = Metrics()
-        access_log = AccessLog(settings.gateway_access_log)
-        stack.callback(access_log.flush)  # the lines of the last turn
+        writes = turn_writes(asyncio.get_running_loop())
+        access_log = AccessLog(settings.gateway_access_log, writes=writes)
+        stack.callback(access_log.release)  # the lines of the last turn
         keys = KeyStore(database, clock, settings, redis, subscriber)
         await keys.start()
         stack.push_async_callback(keys.close)

@@ -16,8 +16,10 @@ import pytest
 
 from tests.conftest import BACKEND_KEY, GatewayFactory
 from tests.support.clients import client_for
+from tests.support.turns import busy_turn
 from vllm_gateway.accounting.access_log import AccessLog, _Clock
 from vllm_gateway.accounting.events import UsageEvent
+from vllm_gateway.turn_writes import TurnWrites, turn_writes
 
 PROMPT = "the launch codes are 0000 and the patient is called Ada"
 
@@ -132,8 +134,8 @@ def test_line_times_are_iso_8601_utc_to_the_millisecond(ts: float) -> None:
 class RecordedLog(AccessLog):
     """An access log to a pipe that remembers each write(2) it made."""
 
-    def __init__(self, fd: int) -> None:
-        super().__init__("json", fd)
+    def __init__(self, fd: int, writes: TurnWrites | None = None) -> None:
+        super().__init__("json", fd, writes)
         self.writes: list[bytes] = []
 
     def _write(self, data: bytes) -> None:
@@ -161,9 +163,9 @@ def served(number: int) -> UsageEvent:
 def test_lines_of_one_loop_turn_are_written_together_in_whole_lines_below_pipe_buf() -> None:
     read_end, write_end = os.pipe()
     os.set_blocking(read_end, False)
-    log = RecordedLog(write_end)
 
-    async def one_turn() -> None:
+    async def one_turn() -> RecordedLog:
+        log = RecordedLog(write_end, busy_turn(asyncio.get_running_loop()))  # a loaded gateway
         for number in range(30):
             log.request(served(number))
             if number == 14:
@@ -172,8 +174,9 @@ def test_lines_of_one_loop_turn_are_written_together_in_whole_lines_below_pipe_b
                 )
         assert log.writes == []  # nothing before the turn ends
         await asyncio.sleep(0)
+        return log
 
-    asyncio.run(one_turn())
+    log = asyncio.run(one_turn())
     written = b""
     while chunk := os.read(read_end, 65536):
         written += chunk
@@ -192,7 +195,23 @@ def test_lines_of_one_loop_turn_are_written_together_in_whole_lines_below_pipe_b
     os.close(write_end)
 
 
-def test_a_line_outside_an_event_loop_is_written_at_once() -> None:
+def test_a_line_of_an_idle_gateway_is_written_at_once() -> None:
+    read_end, write_end = os.pipe()
+
+    async def alone() -> None:
+        writes = turn_writes(asyncio.get_running_loop())
+        writes.requests = 1  # the request the line is for: nothing to share a turn with
+        log = RecordedLog(write_end, writes)
+        log.request(served(3))
+        assert len(log.writes) == 1  # before the turn ends
+
+    asyncio.run(alone())
+    assert json.loads(os.read(read_end, PIPE_BUF))["completion_tokens"] == 3
+    os.close(read_end)
+    os.close(write_end)
+
+
+def test_a_line_without_turn_writes_is_written_at_once() -> None:
     read_end, write_end = os.pipe()
     log = RecordedLog(write_end)
     log.request(served(7))

@@ -6,17 +6,16 @@ holds what an operator needs to follow a request (time, request id, key and team
 model, route, status, reason, tokens, latency, time to first token, backend, admission
 wait) and never a secret, a prompt or an answer: the event holds none of them.
 
-The lines of one turn of the event loop are written together when it ends, in write(2)s
-of at most PIPE_BUF bytes each (whole lines only), so lines of several workers sharing
-standard output never interleave. Under load that is one write for many requests instead
-of one each: standard output is usually a pipe to a log collector (a container runtime,
-journald), and every write to it wakes the reader. At most the lines of the turn a process
-is killed in are lost; never a usage record (those are journaled before the answer ends).
+Lines are written in write(2)s of whole lines, at most PIPE_BUF bytes each, so lines of
+several workers sharing standard output never interleave. Under load the lines of one turn
+of the event loop wait for its end and go out together (turn_writes.py, as the gateway's
+socket writes do): standard output is usually a pipe to a log collector (a container
+runtime, journald), and every write to it wakes the reader. At most the lines of the turn a
+process is killed in are lost; never a usage record (journaled before the answer ends).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from typing import Literal
 import orjson
 
 from vllm_gateway.accounting.events import UsageEvent
+from vllm_gateway.turn_writes import TurnWrites
 
 AccessLogFormat = Literal["json", "text", "off"]
 STDOUT = 1
@@ -64,9 +64,12 @@ def _ms(value: float | None) -> float | None:
 class AccessLog:
     """Writes the access log's lines to a file descriptor (standard output by default)."""
 
-    def __init__(self, form: AccessLogFormat, fd: int = STDOUT) -> None:
+    def __init__(
+        self, form: AccessLogFormat, fd: int = STDOUT, writes: TurnWrites | None = None
+    ) -> None:
         self.form = form
         self._fd = fd
+        self._writes = writes  # None: every line at once
         self._time = _Clock()
         self._pending: list[UsageEvent | dict[str, object]] = []  # this loop turn's lines
 
@@ -97,16 +100,15 @@ class AccessLog:
         self._add(fields)
 
     def _add(self, line: UsageEvent | dict[str, object]) -> None:
-        """Queue a line for the end of the loop's turn (at once when no loop runs)."""
+        """Queue a line; the first of a turn is held by the TurnWrites (or written now)."""
         self._pending.append(line)
-        if len(self._pending) > 1:
-            return  # its flush is already scheduled
-        try:
-            asyncio.get_running_loop().call_soon(self.flush)
-        except RuntimeError:
-            self.flush()
+        if len(self._pending) == 1:
+            if self._writes is None:
+                self.release()
+            else:
+                self._writes.hold(self)
 
-    def flush(self) -> None:
+    def release(self) -> None:
         """Write the queued lines: whole lines, at most PIPE_BUF bytes per write."""
         pending, self._pending = self._pending, []
         chunk: list[bytes] = []
