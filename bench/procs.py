@@ -118,3 +118,23 @@ def cpu_seconds(pid: int) -> float:
             continue
         ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / _CLOCK_TICKS
+
+
+def preemptions(pid: int) -> int:
+    """Times the threads of a process and its descendants were taken off a core while they
+    could still run (involuntary context switches, /proc/*/task/*/status), so far."""
+    count = 0
+    for member in process_tree(pid):
+        try:
+            tasks = list(Path(f"/proc/{member}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                status = (task / "status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("nonvoluntary_ctxt_switches:"):
+                    count += int(line.split()[1])
+    return count

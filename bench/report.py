@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,23 @@ def _load_table(runs: list[Run]) -> list[str]:
                 if not run.clean:
                     line += "  NOT ALL 2xx"
                 lines.append(line)
+    return lines
+
+
+def _preemption_lines(runs: list[Run]) -> list[str]:
+    """Per kind and concurrency, each target's preemptions per answer."""
+    lines = [
+        "Preempted per answer: times the scheduler took a target's threads off a core while",
+        "they could run (involuntary context switches), for wrk, nginx, Redis or another worker.",
+    ]
+    for kind in ("json", "stream"):
+        for c in sorted({run.connections for run in runs if run.kind == kind}):
+            figures = ", ".join(
+                f"{run.target} {run.preemptions_per_request:.2f}"
+                for run in runs
+                if run.kind == kind and run.connections == c and run.target != "direct"
+            )
+            lines += textwrap.wrap(f"{kind} c={c}: {figures}", 96, subsequent_indent="    ")
     return lines
 
 
@@ -132,6 +150,7 @@ def render(results: Results, options: Options, stream_options: StreamOptions) ->
         lines.append("A busy machine: trust the ratios within this run, not its absolute figures.")
     lines.append("")
     lines += _load_table(runs)
+    lines += ["", *_preemption_lines(runs)]
     if results.streams:
         lines += _stream_table(results.streams, stream_options)
     if phases:

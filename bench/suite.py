@@ -19,7 +19,7 @@ from bench.gateway import Gateway
 from bench.gc_probe import gc_seconds
 from bench.load import LoadResult, run_wrk
 from bench.noise import OutsideMeter
-from bench.procs import cpu_seconds, peak_rss_mb, process_tree, rss_mb
+from bench.procs import cpu_seconds, peak_rss_mb, preemptions, process_tree, rss_mb
 from bench.ttfb import StreamClient, StreamTiming, measure
 
 CHAT_PATH = "/v1/chat/completions"
@@ -58,6 +58,10 @@ class Target:
         """(CPU seconds, GC seconds) its process tree has used so far."""
         return cpu_seconds(self.pid), gc_seconds(self.gc_dir, process_tree(self.pid))
 
+    def preemptions(self) -> int:
+        """Involuntary context switches of its process tree so far."""
+        return preemptions(self.pid)
+
     def key(self, name: str) -> tuple[str | None, str | None]:
         """(id, key) of a gateway key, or nothing for targets that take none."""
         return self.gateway.keys[name] if self.gateway is not None else (None, None)
@@ -71,6 +75,7 @@ class Slice:
     cpu_seconds: float
     gc_seconds: float = 0.0
     outside_seconds: float = 0.0  # CPU used meanwhile by processes not the benchmark's
+    preemptions: int = 0  # the target's threads taken off a core while runnable, meanwhile
 
     @property
     def outside_percent(self) -> float:
@@ -131,6 +136,12 @@ class Run:
         cpu = sum(s.cpu_seconds for s in self.slices)
         return sum(s.gc_seconds for s in self.slices) / cpu * 100 if cpu else 0.0
 
+    @property
+    def preemptions_per_request(self) -> float:
+        """Involuntary context switches of the target per answer: how often the scheduler
+        took it off a core for another process (cores shared with wrk, nginx, Redis)."""
+        return sum(s.preemptions for s in self.slices) / self.requests if self.requests else 0.0
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready figures."""
         return {
@@ -144,6 +155,7 @@ class Run:
             "cpu_percent": round(self.cpu_percent, 1),
             "cpu_us_per_request": round(self.cpu_us_per_request, 1),
             "gc_percent_of_cpu": round(self.gc_percent, 2),
+            "preemptions_per_request": round(self.preemptions_per_request, 3),
             "all_2xx": self.clean,
             "key_id": self.key_id,
             "slices": [
@@ -152,6 +164,7 @@ class Run:
                     "cpu_seconds": round(s.cpu_seconds, 3),
                     "gc_seconds": round(s.gc_seconds, 4),
                     "outside_cpu_percent": round(s.outside_percent, 1),
+                    "preemptions": s.preemptions,
                 }
                 for s in self.slices
             ],
@@ -194,6 +207,7 @@ def key_names(options: Options) -> list[str]:
 
 def _slice(target: Target, kind: str, connections: int, seconds: float, key: str | None) -> Slice:
     cpu, gc = target.usage()
+    preempted = target.preemptions()
     outside = OutsideMeter()
     result = run_wrk(
         target.urls[kind] + CHAT_PATH,
@@ -203,7 +217,8 @@ def _slice(target: Target, kind: str, connections: int, seconds: float, key: str
         api_key=key,
     )
     cpu_after, gc_after = target.usage()
-    return Slice(result, cpu_after - cpu, gc_after - gc, outside.seconds())
+    preempted = target.preemptions() - preempted
+    return Slice(result, cpu_after - cpu, gc_after - gc, outside.seconds(), preempted)
 
 
 def measure_load(targets: list[Target], options: Options) -> list[Run]:

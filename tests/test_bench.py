@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -18,6 +19,7 @@ from bench.gateway import running_gateway, usage_counts
 from bench.gc_probe import gc_seconds, probe_env
 from bench.load import parse_summary, run_wrk
 from bench.paced_upstream import running_paced_upstream
+from bench.procs import preemptions
 from bench.suite import (
     CHAT_PATH,
     Options,
@@ -211,3 +213,20 @@ def test_gc_probe_counts_the_collections_of_a_child_and_of_its_fork(tmp_path: Pa
     assert gc_seconds(tmp_path, [child]) > 0  # its own file, not the parent's
     assert gc_seconds(tmp_path, [parent, child]) > gc_seconds(tmp_path, [parent])
     assert gc_seconds(None, [parent]) == 0.0
+
+
+def test_preemptions_count_a_process_that_shares_its_core_with_another() -> None:
+    spin = [
+        sys.executable,
+        "-c",
+        "import time\nend = time.time() + 1.0\nwhile time.time() < end: pass",
+    ]
+    core = {min(os.sched_getaffinity(0))}
+    pair = [subprocess.Popen(spin) for _ in range(2)]
+    for process in pair:
+        os.sched_setaffinity(process.pid, core)  # two runnable processes, one core
+    time.sleep(0.8)
+    shared = preemptions(pair[0].pid)
+    for process in pair:
+        process.wait(10)
+    assert shared >= 30  # taken off the core for the other again and again (alone: about 5)

@@ -143,8 +143,13 @@ def _streams(target: str, cpu: float) -> StreamRun:
 
 def test_the_report_shows_both_sides_per_store_and_their_cpu_ratio() -> None:
     runs = [
-        Run(target, "json", 32, [Slice(_wrk(1000), cpu)])
-        for target, cpu in (("direct", 0.01), ("bare", 0.1), ("sqlite", 0.2), ("sqlite@base", 0.25))
+        Run(target, "json", 32, [Slice(_wrk(1000), cpu, preemptions=preempted)])
+        for target, cpu, preempted in (
+            ("direct", 0.01, 0),
+            ("bare", 0.1, 20),
+            ("sqlite", 0.2, 150),
+            ("sqlite@base", 0.25, 900),
+        )
     ]
     streams = [
         _streams(t, cpu) for t, cpu in (("bare", 0.001), ("sqlite", 0.002), ("sqlite@base", 0.002))
@@ -161,6 +166,7 @@ def test_the_report_shows_both_sides_per_store_and_their_cpu_ratio() -> None:
     assert "json c=32       sqlite  us/req      200.00   250.00    0.800" in text
     assert "streams n=4     sqlite  us/chunk     50.00    50.00    1.000" in text
     assert "sqlite: json c=32 0.800, streams n=4 1.000" in text
+    assert "json c=32: bare 0.02, sqlite 0.15, sqlite@base 0.90" in text
     assert (
         "CPU/JSON request vs bare, c=32  <= 1.3x        sqlite@base     2.500 x      MISSED" in text
     )

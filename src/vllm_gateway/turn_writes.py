@@ -17,7 +17,8 @@ its accounting, before it). Long streams that trickle, each in flight and idle m
 time, write at once too.
 
 One TurnWrites per event loop (`turn_writes(loop)`), shared by the backends' client
-(routing/wire.py) and the client connections' transports (HeldTransport, http_guard.py).
+(routing/wire.py), the client connections' transports (HeldTransport, http_guard.py), the
+Redis client's connection (resp/connection.py) and the access log.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def turn_writes(loop: asyncio.AbstractEventLoop) -> TurnWrites:
 
 
 class HeldTransport:
-    """A client connection's transport whose writes wait for the end of the loop's turn.
+    """A connection's transport whose writes wait for the end of the loop's turn.
 
     The bytes of one turn go out in one write (an answer's head and body together); closing
     writes what is held first; aborting drops it. Everything else is the transport's own.

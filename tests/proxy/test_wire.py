@@ -11,7 +11,7 @@ import pytest
 import uvloop
 
 from tests.support.servers import free_port
-from tests.support.turns import busy_turn
+from tests.support.turns import RecordingTransport, busy_turn
 from vllm_gateway.routing.wire import (
     BUFFER_HIGH,
     ConnectFailed,
@@ -432,33 +432,6 @@ async def test_a_whole_body_larger_than_the_buffer_is_read_to_its_end(wire: Wire
 
     async with Backend(handler) as backend:
         assert await asyncio.wait_for(post(wire, backend), 5.0) == body
-
-
-class RecordingTransport(asyncio.Transport):
-    """A transport that keeps what is written to it, or refuses every write."""
-
-    def __init__(self, refuse: bool = False) -> None:
-        super().__init__()
-        self.written: list[bytes] = []
-        self.refuse = refuse
-        self.closing = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self.refuse:
-            raise RuntimeError("the transport refuses")
-        self.written.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def abort(self) -> None:
-        self.closing = True
-
-    def get_write_buffer_size(self) -> int:
-        return 0
 
 
 @on_both_loops
