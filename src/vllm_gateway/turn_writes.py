@@ -24,8 +24,11 @@ Redis client's connection (resp/connection.py) and the access log.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Protocol
 from weakref import WeakKeyDictionary
+
+log = logging.getLogger(__name__)
 
 
 class Held(Protocol):
@@ -62,10 +65,13 @@ class TurnWrites:
             self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """Release every writer held so far."""
+        """Release every writer held so far; one that raises never strands the others."""
         held, self._held = self._held, []
         for writer in held:
-            writer.release()
+            try:
+                writer.release()
+            except Exception:
+                log.exception("a write held for the end of the loop's turn failed")
 
 
 _BY_LOOP: WeakKeyDictionary[asyncio.AbstractEventLoop, TurnWrites] = WeakKeyDictionary()

@@ -4,6 +4,7 @@ control, timeouts and every way a backend connection can fail."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -511,3 +512,29 @@ async def test_the_first_write_of_a_millisecond_goes_out_at_once_the_next_wait()
     assert [t.written for t in transports] == [[b"a"], [], []]
     await asyncio.sleep(0)
     assert [t.written for t in transports] == [[b"a"], [b"b"], [b"c"]]
+
+
+class _Failing:
+    def release(self) -> None:
+        raise RuntimeError("this writer's transport is broken")
+
+
+@on_both_loops
+async def test_a_writer_that_raises_at_the_end_of_a_turn_does_not_strand_the_others() -> None:
+    logged: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = logged.append  # type: ignore[method-assign]
+    logging.getLogger("vllm_gateway.turn_writes").addHandler(handler)
+    writes = busy_turn(asyncio.get_running_loop())
+    before, after = RecordingTransport(), RecordingTransport()
+    HeldTransport(before, writes).write(b"first")
+    writes.hold(_Failing())
+    HeldTransport(after, writes).write(b"last")
+    try:
+        await asyncio.sleep(0)
+    finally:
+        logging.getLogger("vllm_gateway.turn_writes").removeHandler(handler)
+    assert before.written == [b"first"] and after.written == [b"last"]
+    assert [record.getMessage() for record in logged] == [
+        "a write held for the end of the loop's turn failed"
+    ]
