@@ -14,10 +14,8 @@ import pytest
 
 from tests.support.redis_server import PrivateRedis, redis_binary
 from tests.support.sentinel import MASTER, sentinel_cluster
-from tests.support.turns import RecordingTransport, busy_turn
 from vllm_gateway.resp.address import Endpoint, Login, parse_url
 from vllm_gateway.resp.client import RedisClient
-from vllm_gateway.resp.connection import Connection
 from vllm_gateway.resp.errors import (
     NoScriptError,
     ReadOnlyError,
@@ -66,30 +64,6 @@ async def test_concurrent_commands_share_one_connection_and_keep_their_order(
     assert replies == list(range(1, 501))
     clients = await client.execute("CLIENT", "LIST")
     assert clients.count(b"cmd=client") == 1 and clients.count(b"\n") == 1
-
-
-async def test_a_busy_turns_commands_go_out_together_when_it_ends() -> None:
-    busy_turn(asyncio.get_running_loop())  # other requests in flight, writes coming fast
-    connection = Connection(Endpoint("127.0.0.1", 6379), timeout=1.0)
-    transport = RecordingTransport()
-    connection.connection_made(transport)
-    replies = [connection.send(("INCR", "n")) for _ in range(3)]
-    assert transport.written == []  # nothing within the turn
-    await asyncio.sleep(0)
-    assert transport.written == [b"*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n" * 3]  # one write
-    connection.data_received(b":1\r\n:2\r\n:3\r\n")
-    assert [await reply for reply in replies] == [1, 2, 3]
-
-
-async def test_commands_of_a_busy_turn_are_answered_by_a_real_server(
-    client: RedisClient,
-) -> None:
-    await client.ping()  # connected while the loop was idle
-    busy_turn(asyncio.get_running_loop())
-    replies = await asyncio.wait_for(
-        asyncio.gather(*(client.execute("INCR", "busy") for _ in range(50))), 2
-    )
-    assert replies == list(range(1, 51))
 
 
 async def test_a_large_reply_arriving_in_pieces(client: RedisClient) -> None:

@@ -17,8 +17,8 @@ its accounting, before it). Long streams that trickle, each in flight and idle m
 time, write at once too.
 
 One TurnWrites per event loop (`turn_writes(loop)`), shared by the backends' client
-(routing/wire.py), the client connections' transports (HeldTransport, http_guard.py), the
-Redis client's connection (resp/connection.py) and the access log.
+(routing/wire.py), the client connections' transports (HeldTransport, http_guard.py) and the
+access log.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def turn_writes(loop: asyncio.AbstractEventLoop) -> TurnWrites:
 
 
 class HeldTransport:
-    """A connection's transport whose writes wait for the end of the loop's turn.
+    """A client connection's transport whose writes wait for the end of the loop's turn.
 
     The bytes of one turn go out in one write (an answer's head and body together); closing
     writes what is held first; aborting drops it. Everything else is the transport's own.

@@ -7,10 +7,6 @@ reply may still come, and would complete the wrong future): the connection is cl
 every command waiting on it fails with RedisConnectionError. One timer watches the oldest
 command only; the others were sent after it, so their deadlines are later.
 
-Writes wait for the end of the event loop's turn while the gateway is busy (turn_writes.py):
-the limiter's script call of a turn then wakes Redis together with the turn's other writes,
-and its deadline still counts from send().
-
 A connection turned subscriber (subscribe_to) has no such queue: every reply is a message
 for its on_push, and its on_lost hears when the connection ends.
 """
@@ -32,7 +28,6 @@ from vllm_gateway.resp.errors import (
     RedisError,
     reply_error,
 )
-from vllm_gateway.turn_writes import HeldTransport, turn_writes
 
 Command = tuple[str | bytes | int | float, ...]
 
@@ -91,9 +86,7 @@ class Connection(asyncio.Protocol):
     # --- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        raw = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        held = HeldTransport(raw, turn_writes(self._loop))
-        self._transport = cast(asyncio.Transport, held)
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
