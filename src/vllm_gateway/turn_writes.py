@@ -115,7 +115,11 @@ class HeldTransport:
         data = held[0] if len(held) == 1 else b"".join(held)
         self._held = []
         if not self._transport.is_closing():
-            self._transport.write(data)
+            try:
+                self._transport.write(data)
+            except Exception:
+                self._transport.abort()  # its peer hears of it now, not at its own timeout
+                raise
 
     def close(self) -> None:
         self.release()

@@ -535,6 +535,18 @@ async def test_a_writer_that_raises_at_the_end_of_a_turn_does_not_strand_the_oth
     finally:
         logging.getLogger("vllm_gateway.turn_writes").removeHandler(handler)
     assert before.written == [b"first"] and after.written == [b"last"]
+    assert not before.closing and not after.closing
     assert [record.getMessage() for record in logged] == [
         "a write held for the end of the loop's turn failed"
     ]
+
+
+@on_both_loops
+async def test_a_client_transport_that_cannot_write_is_aborted_at_the_end_of_the_turn() -> None:
+    writes = busy_turn(asyncio.get_running_loop())
+    refusing, fine = RecordingTransport(refuse=True), RecordingTransport()
+    HeldTransport(refusing, writes).write(b"answer")
+    HeldTransport(fine, writes).write(b"other answer")
+    await asyncio.sleep(0)
+    assert refusing.closing  # aborted: the client hears of it at once
+    assert fine.written == [b"other answer"] and not fine.closing
