@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check faults bench bench-quick bench-ab bench-fleet bench-usage css clean install
+.PHONY: run test check faults bench bench-quick bench-instructions bench-ab bench-fleet bench-usage css clean install
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
+
+# Instructions per answer under callgrind (valgrind): the same figure for the same code on any
+# host, to A/B a change to the hot path where CPU time is too noisy, e.g.
+# `make bench-instructions BASELINE=HEAD~1` (without BASELINE: this checkout alone).
+bench-instructions: $(STAMP)
+	$(BIN)/python -m bench.instructions $(if $(BASELINE),--baseline $(BASELINE))
 
 # A/B: this checkout's gateway against another version's, in the same slices (a git ref or a
 # checkout's path; built once under bench/.ab/), e.g. `make bench-ab BASELINE=HEAD~1`.

@@ -11,7 +11,7 @@ import gc
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -87,20 +87,24 @@ def running_bare_proxy(
     stream_base: str,
     paced_base: str | None = None,
     env: dict[str, str] | None = None,
+    wrapper: Sequence[str] = (),
+    start_timeout: float = 30,
 ) -> Iterator[tuple[int, int]]:
-    """(port, pid) of a bare proxy subprocess in front of the upstream servers."""
+    """(port, pid) of a bare proxy subprocess in front of the upstream servers (run under
+    `wrapper`, such as valgrind, when given)."""
     from bench.procs import free_port, stop, wait_for_port
 
     port = free_port()
     paced = [paced_base] if paced_base else []
+    command = [sys.executable, "-m", "bench.bare_proxy", str(port), json_base, stream_base]
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.bare_proxy", str(port), json_base, stream_base, *paced],
+        [*wrapper, *command, *paced],
         cwd=Path(__file__).resolve().parent.parent,
         env={**os.environ, **(env or {})},
         stdin=subprocess.DEVNULL,
     )
     try:
-        wait_for_port(port, process)
+        wait_for_port(port, process, start_timeout)
         yield port, process.pid
     finally:
         stop(process)

@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
@@ -141,6 +141,8 @@ def running_gateway(
     extra_env: Mapping[str, str] | None = None,
     cli: Path = CLI,
     stdout_pipe: bool = False,
+    wrapper: Sequence[str] = (),
+    start_timeout: float = 60,
 ) -> Iterator[Gateway]:
     """Start `cli serve` on a free loopback port; stop it with SIGTERM afterwards.
 
@@ -167,7 +169,7 @@ def running_gateway(
                 collector = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=output)
                 pipe = collector.stdin
             process = subprocess.Popen(
-                [str(cli), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                [*wrapper, str(cli), "serve", "--host", "127.0.0.1", "--port", str(port)],
                 env=env,
                 cwd=directory,  # so that no .env of the repository is read
                 stdin=subprocess.DEVNULL,
@@ -179,7 +181,7 @@ def running_gateway(
         gateway = Gateway(port, process, env, database, log, cli, collector=collector)
         try:
             try:
-                wait_for_port(port, process, timeout=60)
+                wait_for_port(port, process, timeout=start_timeout)
             except RuntimeError as exc:
                 raise RuntimeError(f"{exc}\n{gateway.log_tail()}") from None
             yield gateway

@@ -21,6 +21,8 @@ command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 # The alert rules' unit tests (tests/ops/test_alert_rules.py) run promtool.
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+# The instruction counts' test (tests/test_bench_instructions.py) runs valgrind's callgrind.
+command -v callgrind_control >/dev/null 2>&1 || missing="$missing valgrind"
 if [ -n "$missing" ]; then
   echo "installing Debian's$missing for the tests"
   as_root apt-get update -qq
@@ -43,4 +45,5 @@ command -v redis-server >/dev/null || { echo "redis-server is missing" >&2; exit
 command -v chromium >/dev/null || { echo "chromium is missing" >&2; exit 1; }
 command -v promtool >/dev/null || { echo "promtool is missing" >&2; exit 1; }
 command -v systemd-analyze >/dev/null || { echo "systemd-analyze is missing" >&2; exit 1; }
+command -v callgrind_control >/dev/null || { echo "valgrind is missing" >&2; exit 1; }
 command -v wrk >/dev/null && { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } || { echo "nginx or wrk is missing" >&2; exit 1; }
