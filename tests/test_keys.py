@@ -318,6 +318,24 @@ async def test_last_use_is_recorded_off_the_hot_path(
     assert abs(record.last_used_at.timestamp() - clock.now) < 1
 
 
+async def test_last_use_is_written_every_key_touch_interval(
+    database: Database, database_url: str, clock: ManualClock
+) -> None:
+    settings = make_settings(database_url, gateway_key_touch_interval=0.05)
+    store = KeyStore(database, clock, settings, None)
+    await store.start()
+    try:
+        created = await store.create(name="alpha")
+        await store.authenticate(created.key)
+        for _ in range(100):  # no close(): the loop writes it within the interval
+            await asyncio.sleep(0.02)
+            if (await store.get(created.id)).last_used_at is not None:
+                break
+        assert (await store.get(created.id)).last_used_at is not None
+    finally:
+        await store.close()
+
+
 async def test_concurrent_first_lookups_agree(store: KeyStore) -> None:
     created = await store.create(name="alpha")
     results = await asyncio.gather(*(store.authenticate(created.key) for _ in range(50)))

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     gateway_key_cache_ttl: float = Field(
         10.0, ge=0, description="seconds a verified key stays cached in a worker"
     )
+    gateway_key_touch_interval: float = Field(
+        5.0, gt=0, description="seconds between batched writes of the keys' last-used times"
+    )
     gateway_health_interval: float = Field(
         10.0, gt=0, description="seconds between backend health checks"
     )

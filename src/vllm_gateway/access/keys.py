@@ -59,7 +59,6 @@ _LOOKUP_TIMEOUT = 3.0  # seconds; a database that hangs counts as unavailable
 _NEGATIVE_CACHE_SIZE = 4096
 _NEGATIVE_CACHE_TTL = 30.0
 _CONCURRENT_LOOKUPS = 16
-_TOUCH_INTERVAL = 5.0
 
 
 class KeyRefused(GatewayError):
@@ -342,7 +341,7 @@ class KeyStore:
 
     async def _touch_loop(self) -> None:
         while True:
-            await asyncio.sleep(_TOUCH_INTERVAL)
+            await asyncio.sleep(self._settings.gateway_key_touch_interval)
             await self._flush_used()
 
     async def _flush_used(self) -> None:
