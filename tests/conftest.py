@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.upstream import Upstream, running_upstream
 
 from tests.support.clients import OPEN_CLIENTS
 from tests.support.databases import fresh_postgres, sqlite_url
@@ -151,3 +152,10 @@ def gateway_factory(
 def gateway(gateway_factory: GatewayFactory) -> Gateway:
     """One gateway on SQLite in front of the simulator."""
     return gateway_factory()
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    """The benchmark's nginx, answering like vLLM from memory (bench/upstream.py)."""
+    with running_upstream() as running:
+        yield running

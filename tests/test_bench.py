@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -31,13 +30,7 @@ from bench.suite import (
     measure_ttfb,
     usage_check,
 )
-from bench.upstream import Upstream, running_upstream
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    with running_upstream() as running:
-        yield running
+from bench.upstream import Upstream
 
 
 def _request(

@@ -15,7 +15,7 @@ from bench.load import LoadResult
 from bench.run import open_targets, sides
 from bench.streaming import StreamOptions, StreamRun, StreamSlice
 from bench.suite import GatewayPhase, Options, Run, Slice, finish_gateway, measure_ttfb
-from bench.upstream import Upstream, running_upstream
+from bench.upstream import Upstream
 
 
 @pytest.fixture
@@ -96,12 +96,6 @@ def test_tracing_traces_this_checkout_against_itself_untraced() -> None:
     assert found[1].env == (("GATEWAY_ACCESS_LOG", "off"),)
     assert label == "this checkout without tracing"
     assert tracing_env(None) == ()
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    with running_upstream() as running:
-        yield running
 
 
 def test_each_side_has_its_own_keys_and_database_and_is_audited_apart(upstream: Upstream) -> None:

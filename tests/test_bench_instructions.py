@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,7 @@ from bench.instructions import (
     dump_summary,
     table,
 )
-from bench.upstream import Upstream, running_upstream
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    with running_upstream() as server:
-        yield server
+from bench.upstream import Upstream
 
 
 def test_a_dump_is_read_by_its_summary_line(tmp_path: Path) -> None:
