@@ -240,10 +240,11 @@ def count_kinds(
     kinds: tuple[str, ...] = tuple(KINDS),
     idle_windows: int = IDLE_WINDOWS,
     repeats: int = REPEATS,
+    warmup: int = WARMUP_REQUESTS,
 ) -> dict[str, Repeats]:
     """Warm up at full speed, then count every kind of request `repeats` times."""
     for kind in kinds:
-        send(port, body_for(kind), key, WARMUP_REQUESTS)
+        send(port, body_for(kind), key, warmup)
     process.instrument()
     for kind in kinds:
         send(port, body_for(kind), key, COUNTED_WARMUP)

@@ -56,7 +56,9 @@ def test_the_count_grows_with_the_requests_not_with_the_time(
     a one-off of about one request's worth lands in one count or the other),
     while the idle rate is a small fraction of a request's cost per second."""
     with counted_bare(upstream, tmp_path) as (port, process):
-        counted = count_kinds(process, port, None, 20, ("json",), idle_windows=2, repeats=1)
+        counted = count_kinds(
+            process, port, None, 20, ("json",), idle_windows=2, repeats=1, warmup=50
+        )
         few = counted["json"].counts[0]
         more = instructions.count(process, port, "json", None, 60, few.idle_per_second)
     assert few.per_request > 100_000, few  # a request through uvicorn and aiohttp, at least
