@@ -13,8 +13,8 @@ longer per request under valgrind than at full speed; taken out pro rata). Per k
 stream): the counters zeroed, N sequential requests on one keep-alive connection, then
 one-second windows until the work they left behind is done and the process is about as quiet
 as before; five such counts, and the lowest is the figure: the one that none of the rarer
-periodic tasks (every 10 s: the prices, the admin key) fell in. Every answer is checked (status
-200, a whole body; a stream ends with [DONE]).
+periodic tasks (every 10 s: most likely the prices' and the admin key's reads) fell in. Every
+answer is checked (status 200, a whole body; a stream ends with [DONE]).
 
 Work a gateway does per second, not per request, is put off beyond the count (QUIET_ENV): the
 scrapes and health checks of the backends, the reads of the fleet table, the re-verification
@@ -186,8 +186,9 @@ class Repeats:
     @property
     def per_request(self) -> float:
         """The lowest count per answer: the one that no task of the gateway's that runs every
-        10 s or so (reading the prices, the admin key; 10 to 20 million instructions under
-        valgrind) fell in. In an A/A run the other counts of 100 streams were up to 28% above."""
+        10 s or so (most likely the reads of the prices and the admin key; the one-offs were
+        10 to 20 million instructions under valgrind) fell in. In an A/A run the other counts
+        of 100 streams were up to 28% above."""
         return min(figure.per_request for figure in self.counts)
 
     @property
