@@ -28,9 +28,9 @@ What it counts: the user-space instructions of all the process's threads (the in
 uvloop, httptools, hiredis, SQLite). Not counted: the kernel's work for system calls and
 wake-ups, cache misses, waits. So it is a figure of the code's path, to A/B a change to it, not
 a replacement for `make bench`'s CPU time. And it is one request at a time, slowed fifty times:
-what depends on timing differs from full speed. A settle of the Redis limiter never finds an
-acquire to ride with within its 2 ms (two script calls per request instead of one), and the
-usage writer flushes a row or two at a time. Both sides of an A/B share that.
+what depends on timing differs from full speed: a settle of the Redis limiter never finds an
+acquire to ride with within its 2 ms (two script calls per request instead of one). Both sides
+of an A/B share that.
 """
 
 from __future__ import annotations
@@ -262,9 +262,11 @@ def count_kinds(
 @contextmanager
 def counted_bare(upstream: Upstream, directory: Path) -> Iterator[tuple[int, Counted]]:
     """The bare proxy under callgrind: its port and its counter."""
-    json_base, stream_base = upstream.json_url[: -len("/v1")], upstream.stream_url[: -len("/v1")]
     with running_bare_proxy(
-        json_base, stream_base, wrapper=wrapper(directory), start_timeout=START_TIMEOUT
+        upstream.json_base,
+        upstream.stream_base,
+        wrapper=wrapper(directory),
+        start_timeout=START_TIMEOUT,
     ) as (port, pid):
         yield port, Counted(pid, directory)
 
@@ -274,9 +276,8 @@ def counted_gateway(
     upstream: Upstream, redis_url: str | None, cli: Path, directory: Path
 ) -> Iterator[tuple[int, str, Counted]]:
     """A gateway under callgrind: its port, a key and its counter."""
-    backends = f"{upstream.json_url},{upstream.stream_url}"
     with running_gateway(
-        backends,
+        upstream.backends,
         redis_url,
         QUIET_ENV,
         cli=cli,
@@ -365,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     """Count, print the table, write the JSON file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--requests", type=int, default=100, help="per count; three counts per kind [100]"
+        "--requests", type=int, default=100, help=f"per count; {REPEATS} counts per kind [100]"
     )
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis-limits gateway")
     parser.add_argument("--baseline", metavar="REF", help="A/B: also count a git ref's gateway")

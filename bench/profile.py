@@ -188,8 +188,8 @@ def profile_all(
     """(bare proxy, gateway) profiles of a JSON run and of a streaming run; the gateway's
     limits in Redis when redis_url is given."""
     directory.mkdir(parents=True, exist_ok=True)
-    json_base, stream_base = upstream.json_url[: -len("/v1")], upstream.stream_url[: -len("/v1")]
-    backends = f"{upstream.json_url},{upstream.stream_url}"
+    json_base, stream_base = upstream.json_base, upstream.stream_base
+    backends = upstream.backends
     pairs = []
     with (
         running_bare_proxy(json_base, stream_base) as (port, bare_pid),

@@ -237,7 +237,7 @@ def open_targets(
     args: argparse.Namespace,
 ) -> list[Target]:
     """nginx itself, the bare proxy, and a gateway per store and side, all listening at once."""
-    json_base, stream_base = upstream.json_url[: -len("/v1")], upstream.stream_url[: -len("/v1")]
+    json_base, stream_base = upstream.json_base, upstream.stream_base
     targets = [Target("direct", {"json": json_base, "stream": stream_base}, upstream.pid)]
     gc_dir = None if args.no_gc_probe else Path(stack.enter_context(TemporaryDirectory()))
     probe = {} if gc_dir is None else probe_env(gc_dir)
@@ -249,7 +249,7 @@ def open_targets(
             Target("bare", {"json": url, "stream": url, "paced": url}, pid, None, gc_dir)
         )
     stores = ["sqlite"] + ([] if args.no_redis else ["redis"])
-    backends = f"{upstream.json_url},{upstream.stream_url}"
+    backends = upstream.backends
     if paced_url is not None:
         backends += f",{paced_url}/v1"
     names = key_names(options) + (stream_key_names(stream_options) if stream_options else [])

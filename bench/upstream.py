@@ -34,6 +34,21 @@ class Upstream:
         """Base URL (with /v1) of the server answering server-sent-event streams."""
         return f"http://127.0.0.1:{self.stream_port}/v1"
 
+    @property
+    def json_base(self) -> str:
+        """The JSON server's origin, without /v1 (what the bare proxy is given)."""
+        return f"http://127.0.0.1:{self.json_port}"
+
+    @property
+    def stream_base(self) -> str:
+        """The streaming server's origin, without /v1."""
+        return f"http://127.0.0.1:{self.stream_port}"
+
+    @property
+    def backends(self) -> str:
+        """Both servers as a gateway's VLLM_URL."""
+        return f"{self.json_url},{self.stream_url}"
+
 
 def _quoted(body: bytes) -> str:
     """An nginx single-quoted string literal holding `body` exactly."""

@@ -147,7 +147,7 @@ def test_gateway_run_passes_every_honesty_check(upstream: Upstream) -> None:
     paced_options = streaming.StreamOptions(streams=(4,), chunks=10, interval_ms=10, rounds=1)
     with running_paced_upstream(paced_options.interval_ms) as (paced_port, _):
         paced_url = f"http://127.0.0.1:{paced_port}"
-        backends = f"{upstream.json_url},{upstream.stream_url},{paced_url}/v1"
+        backends = f"{upstream.backends},{paced_url}/v1"
         with running_gateway(backends, None) as gateway:
             gateway.create_keys(key_names(options) + streaming.stream_key_names(paced_options))
             urls = {"json": gateway.url, "stream": gateway.url, "paced": gateway.url}
@@ -170,7 +170,7 @@ def test_gateway_run_passes_every_honesty_check(upstream: Upstream) -> None:
 
 
 def test_stdout_pipe_carries_the_gateways_output_to_its_log(upstream: Upstream) -> None:
-    backends = f"{upstream.json_url},{upstream.stream_url}"
+    backends = upstream.backends
     with running_gateway(backends, None, stdout_pipe=True) as gateway:
         stdout = os.readlink(f"/proc/{gateway.process.pid}/fd/1")
         gateway.create_keys(["piped"])
