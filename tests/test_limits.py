@@ -61,7 +61,12 @@ async def acquire(
 ) -> Reservation:
     """Admit one request (a fresh request id) for a key's subjects, or given subjects."""
     subjects = key.subjects if isinstance(key, ClientKey) else key
-    return await limiter.acquire(subjects, tokens, f"req-{next(_request_ids)}")
+    return await limiter.acquire(subjects, tokens, next_id())
+
+
+def next_id() -> str:
+    """A request id no other request of the test run has."""
+    return f"req-{next(_request_ids)}"
 
 
 def settings(**overrides: Any) -> Settings:
@@ -403,6 +408,49 @@ async def test_a_running_request_keeps_its_slot_past_the_lease(
     finally:
         await worker.close()
         await other.close()
+
+
+async def test_every_redis_key_expires_and_markers_go_with_their_request(
+    redis_client: RedisClient, limiters: LimiterFactory
+) -> None:
+    limiter = limiters(settings(), redis_client, DrivenClock())  # 12:00 UTC, 14 March
+    key = make_key(
+        daily_requests=3,
+        daily_tokens=1000,
+        rpm=10,
+        max_concurrency=5,
+        daily_budget_usd=1.0,
+        monthly_budget_usd=10.0,
+    )
+    for _ in range(2):
+        await limiter.settle(
+            await limiter.acquire(key.subjects, 100, next_id(), 50), 10, cost_used=5
+        )
+    held = await limiter.acquire(key.subjects, 100, next_id(), 50)
+    with pytest.raises(RateLimitExceeded):  # the day's three requests are used
+        await limiter.acquire(key.subjects, 100, next_id(), 50)
+    names = {name.decode(): name for name in await redis_client.execute("KEYS", "vgw:lim:*")}
+    markers = [name for name in names if name.startswith("vgw:lim:m:")]
+    assert len(markers) == 1  # the held request's; the settled and the refused left none
+    day_end_plus_a_day = 36 * 3600  # from noon: midnight, then the day after
+    month_end_plus_a_day = (17 * 24 + 12 + 24) * 3600  # to 1 April 00:00, then a day
+    expected = {
+        "vgw:lim:{k1}:req:2025-03-14": day_end_plus_a_day,
+        "vgw:lim:{k1}:tok:2025-03-14": day_end_plus_a_day,
+        "vgw:lim:{k1}:usd:2025-03-14": day_end_plus_a_day,
+        "vgw:lim:{k1}:usd:2025-03": month_end_plus_a_day,
+        "vgw:lim:{k1}:rpm": 61,
+        "vgw:lim:{k1}:conc": int(LEASE) + 1,
+        markers[0]: day_end_plus_a_day,
+    }
+    assert set(names) == set(expected)
+    for name, ttl in expected.items():
+        assert ttl - 5 <= await redis_client.execute("TTL", names[name]) <= ttl, name
+    counts = await redis_client.execute("MGET", *[names[name] for name in list(expected)[:4]])
+    assert [int(count) for count in counts] == [3, 10 + 10 + 100, 5 + 5 + 50, 5 + 5 + 50]
+    await limiter.settle(held, 0, cost_used=0)
+    await asyncio.sleep(0.05)  # the settle waits a moment for company, then goes alone
+    assert not await redis_client.execute("KEYS", "vgw:lim:m:*")
 
 
 async def test_scripts_are_reloaded_after_redis_forgets_them(

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import orjson
+
 from vllm_gateway.clock import Clock, seconds_to_utc_midnight
 from vllm_gateway.errors import GatewayError
 from vllm_gateway.limits.base import (
@@ -61,7 +63,7 @@ from vllm_gateway.limits.base import (
     open_reservation,
     rejection,
 )
-from vllm_gateway.limits.model import MICROS_PER_USD, Limits
+from vllm_gateway.limits.model import MICROS_PER_USD
 from vllm_gateway.limits.periods import MonthEnds, MonthNames
 from vllm_gateway.outages import Outage
 from vllm_gateway.resp.client import RedisClient
@@ -107,17 +109,17 @@ def _budget(value: float | None) -> int:
     return -1 if value is None else round(value * MICROS_PER_USD)
 
 
-def _flags(limits: Limits) -> str:
-    return "".join(
-        "0" if value is None else "1"
-        for value in (
-            limits.daily_requests,
-            limits.daily_tokens,
-            limits.rpm,
-            limits.max_concurrency,
-            limits.daily_budget_usd,
-            limits.monthly_budget_usd,
-        )
+def _subject(subject: Subject) -> tuple[str, int, int, int, int, int, int]:
+    """A subject as the script's operations give it: its prefix and limits (-1: unlimited)."""
+    limits = subject.limits
+    return (
+        prefix(subject),
+        _limit(limits.daily_requests),
+        _limit(limits.daily_tokens),
+        _limit(limits.rpm),
+        _limit(limits.max_concurrency),
+        _budget(limits.daily_budget_usd),
+        _budget(limits.monthly_budget_usd),
     )
 
 
@@ -145,18 +147,25 @@ class _Pending:
 class _Repair:
     """An operation to send again once Redis answers (settles are idempotent)."""
 
-    op: str
+    op: bytes  # one operation of the script, JSON (limits.lua)
     delay: float  # seconds after Redis answers again (or after now, when it is up)
     not_before: float | None = None  # time.monotonic(); None: Redis has not answered yet
 
 
-def _settle_op(reservation: Reservation, tokens_used: int, refund: bool, cost_used: int = 0) -> str:
-    groups = "|".join(
-        f"{prefix(subject)}|{_flags(subject.limits)}" for subject in reservation.subjects
-    )
-    return (
-        f"S|{reservation.day}|{tokens_used}|{int(refund)}|{reservation.request_id}"
-        f"|{len(reservation.subjects)}|{reservation.month}|{cost_used}|{groups}"
+def _settle_op(
+    reservation: Reservation, tokens_used: int, refund: bool, cost_used: int = 0
+) -> bytes:
+    return orjson.dumps(
+        (
+            "S",
+            reservation.day,
+            tokens_used,
+            refund,
+            reservation.request_id,
+            reservation.month,
+            cost_used,
+            [_subject(subject) for subject in reservation.subjects],
+        )
     )
 
 
@@ -184,8 +193,8 @@ class RedisLimiter:
         self._on_failure = on_failure
         self._fallback = fallback
         self._sha = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
-        self._settles: list[str] = []
-        self._acquires: list[str] = []
+        self._settles: list[bytes] = []
+        self._acquires: list[bytes] = []
         self._waiting: list[_Pending] = []
         self._repairs: deque[_Repair] = deque()
         self._held: dict[str, Reservation] = {}  # in flight with a slot: renewed
@@ -217,20 +226,24 @@ class RedisLimiter:
             return reservation
         if self.outage.active:
             return await self._degraded(reservation)
-        groups = "|".join(
-            f"{prefix(subject)}|{_limit(subject.limits.daily_requests)}"
-            f"|{_limit(subject.limits.daily_tokens)}|{_limit(subject.limits.rpm)}"
-            f"|{_limit(subject.limits.max_concurrency)}"
-            f"|{_budget(subject.limits.daily_budget_usd)}"
-            f"|{_budget(subject.limits.monthly_budget_usd)}"
-            for subject in chosen
-        )
         marker_ttl = int(seconds_to_utc_midnight(now)) + _DAY_SECONDS
         month_ttl = int(self._month_end(now) - now) + _DAY_SECONDS
-        op = (
-            f"A|{day}|{now!r}|{now - WINDOW!r}|{now + self._lease!r}|{tokens}|{marker_ttl}"
-            f"|{self._lease_ttl}|{request_id}|{len(chosen)}|{reservation.month}|{cost}"
-            f"|{month_ttl}|{groups}"
+        op = orjson.dumps(
+            (
+                "A",
+                day,
+                now,
+                now - WINDOW,
+                now + self._lease,
+                tokens,
+                marker_ttl,
+                self._lease_ttl,
+                request_id,
+                reservation.month,
+                cost,
+                month_ttl,
+                [_subject(subject) for subject in chosen],
+            )
         )
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._acquires.append(op)
@@ -289,7 +302,7 @@ class RedisLimiter:
         if reservation.subjects:
             self._queue_settle(_settle_op(reservation, tokens_used, refund, cost_used))
 
-    def _queue_settle(self, op: str) -> None:
+    def _queue_settle(self, op: bytes) -> None:
         if self.outage.active:
             self._repair(op)
             return
@@ -333,7 +346,7 @@ class RedisLimiter:
         finally:
             self._sender = None
 
-    async def _call(self, ops: list[str]) -> list[Any]:
+    async def _call(self, ops: list[bytes]) -> list[Any]:
         try:
             results = await self._redis.evalsha(self._sha, 0, *ops)
         except NoScriptError:
@@ -343,7 +356,7 @@ class RedisLimiter:
         assert isinstance(results, list)
         return results
 
-    def _failed(self, error: Exception, settles: list[str], waiting: list[_Pending]) -> None:
+    def _failed(self, error: Exception, settles: list[bytes], waiting: list[_Pending]) -> None:
         """A call failed: it may still run, so its acquires are given back and settles resent."""
         self.outage.down(error, f"new requests now follow the '{self._on_failure}' policy")
         for op in settles:
@@ -360,7 +373,7 @@ class RedisLimiter:
             if not pending.future.done():
                 pending.future.set_exception(_RedisDown())
 
-    def _repair(self, op: str, delay: float = 0.0) -> None:
+    def _repair(self, op: bytes, delay: float = 0.0) -> None:
         if len(self._repairs) >= MAX_PENDING_REPAIRS:
             self._repairs.popleft()  # the oldest: its lease or day has run out by now anyway
         repair = _Repair(op, delay)
@@ -416,8 +429,7 @@ class RedisLimiter:
                 if subject.limits.max_concurrency is not None
             ]
             ops.append(
-                f"R|{expiry!r}|{self._lease_ttl}|{reservation.request_id}|{len(slotted)}|"
-                + "|".join(slotted)
+                orjson.dumps(("R", expiry, self._lease_ttl, reservation.request_id, slotted))
             )
         for start in range(0, len(ops), MAX_BATCH):
             try:
