@@ -154,18 +154,22 @@ def render(results: Results, options: Options, stream_options: StreamOptions) ->
     if results.streams:
         lines += _stream_table(results.streams, stream_options)
     if phases:
+        rows = [(phase.store, phase.ttfb["gateway"]) for phase in phases]
+        bare = next((phase.ttfb["bare"] for phase in phases if "bare" in phase.ttfb), None)
+        if bare is not None:
+            rows.insert(0, ("bare", bare))  # the stack's own share of the added time
         lines += [
             "",
             f"Streaming time to first body byte ({options.ttfb_rounds} sequential requests "
-            "each, direct and gateway interleaved)",
+            f"each, direct{', bare proxy' if bare is not None else ''} and gateways interleaved)",
             "",
-            f"{'store':<12}{'direct p50':>12}{'gateway p50':>13}{'added p50':>11}"
-            f"{'direct p99':>12}{'gateway p99':>13}",
+            f"{'target':<12}{'direct p50':>12}{'proxied p50':>13}{'added p50':>11}"
+            f"{'direct p99':>12}{'proxied p99':>13}",
         ]
-        for phase in phases:
-            d, g = phase.ttfb["direct"], phase.ttfb["gateway"]
+        d = phases[0].ttfb["direct"]
+        for name, g in rows:
             lines.append(
-                f"{phase.store:<12}{d['ttfb_p50_ms']:>10.3f}ms{g['ttfb_p50_ms']:>11.3f}ms"
+                f"{name:<12}{d['ttfb_p50_ms']:>10.3f}ms{g['ttfb_p50_ms']:>11.3f}ms"
                 f"{float(g['ttfb_p50_ms']) - float(d['ttfb_p50_ms']):>9.3f}ms"
                 f"{d['ttfb_p99_ms']:>10.3f}ms{g['ttfb_p99_ms']:>11.3f}ms"
             )

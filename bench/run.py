@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from urllib.parse import urlsplit
 
 if __package__ in (None, ""):  # run as a script: `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -357,7 +358,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         runs = measure_load(targets, options)
         gateways = [target for target in targets if target.gateway is not None]
-        ttfb = measure_ttfb(upstream.stream_port, gateways, options.ttfb_rounds)
+        bare_port = next(
+            (urlsplit(t.urls["stream"]).port for t in targets if t.name == "bare"), None
+        )
+        ttfb = measure_ttfb(upstream.stream_port, gateways, options.ttfb_rounds, bare_port)
         phases = []
         for target in gateways:
             phase = finish_gateway(target, runs, ttfb, options, idle[target.name])

@@ -185,7 +185,8 @@ class GatewayPhase:
     """What was learnt about one gateway process besides its load figures."""
 
     store: str  # "sqlite", "redis", and "sqlite@base", "redis@base" in A/B runs
-    ttfb: dict[str, dict[str, Any]] = field(default_factory=dict)  # "direct"/"gateway" -> figures
+    # "direct", "gateway" and (when it ran) "bare" -> figures
+    ttfb: dict[str, dict[str, Any]] = field(default_factory=dict)
     idle_rss_mb: float = 0.0  # after start-up, before any load
     rss_mb: float = 0.0
     peak_rss_mb: float = 0.0
@@ -242,11 +243,14 @@ def measure_load(targets: list[Target], options: Options) -> list[Run]:
 
 
 def measure_ttfb(
-    upstream_stream_port: int, gateways: list[Target], rounds: int
+    upstream_stream_port: int, gateways: list[Target], rounds: int, bare_port: int | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Streamed requests to nginx and to every gateway, interleaved; figures per name."""
+    """Streamed requests to nginx, the bare proxy (when given) and every gateway, interleaved;
+    figures per name."""
     body = body_for("stream")
     clients = {"direct": StreamClient(upstream_stream_port, CHAT_PATH, body, None)}
+    if bare_port is not None:
+        clients["bare"] = StreamClient(bare_port, CHAT_PATH, body, None)
     for target in gateways:
         assert target.gateway is not None
         key = target.gateway.keys["ttfb"][1]
@@ -268,7 +272,10 @@ def finish_gateway(
     """Note the gateway's memory, stop it gracefully, and audit what it recorded."""
     gateway = target.gateway
     assert gateway is not None
-    phase = GatewayPhase(target.name, {"direct": ttfb["direct"], "gateway": ttfb[target.name]})
+    seen = {"direct": ttfb["direct"], "gateway": ttfb[target.name]}
+    if "bare" in ttfb:
+        seen["bare"] = ttfb["bare"]
+    phase = GatewayPhase(target.name, seen)
     phase.idle_rss_mb = idle_rss_mb
     phase.rss_mb, phase.peak_rss_mb = rss_mb(target.pid), peak_rss_mb(target.pid)
     phase.exit_code = gateway.shutdown()

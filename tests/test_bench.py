@@ -13,7 +13,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from bench import payloads, stream_audit, streaming
+from bench import payloads, report, stream_audit, streaming
+from bench.bare_proxy import running_bare_proxy
 from bench.gateway import running_gateway, usage_counts
 from bench.gc_probe import gc_seconds, probe_env
 from bench.load import parse_summary, run_wrk
@@ -148,13 +149,14 @@ def test_gateway_run_passes_every_honesty_check(upstream: Upstream) -> None:
     with running_paced_upstream(paced_options.interval_ms) as (paced_port, _):
         paced_url = f"http://127.0.0.1:{paced_port}"
         backends = f"{upstream.backends},{paced_url}/v1"
-        with running_gateway(backends, None) as gateway:
+        bare = running_bare_proxy(upstream.json_base, upstream.stream_base)
+        with bare as (bare_port, _), running_gateway(backends, None) as gateway:
             gateway.create_keys(key_names(options) + streaming.stream_key_names(paced_options))
             urls = {"json": gateway.url, "stream": gateway.url, "paced": gateway.url}
             target = Target("sqlite", urls, gateway.process.pid, gateway)
             streams = streaming.measure_streams([target], paced_options)
             runs = measure_load([target], options)
-            ttfb = measure_ttfb(upstream.stream_port, [target], options.ttfb_rounds)
+            ttfb = measure_ttfb(upstream.stream_port, [target], options.ttfb_rounds, bare_port)
             phase = finish_gateway(target, runs, ttfb, options)
             phase.checks += stream_audit.audit(phase.store, streams, phase.usage)
     failed = [f"{check.name}: {check.detail}" for check in phase.checks if not check.ok]
@@ -164,6 +166,12 @@ def test_gateway_run_passes_every_honesty_check(upstream: Upstream) -> None:
         ("stream", True, True),
     ]
     assert phase.ttfb["gateway"]["requests"] == 5
+    # The bare proxy is timed beside the gateway: the stack's own share of the added time.
+    assert (phase.ttfb["bare"]["requests"], phase.ttfb["bare"]["failures"]) == (5, 0)
+    text = report.render(report.Results(runs, streams, [phase], None), options, paced_options)
+    table = text.split("Streaming time to first body byte")[1].splitlines()
+    timed = [line.split()[0] for line in table if line.strip()]
+    assert timed[2:4] == ["bare", "sqlite"]  # after the title's line and the header
     assert phase.rss_mb > 0
     assert [(run.streams, run.chunks_read) for run in streams] == [(4, 40)]
     assert len(phase.checks) == 1 + 2 * 2 + 2 + 2  # shutdown, wrk rows, ttfb, streams
