@@ -413,7 +413,8 @@ async def test_a_running_request_keeps_its_slot_past_the_lease(
 async def test_every_redis_key_expires_and_markers_go_with_their_request(
     redis_client: RedisClient, limiters: LimiterFactory
 ) -> None:
-    limiter = limiters(settings(), redis_client, DrivenClock())  # 12:00 UTC, 14 March
+    clock = DrivenClock(NOON + 0.123456789)  # 12:00 UTC, 14 March, and a fraction
+    limiter = limiters(settings(), redis_client, clock)
     key = make_key(
         daily_requests=3,
         daily_tokens=1000,
@@ -446,6 +447,9 @@ async def test_every_redis_key_expires_and_markers_go_with_their_request(
     assert set(names) == set(expected)
     for name, ttl in expected.items():
         assert ttl - 5 <= await redis_client.execute("TTL", names[name]) <= ttl, name
+    # Times reach Redis exactly: the window's scores are the gateway's clock to the last bit.
+    score = await redis_client.execute("ZSCORE", names["vgw:lim:{k1}:rpm"], held.request_id)
+    assert float(score) == clock.now
     counts = await redis_client.execute("MGET", *[names[name] for name in list(expected)[:4]])
     assert [int(count) for count in counts] == [3, 10 + 10 + 100, 5 + 5 + 50, 5 + 5 + 50]
     await limiter.settle(held, 0, cost_used=0)
