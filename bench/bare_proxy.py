@@ -1,12 +1,15 @@
 """The floor of the chosen stack: uvicorn + aiohttp relaying bytes, with no gateway logic at all.
 
-`python -m bench.bare_proxy PORT JSON_URL STREAM_URL [PACED_URL]`; streamed requests go to
-STREAM_URL, those for the paced model (the streaming row) to PACED_URL: a bytes search, the
-least routing that can tell them apart.
+`python -m bench.bare_proxy PORT JSON_URL STREAM_URL [PACED_URL] [--workers N]`; streamed
+requests go to STREAM_URL, those for the paced model (the streaming row) to PACED_URL: a bytes
+search, the least routing that can tell them apart. With N workers it runs under uvicorn's
+supervisor, as `vllm-gateway serve --workers N` does: the stack's own cost of a second worker
+on the same cores, the floor of the gateway's.
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import os
 import subprocess
@@ -89,16 +92,17 @@ def running_bare_proxy(
     env: dict[str, str] | None = None,
     wrapper: Sequence[str] = (),
     start_timeout: float = 30,
+    workers: int = 1,
 ) -> Iterator[tuple[int, int]]:
     """(port, pid) of a bare proxy subprocess in front of the upstream servers (run under
-    `wrapper`, such as valgrind, when given)."""
+    `wrapper`, such as valgrind, when given; with `workers` > 1, pid is their supervisor's)."""
     from bench.procs import free_port, stop, wait_for_port
 
     port = free_port()
     paced = [paced_base] if paced_base else []
     command = [sys.executable, "-m", "bench.bare_proxy", str(port), json_base, stream_base]
     process = subprocess.Popen(
-        [*wrapper, *command, *paced],
+        [*wrapper, *command, *paced, "--workers", str(workers)],
         cwd=Path(__file__).resolve().parent.parent,
         env={**os.environ, **(env or {})},
         stdin=subprocess.DEVNULL,
@@ -110,14 +114,34 @@ def running_bare_proxy(
         stop(process)
 
 
-def main() -> None:
+_URLS = ("BENCH_BARE_JSON_URL", "BENCH_BARE_STREAM_URL", "BENCH_BARE_PACED_URL")
+
+
+def from_environment() -> BareProxy:
+    """The app of each worker: uvicorn's workers import it by name, the URLs come from the
+    environment the supervisor hands them."""
+    json_url, stream_url, paced_url = (os.environ.get(name) for name in _URLS)
+    assert json_url is not None and stream_url is not None
+    return BareProxy(json_url, stream_url, paced_url or None)
+
+
+def main(argv: list[str] | None = None) -> None:
     """Serve the bare proxy the way `vllm-gateway serve` serves the gateway."""
-    port, json_url, stream_url = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-    paced_url = sys.argv[4] if len(sys.argv) > 4 else None
+    parser = argparse.ArgumentParser(prog="python -m bench.bare_proxy")
+    parser.add_argument("port", type=int)
+    parser.add_argument("urls", nargs="+", metavar="URL", help="JSON_URL STREAM_URL [PACED_URL]")
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args(argv)
+    if not 2 <= len(args.urls) <= 3:
+        parser.error("give JSON_URL STREAM_URL and, for the streaming row, PACED_URL")
+    paced = args.urls[2:] or [""]
+    os.environ.update(zip(_URLS, [*args.urls[:2], *paced], strict=True))
     uvicorn.run(
-        BareProxy(json_url, stream_url, paced_url),
+        "bench.bare_proxy:from_environment",
+        factory=True,
+        workers=args.workers,
         host="127.0.0.1",
-        port=port,
+        port=args.port,
         loop="uvloop",
         http="httptools",
         log_level="warning",

@@ -159,7 +159,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-workers",
         action="store_true",
-        help="skip the two-worker Redis-limits gateway (its CPU per request against one worker's)",
+        help="skip the two-worker Redis-limits gateway and bare proxy (CPU per request against "
+        "one worker's)",
     )
     parser.add_argument(
         "--streams",
@@ -276,13 +277,22 @@ def open_targets(
         gateway.create_keys(names)
         urls = {"json": gateway.url, "stream": gateway.url, "paced": gateway.url}
         targets.append(Target("redis" + TWO_WORKERS, urls, gateway.process.pid, gateway, gc_dir))
+        if not args.no_bare:
+            # The same two workers of the bare proxy: what a second worker costs the stack.
+            bare = running_bare_proxy(json_base, stream_base, paced_url, probe, workers=2)
+            port, pid = stack.enter_context(bare)
+            url = f"http://127.0.0.1:{port}"
+            urls = {"json": url, "stream": url, "paced": url}
+            targets.append(Target("bare" + TWO_WORKERS, urls, pid, None, gc_dir))
     return targets
 
 
 def _stream_targets(targets: list[Target], paced_url: str, paced_pid: int) -> list[Target]:
-    """The same proxies; `direct` is the paced upstream itself for the streaming row."""
+    """The same proxies but the two-worker bare proxy (only the JSON rows' floor of workers);
+    `direct` is the paced upstream itself for the streaming row."""
     direct = Target("direct", {"paced": paced_url}, paced_pid)
-    return [direct] + [target for target in targets if target.name != "direct"]
+    skipped = {"direct", "bare" + TWO_WORKERS}
+    return [direct] + [target for target in targets if target.name not in skipped]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,3 +20,19 @@ def test_two_workers_are_held_to_one_workers_cpu_per_request_and_to_nothing_else
         assert [(g.name, round(g.measured, 2), g.ok) for g in found] == [
             ("CPU/JSON, 2 workers vs 1, c=32", round(two_workers_cpu / 2.0, 2), ok)
         ]
+
+
+def test_two_workers_stand_beside_the_bare_proxys_own_two_workers_and_the_net_of_them() -> None:
+    phases = [GatewayPhase("redis"), GatewayPhase("redis" + TWO_WORKERS)]
+    runs = [
+        _run("redis", 2.0),
+        _run("redis" + TWO_WORKERS, 2.4),  # 1.2x one worker's
+        _run("bare", 1.0),
+        _run("bare" + TWO_WORKERS, 1.16),  # the stack's own: 1.16x
+    ]
+    found = [g for g in goals(runs, [], phases) if g.store.endswith(TWO_WORKERS)]
+    assert [(g.name.strip(), g.store, round(g.measured, 3), g.ok) for g in found] == [
+        ("CPU/JSON, 2 workers vs 1, c=32", "redis" + TWO_WORKERS, 1.2, False),
+        ("CPU/JSON, 2 workers vs 1, c=32", "bare" + TWO_WORKERS, 1.16, False),
+        ("net of the bare proxy's", "redis" + TWO_WORKERS, round(1.2 / 1.16, 3), True),
+    ]
