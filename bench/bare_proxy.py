@@ -129,13 +129,13 @@ def main(argv: list[str] | None = None) -> None:
     """Serve the bare proxy the way `vllm-gateway serve` serves the gateway."""
     parser = argparse.ArgumentParser(prog="python -m bench.bare_proxy")
     parser.add_argument("port", type=int)
-    parser.add_argument("urls", nargs="+", metavar="URL", help="JSON_URL STREAM_URL [PACED_URL]")
+    parser.add_argument("json_url")
+    parser.add_argument("stream_url")
+    parser.add_argument("paced_url", nargs="?", default="", help="the streaming row's upstream")
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
-    if not 2 <= len(args.urls) <= 3:
-        parser.error("give JSON_URL STREAM_URL and, for the streaming row, PACED_URL")
-    paced = args.urls[2:] or [""]
-    os.environ.update(zip(_URLS, [*args.urls[:2], *paced], strict=True))
+    urls = (args.json_url, args.stream_url, args.paced_url)
+    os.environ.update(zip(_URLS, urls, strict=True))
     uvicorn.run(
         "bench.bare_proxy:from_environment",
         factory=True,

@@ -24,6 +24,7 @@ FIRST_CHUNK_ADDED_MS = {"sqlite": 0.5, "redis": 0.8}  # at one connection, over 
 IDLE_RSS_MB = 70.0
 KB_PER_STREAM = 30.0
 TWO_WORKERS = "@2w"  # the suffix of the two-worker Redis gateway's store
+BARE_TWO_WORKERS = "bare" + TWO_WORKERS  # the bare proxy's two workers: the stack's own ratio
 TWO_WORKER_CPU_RATIO = 1.05  # its CPU per JSON request, over one worker's
 
 
@@ -162,11 +163,11 @@ def _workers(runs: list[Run], phase: GatewayPhase) -> list[Goal]:
     widest, ratio = ours
     goal, label = f"<= {TWO_WORKER_CPU_RATIO}x", f"CPU/JSON, 2 workers vs 1, c={widest}"
     found = [Goal("Overhead", label, goal, phase.store, ratio, "x", ratio <= TWO_WORKER_CPU_RATIO)]
-    stack = _two_workers_ratio(runs, "bare" + TWO_WORKERS)
+    stack = _two_workers_ratio(runs, BARE_TWO_WORKERS)
     if stack is not None:
         floor = stack[1]
         ok = floor <= TWO_WORKER_CPU_RATIO
-        found.append(Goal("Overhead", label, goal, "bare" + TWO_WORKERS, floor, "x", ok))
+        found.append(Goal("Overhead", label, goal, BARE_TWO_WORKERS, floor, "x", ok))
         net = ratio / floor
         ok = net <= TWO_WORKER_CPU_RATIO
         found.append(Goal("Overhead", "  net of the bare proxy's", goal, phase.store, net, "x", ok))

@@ -33,7 +33,7 @@ from bench import baseline, profile, report, stream_audit, streaming
 from bench.bare_proxy import running_bare_proxy
 from bench.gateway import CLI, running_gateway
 from bench.gc_probe import probe_env
-from bench.goals import TWO_WORKERS
+from bench.goals import BARE_TWO_WORKERS, TWO_WORKERS
 from bench.load import wrk_binary
 from bench.paced_upstream import running_paced_upstream
 from bench.procs import free_port, rss_mb
@@ -283,7 +283,7 @@ def open_targets(
             port, pid = stack.enter_context(bare)
             url = f"http://127.0.0.1:{port}"
             urls = {"json": url, "stream": url, "paced": url}
-            targets.append(Target("bare" + TWO_WORKERS, urls, pid, None, gc_dir))
+            targets.append(Target(BARE_TWO_WORKERS, urls, pid, None, gc_dir))
     return targets
 
 
@@ -291,7 +291,7 @@ def _stream_targets(targets: list[Target], paced_url: str, paced_pid: int) -> li
     """The same proxies but the two-worker bare proxy (only the JSON rows' floor of workers);
     `direct` is the paced upstream itself for the streaming row."""
     direct = Target("direct", {"paced": paced_url}, paced_pid)
-    skipped = {"direct", "bare" + TWO_WORKERS}
+    skipped = {"direct", BARE_TWO_WORKERS}
     return [direct] + [target for target in targets if target.name not in skipped]
 
 

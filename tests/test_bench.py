@@ -19,7 +19,7 @@ from bench.gateway import running_gateway, usage_counts
 from bench.gc_probe import gc_seconds, probe_env
 from bench.load import parse_summary, run_wrk
 from bench.paced_upstream import running_paced_upstream
-from bench.procs import preemptions
+from bench.procs import cpu_seconds, preemptions, process_tree
 from bench.suite import (
     CHAT_PATH,
     Options,
@@ -175,6 +175,22 @@ def test_gateway_run_passes_every_honesty_check(upstream: Upstream) -> None:
     assert phase.rss_mb > 0
     assert [(run.streams, run.chunks_read) for run in streams] == [(4, 40)]
     assert len(phase.checks) == 1 + 2 * 2 + 2 + 2  # shutdown, wrk rows, ttfb, streams
+
+
+def test_the_bare_proxy_with_two_workers_answers_from_both(upstream: Upstream) -> None:
+    options = Options(seconds=1.0, rounds=1, connections=(8,), ttfb_rounds=1)
+    bare = running_bare_proxy(upstream.json_base, upstream.stream_base, workers=2)
+    with bare as (port, pid):
+        url = f"http://127.0.0.1:{port}"
+        target = Target("bare@2w", {"json": url, "stream": url}, pid)
+        runs = measure_load([target], options)
+        # Under the supervisor: its workers (and multiprocessing's helper), each its own CPU.
+        busy = [member for member in process_tree(pid)[1:] if cpu_seconds(member) >= 0.1]
+    assert [(run.kind, run.requests > 0, run.clean) for run in runs] == [
+        ("json", True, True),
+        ("stream", True, True),
+    ]
+    assert len(busy) == 2  # both workers served the load
 
 
 def test_stdout_pipe_carries_the_gateways_output_to_its_log(upstream: Upstream) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.goals import TWO_WORKERS, goals
+from bench.goals import BARE_TWO_WORKERS, TWO_WORKERS, goals
 from bench.load import LoadResult
 from bench.suite import GatewayPhase, Run, Slice
 
@@ -28,11 +28,11 @@ def test_two_workers_stand_beside_the_bare_proxys_own_two_workers_and_the_net_of
         _run("redis", 2.0),
         _run("redis" + TWO_WORKERS, 2.4),  # 1.2x one worker's
         _run("bare", 1.0),
-        _run("bare" + TWO_WORKERS, 1.16),  # the stack's own: 1.16x
+        _run(BARE_TWO_WORKERS, 1.16),  # the stack's own: 1.16x
     ]
     found = [g for g in goals(runs, [], phases) if g.store.endswith(TWO_WORKERS)]
     assert [(g.name.strip(), g.store, round(g.measured, 3), g.ok) for g in found] == [
         ("CPU/JSON, 2 workers vs 1, c=32", "redis" + TWO_WORKERS, 1.2, False),
-        ("CPU/JSON, 2 workers vs 1, c=32", "bare" + TWO_WORKERS, 1.16, False),
+        ("CPU/JSON, 2 workers vs 1, c=32", BARE_TWO_WORKERS, 1.16, False),
         ("net of the bare proxy's", "redis" + TWO_WORKERS, round(1.2 / 1.16, 3), True),
     ]
