@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from sqlalchemy import select
 from tests.conftest import Gateway, GatewayFactory
 from tests.support.clients import client_for
 from tests.support.servers import RunningServer
+from tests.support.waiting import wait_until
 from vllm_gateway.db.tables import usage_daily
 
 CHAT = [{"role": "user", "content": "Hello there"}]
@@ -53,13 +53,6 @@ def chat(gateway: Gateway, key: str, **body: Any) -> httpx.Response:
     return httpx.post(
         f"{gateway.url}/v1/chat/completions", json=payload, headers={"x-api-key": key}, timeout=30
     )
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 def test_responses_carry_openai_rate_limit_headers(start_gateway: StartGateway) -> None:

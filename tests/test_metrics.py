@@ -293,3 +293,31 @@ def test_a_worker_s_requests_reach_the_shared_metrics_within_a_second_and_at_its
             if worker.poll() is None:
                 worker.kill()
     assert requests_counted() == "5.0"
+
+
+def test_a_worker_s_file_caught_before_it_is_sized_does_not_fail_the_scrape(
+    tmp_path: Path,
+) -> None:
+    # A starting worker opens its file and only then grows it and writes its header: a
+    # scrape by another worker in between sees an empty file, and must read the rest.
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    subprocess.run(
+        [sys.executable, "-c", WORKER, "2"], env=env, input="", text=True, check=True,
+        capture_output=True,
+    )  # fmt: skip
+    starting = os.getpid()  # a live process, as the starting worker is
+    (tmp_path / f"counter_{starting}.db").touch()
+    (tmp_path / f"gauge_livesum_{starting}.db").touch()
+    reader = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from vllm_gateway.accounting.metrics import Metrics\n"
+            "import sys; sys.stdout.write(Metrics().render().decode())",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert reader.returncode == 0, reader.stderr
+    assert 'vgw_requests_total{key_id="k",model="m",status="200"} 2.0' in reader.stdout

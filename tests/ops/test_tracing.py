@@ -21,6 +21,7 @@ from tests.conftest import BACKEND_KEY, GatewayFactory
 from tests.support.otlp_receiver import Receiver, running_receiver
 from tests.support.processes import offline_settings, run_python
 from tests.support.servers import RunningServer
+from tests.support.waiting import wait_until
 from vllm_gateway.settings import Settings
 
 PROMPT = "my locker combination is 4417 and my cat is called Marmaduke"
@@ -267,7 +268,8 @@ def test_a_wait_for_a_saturated_backend_is_a_span_under_route(
         gateway_backends_file=str(fleet), otel_exporter_otlp_endpoint=receiver.endpoint
     )
     _, key = gateway.create_key("queued")
-    simulator.app.state.simulator.tokens_per_second = 20  # 5 tokens: a quarter of a second
+    state = simulator.app.state.simulator
+    state.tokens_per_second = 10  # 5 tokens: half a second
     body = {
         "model": "sim-model",
         "messages": [{"role": "user", "content": "hi"}],
@@ -275,12 +277,19 @@ def test_a_wait_for_a_saturated_backend_is_a_span_under_route(
         "ignore_eos": True,
     }
 
-    def ask(_: int) -> httpx.Response:
-        url = f"{gateway.url}/v1/chat/completions"
-        return httpx.post(url, json=body, headers={"x-api-key": key}, timeout=10)
+    with (
+        httpx.Client(headers={"x-api-key": key}, timeout=10) as client,
+        ThreadPoolExecutor(2) as pool,
+    ):
 
-    with ThreadPoolExecutor(2) as pool:
-        answers = list(pool.map(ask, range(2)))
+        def ask() -> httpx.Response:
+            return client.post(f"{gateway.url}/v1/chat/completions", json=body)
+
+        first = pool.submit(ask)
+        # The second is sent once the first holds the backend's one place, so it waits.
+        wait_until(lambda: bool(state.engine.running))
+        second = pool.submit(ask)
+        answers = [first.result(), second.result()]
     assert [answer.status_code for answer in answers] == [200, 200]
     for answer in answers:
         receiver.wait_for(has_request(answer.headers["x-request-id"], 7))

@@ -8,6 +8,7 @@ multiprocess mode (shared_across_workers), so every worker's /metrics shows the 
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -204,24 +205,51 @@ class Metrics:
         """Requests being forwarded now by every worker (this one alone when not shared)."""
         if self._shared_dir is None:
             return self.in_flight
-        self.flush()
-        self._forget_dead_workers()
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=self._shared_dir)  # type: ignore[no-untyped-call]
-        value = registry.get_sample_value("vgw_requests_in_flight")
+        value = self._shared_registry().get_sample_value("vgw_requests_in_flight")
         return int(value or 0)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric (of every worker when shared)."""
-        self.flush()
         if self._shared_dir is None:
+            self.flush()
             return bytes(generate_latest(self.registry))
-        self._forget_dead_workers()
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=self._shared_dir)  # type: ignore[no-untyped-call]
+        registry = self._shared_registry()
         for collector in self._live_collectors:
             registry.register(collector)
         return bytes(generate_latest(registry))
+
+    def _shared_registry(self) -> CollectorRegistry:
+        """A registry reading every live worker's files, this worker's tallies flushed in."""
+        assert self._shared_dir is not None
+        self.flush()
+        self._forget_dead_workers()
+        registry = CollectorRegistry()
+        _SharedFiles(registry, path=self._shared_dir)
+        return registry
+
+
+class _SharedFiles(MultiProcessCollector):
+    """The workers' files, less those a worker has just created and not yet sized.
+
+    A worker opens its file, then grows it and writes its header; prometheus_client's
+    collector fails on a file read between the two (an empty header), which a scrape
+    while a worker starts (or first uses a metric) would otherwise turn into a 500.
+    """
+
+    def __init__(self, registry: CollectorRegistry, path: str) -> None:
+        super().__init__(registry, path=path)  # type: ignore[no-untyped-call]
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        listed = glob.glob(os.path.join(self._path, "*.db"))
+        files = [name for name in listed if _has_been_sized(name)]
+        return self.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+
+
+def _has_been_sized(name: str) -> bool:
+    try:
+        return os.stat(name).st_size > 0
+    except FileNotFoundError:
+        return False  # a dead worker's live gauges, removed since the listing
 
 
 def _pids_with_files(directory: str) -> set[int]:
