@@ -151,6 +151,22 @@ sys.stdin.read()  # stay alive (live gauges count only live processes) until tol
 """
 
 
+def render_in(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """What a fresh worker's /metrics renders, with the given environment (its stdout)."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from vllm_gateway.accounting.metrics import Metrics\n"
+            "import sys; sys.stdout.write(Metrics().render().decode())",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
 def test_workers_share_one_set_of_metrics(tmp_path: Path) -> None:
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     workers: list[subprocess.Popen[str]] = []
@@ -168,18 +184,7 @@ def test_workers_share_one_set_of_metrics(tmp_path: Path) -> None:
             assert worker.stdout is not None
             seen.append(int(worker.stdout.readline()))
         assert seen == [1, 2]
-        reader = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "from vllm_gateway.accounting.metrics import Metrics\n"
-                "import sys; sys.stdout.write(Metrics().render().decode())",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        reader = render_in(env)
     finally:
         for worker in workers:
             worker.communicate("", timeout=30)
@@ -308,16 +313,5 @@ def test_a_worker_s_file_caught_before_it_is_sized_does_not_fail_the_scrape(
     starting = os.getpid()  # a live process, as the starting worker is
     (tmp_path / f"counter_{starting}.db").touch()
     (tmp_path / f"gauge_livesum_{starting}.db").touch()
-    reader = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from vllm_gateway.accounting.metrics import Metrics\n"
-            "import sys; sys.stdout.write(Metrics().render().decode())",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert reader.returncode == 0, reader.stderr
+    reader = render_in(env)
     assert 'vgw_requests_total{key_id="k",model="m",status="200"} 2.0' in reader.stdout
