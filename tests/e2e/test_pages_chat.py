@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from tests.conftest import Gateway
 from tests.e2e.conftest import Console, screenshot
 from tests.support.servers import RunningServer
+from tests.support.waiting import wait_until
 
 STREAMING = "[data-role=assistant][data-state=streaming] [data-testid=answer]"
 
@@ -44,13 +43,6 @@ def chat_requests(sim: object) -> list[dict]:  # type: ignore[type-arg]
         for r in list(sim.requests)  # type: ignore[attr-defined]
         if r.path == "/v1/chat/completions"
     ]
-
-
-def wait_until(condition: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_answer_streams_in_pieces_and_renders_markdown(
