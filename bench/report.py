@@ -73,6 +73,27 @@ def _preemption_lines(runs: list[Run]) -> list[str]:
     return lines
 
 
+def _script_call_lines(runs: list[Run]) -> list[str]:
+    """Per kind and concurrency, each Redis gateway's limiter script calls per answer."""
+    measured = [run for run in runs if run.script_calls_per_request]
+    if not measured:
+        return []
+    lines = [
+        "Redis limiter script calls per answer (1 / the requests a call carries), and in",
+        "brackets Redis's own time in them per answer (its CPU, in no target's us/req).",
+    ]
+    for kind in ("json", "stream"):
+        for c in sorted({run.connections for run in measured if run.kind == kind}):
+            figures = ", ".join(
+                f"{run.target} {run.script_calls_per_request:.3f} "
+                f"({run.redis_us_per_request:.0f} us)"
+                for run in measured
+                if run.kind == kind and run.connections == c
+            )
+            lines += textwrap.wrap(f"{kind} c={c}: {figures}", 96, subsequent_indent="    ")
+    return lines
+
+
 def _ratio(run: Run, floor: Run) -> float:
     return run.rps / floor.rps if floor.rps else 0.0
 
@@ -151,6 +172,8 @@ def render(results: Results, options: Options, stream_options: StreamOptions) ->
     lines.append("")
     lines += _load_table(runs)
     lines += ["", *_preemption_lines(runs)]
+    script_calls = _script_call_lines(runs)
+    lines += ["", *script_calls] if script_calls else []
     if results.streams:
         lines += _stream_table(results.streams, stream_options)
     if phases:

@@ -20,6 +20,7 @@ from bench.gc_probe import gc_seconds
 from bench.load import LoadResult, run_wrk
 from bench.noise import OutsideMeter
 from bench.procs import cpu_seconds, peak_rss_mb, preemptions, process_tree, rss_mb
+from bench.redis_server import ScriptCalls, script_calls
 from bench.ttfb import StreamClient, StreamTiming, measure
 
 CHAT_PATH = "/v1/chat/completions"
@@ -62,6 +63,11 @@ class Target:
         """Involuntary context switches of its process tree so far."""
         return preemptions(self.pid)
 
+    def script_calls(self) -> ScriptCalls:
+        """Its Redis limiter's script calls so far (none for a target without Redis)."""
+        redis_url = self.gateway.env.get("REDIS_URL") if self.gateway is not None else None
+        return script_calls(redis_url) if redis_url else ScriptCalls()
+
     def key(self, name: str) -> tuple[str | None, str | None]:
         """(id, key) of a gateway key, or nothing for targets that take none."""
         return self.gateway.keys[name] if self.gateway is not None else (None, None)
@@ -76,6 +82,7 @@ class Slice:
     gc_seconds: float = 0.0
     outside_seconds: float = 0.0  # CPU used meanwhile by processes not the benchmark's
     preemptions: int = 0  # the target's threads taken off a core while runnable, meanwhile
+    redis: ScriptCalls = field(default_factory=ScriptCalls)  # its limiter's script calls meanwhile
 
     @property
     def outside_percent(self) -> float:
@@ -142,6 +149,18 @@ class Run:
         took it off a core for another process (cores shared with wrk, nginx, Redis)."""
         return sum(s.preemptions for s in self.slices) / self.requests if self.requests else 0.0
 
+    @property
+    def script_calls_per_request(self) -> float:
+        """Redis limiter script calls per answer: 1 over the requests one call carries."""
+        calls = sum(s.redis.calls for s in self.slices)
+        return calls / self.requests if self.requests else 0.0
+
+    @property
+    def redis_us_per_request(self) -> float:
+        """Redis's own time running the limiter's script, per answer (not in `us/req`)."""
+        usec = sum(s.redis.usec for s in self.slices)
+        return usec / self.requests if self.requests else 0.0
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready figures."""
         return {
@@ -156,6 +175,8 @@ class Run:
             "cpu_us_per_request": round(self.cpu_us_per_request, 1),
             "gc_percent_of_cpu": round(self.gc_percent, 2),
             "preemptions_per_request": round(self.preemptions_per_request, 3),
+            "redis_script_calls_per_request": round(self.script_calls_per_request, 3),
+            "redis_us_per_request": round(self.redis_us_per_request, 1),
             "all_2xx": self.clean,
             "key_id": self.key_id,
             "slices": [
@@ -165,6 +186,8 @@ class Run:
                     "gc_seconds": round(s.gc_seconds, 4),
                     "outside_cpu_percent": round(s.outside_percent, 1),
                     "preemptions": s.preemptions,
+                    "redis_script_calls": s.redis.calls,
+                    "redis_script_usec": s.redis.usec,
                 }
                 for s in self.slices
             ],
@@ -209,6 +232,7 @@ def key_names(options: Options) -> list[str]:
 def _slice(target: Target, kind: str, connections: int, seconds: float, key: str | None) -> Slice:
     cpu, gc = target.usage()
     preempted = target.preemptions()
+    redis = target.script_calls()
     outside = OutsideMeter()
     result = run_wrk(
         target.urls[kind] + CHAT_PATH,
@@ -219,7 +243,8 @@ def _slice(target: Target, kind: str, connections: int, seconds: float, key: str
     )
     cpu_after, gc_after = target.usage()
     preempted = target.preemptions() - preempted
-    return Slice(result, cpu_after - cpu, gc_after - gc, outside.seconds(), preempted)
+    redis = target.script_calls() - redis
+    return Slice(result, cpu_after - cpu, gc_after - gc, outside.seconds(), preempted, redis)
 
 
 def measure_load(targets: list[Target], options: Options) -> list[Run]:

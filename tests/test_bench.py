@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -17,12 +18,15 @@ from bench import payloads, report, stream_audit, streaming
 from bench.bare_proxy import running_bare_proxy
 from bench.gateway import running_gateway, usage_counts
 from bench.gc_probe import gc_seconds, probe_env
-from bench.load import parse_summary, run_wrk
+from bench.load import LoadResult, parse_summary, run_wrk
 from bench.paced_upstream import running_paced_upstream
 from bench.procs import cpu_seconds, preemptions, process_tree
+from bench.redis_server import ScriptCalls, script_calls
 from bench.suite import (
     CHAT_PATH,
     Options,
+    Run,
+    Slice,
     Target,
     body_for,
     finish_gateway,
@@ -32,6 +36,8 @@ from bench.suite import (
     usage_check,
 )
 from bench.upstream import Upstream
+
+from tests.support.redis_server import private_redis
 
 
 def _request(
@@ -247,3 +253,29 @@ def test_preemptions_count_a_process_that_shares_its_core_with_another() -> None
     for process in pair:
         process.wait(10)
     assert shared >= 30  # taken off the core for the other again and again (alone: about 5)
+
+
+def test_script_calls_count_the_evalsha_calls_of_a_redis_and_its_time_in_them() -> None:
+    with private_redis() as server, socket.create_connection(("127.0.0.1", server.port)) as sock:
+        assert script_calls(server.url(0)) == ScriptCalls(0, 0)
+        sock.sendall(b'SCRIPT LOAD "return 1"\r\n')
+        sha = sock.recv(100).split(b"\r\n")[1].decode()
+        for _ in range(3):
+            sock.sendall(f"EVALSHA {sha} 0\r\n".encode())
+            assert sock.recv(100) == b":1\r\n"
+        counted = script_calls(server.url(0))
+    assert counted.calls == 3
+    assert counted.usec >= 0
+    assert counted - ScriptCalls(1, 0) == ScriptCalls(2, counted.usec)
+
+
+def test_the_report_shows_the_redis_gateways_script_calls_per_answer_and_no_others() -> None:
+    result = LoadResult(1000, 2.0, 0, "", {}, 1.0, 2.0, 3.0, 4.0)
+    runs = [
+        Run("sqlite", "json", 32, [Slice(result, 0.2)]),
+        Run("redis", "json", 32, [Slice(result, 0.2, redis=ScriptCalls(140, 35_000))]),
+        Run("redis@2w", "json", 32, [Slice(result, 0.2, redis=ScriptCalls(290, 45_000))]),
+    ]
+    assert runs[2].as_dict()["redis_script_calls_per_request"] == 0.29
+    text = report.render(report.Results(runs, [], [], None), Options(2.0, 1, (32,), 0), None)
+    assert "json c=32: redis 0.140 (35 us), redis@2w 0.290 (45 us)" in text.splitlines()
