@@ -51,16 +51,17 @@ class Gateway:
         """Base URL of the gateway."""
         return f"http://127.0.0.1:{self.port}"
 
-    def create_keys(self, names: list[str]) -> None:
-        """Create one key per name with `vllm-gateway keys create --json`, several at once."""
+    def create_keys(self, names: list[str], limits: bool = True) -> None:
+        """Create one key per name with `vllm-gateway keys create --json`, several at once;
+        with every limit of KEY_LIMITS on, or (limits=False) none."""
+        options = [part for item in KEY_LIMITS.items() for part in item] if limits else []
         with ThreadPoolExecutor(max_workers=len(names)) as pool:
-            for name, created in zip(names, pool.map(self._create_key, names), strict=True):
+            made = pool.map(lambda name: self._create_key(name, options), names)
+            for name, created in zip(names, made, strict=True):
                 self.keys[name] = created
 
-    def _create_key(self, name: str) -> tuple[str, str]:
-        args = [str(self.cli), "keys", "create", "--name", f"bench-{name}", "--json"]
-        for option, value in KEY_LIMITS.items():
-            args += [option, value]
+    def _create_key(self, name: str, options: list[str]) -> tuple[str, str]:
+        args = [str(self.cli), "keys", "create", "--name", f"bench-{name}", "--json", *options]
         completed = subprocess.run(
             args,
             env=self.env,

@@ -162,6 +162,11 @@ def render(results: Results, options: Options, stream_options: StreamOptions) ->
     ]
     if results.baseline:
         lines.append(f"@base = the gateway of {results.baseline}, in the same slices.")
+    if not options.key_limits:
+        lines.append(
+            "Limits off (--no-limits): the keys have none, so no limiter (nor Redis) is asked;"
+            " the overhead targets are defined with limits on."
+        )
     median, most = outside_load(results)
     lines.append(
         f"Outside load (other processes' CPU) during the slices: median "

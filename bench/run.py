@@ -52,6 +52,7 @@ from bench.versus import BASE
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEBIAN_PACKAGES = {"nginx": "nginx-light", "wrk": "wrk"}
+NO_LIMITS_ENV = (("GATEWAY_DEFAULT_DAILY_REQUESTS", "unlimited"),)  # new keys' default: none
 
 
 def ensure_tools() -> None:
@@ -163,6 +164,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "one worker's)",
     )
     parser.add_argument(
+        "--no-limits",
+        action="store_true",
+        help="keys without limits, and none by default, so that no limiter (nor Redis) is "
+        "asked: what limits cost (the overhead targets are defined with them on)",
+    )
+    parser.add_argument(
         "--streams",
         default="32,256",
         help="comma-separated numbers of streams open at once in the streaming row [32,256]",
@@ -263,7 +270,7 @@ def open_targets(
             gateway = stack.enter_context(
                 running_gateway(backends, redis_url, env, side.cli, args.stdout_pipe)
             )
-            gateway.create_keys(names)
+            gateway.create_keys(names, options.key_limits)
             urls = {"json": gateway.url, "stream": gateway.url, "paced": gateway.url}
             name = store + side.suffix
             targets.append(Target(name, urls, gateway.process.pid, gateway, gc_dir))
@@ -274,7 +281,7 @@ def open_targets(
         gateway = stack.enter_context(
             running_gateway(backends, redis_url, env, CLI, args.stdout_pipe)
         )
-        gateway.create_keys(names)
+        gateway.create_keys(names, options.key_limits)
         urls = {"json": gateway.url, "stream": gateway.url, "paced": gateway.url}
         targets.append(Target("redis" + TWO_WORKERS, urls, gateway.process.pid, gateway, gc_dir))
         if not args.no_bare:
@@ -304,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         rounds=args.rounds or max(1, min(3, round(seconds / 2))),
         connections=tuple(int(c) for c in args.connections.split(",")),
         ttfb_rounds=args.ttfb_rounds or (50 if args.quick else 200),
-        gateway_env=tuple(_setting(text) for text in args.env),
+        gateway_env=tuple(_setting(text) for text in args.env) + NO_LIMITS_ENV * args.no_limits,
+        key_limits=not args.no_limits,
     )
     stream_options = (
         None
@@ -398,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
             "ttfb_rounds": options.ttfb_rounds,
             "wrk_threads": 1,
             "gateway_env": dict(options.gateway_env),
+            "key_limits": options.key_limits,
             "stdout_pipe": args.stdout_pipe,
             "streams": None
             if stream_options is None

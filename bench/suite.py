@@ -38,6 +38,7 @@ class Options:
     connections: tuple[int, ...]
     ttfb_rounds: int
     gateway_env: tuple[tuple[str, str], ...] = ()
+    key_limits: bool = True  # every limit on for the bench keys; False: none (--no-limits)
 
     @property
     def slice_seconds(self) -> int:

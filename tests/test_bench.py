@@ -16,12 +16,13 @@ import orjson
 import pytest
 from bench import payloads, report, stream_audit, streaming
 from bench.bare_proxy import running_bare_proxy
-from bench.gateway import running_gateway, usage_counts
+from bench.gateway import KEY_LIMITS, running_gateway, usage_counts
 from bench.gc_probe import gc_seconds, probe_env
 from bench.load import LoadResult, parse_summary, run_wrk
 from bench.paced_upstream import running_paced_upstream
 from bench.procs import cpu_seconds, preemptions, process_tree
 from bench.redis_server import ScriptCalls, script_calls
+from bench.run import NO_LIMITS_ENV
 from bench.suite import (
     CHAT_PATH,
     Options,
@@ -279,3 +280,20 @@ def test_the_report_shows_the_redis_gateways_script_calls_per_answer_and_no_othe
     assert runs[2].as_dict()["redis_script_calls_per_request"] == 0.29
     text = report.render(report.Results(runs, [], [], None), Options(2.0, 1, (32,), 0), None)
     assert "json c=32: redis 0.140 (35 us), redis@2w 0.290 (45 us)" in text.splitlines()
+
+
+def test_no_limits_makes_keys_the_limiter_never_sees(upstream: Upstream) -> None:
+    with running_gateway(upstream.backends, None, dict(NO_LIMITS_ENV)) as gateway:
+        gateway.create_keys(["limited"])
+        gateway.create_keys(["free"], limits=False)
+        with closing(sqlite3.connect(gateway.database)) as db:
+            rows = {
+                name: limits
+                for name, *limits in db.execute(
+                    "SELECT name, daily_requests, rpm, daily_tokens, max_concurrency FROM api_keys"
+                )
+            }
+    assert rows == {
+        "bench-limited": [int(value) for value in KEY_LIMITS.values()],
+        "bench-free": [None, None, None, None],
+    }

@@ -82,6 +82,7 @@ class Reservation:
     settled: bool = False
     cost: int = 0  # micro-USD reserved on every subject with a budget
     month: str = ""  # the UTC month (YYYY-MM) the cost was reserved in
+    at: float = 0.0  # the limiter's clock when it was asked
 
 
 class Limiter(Protocol):
@@ -137,7 +138,9 @@ def open_reservation(
 ) -> Reservation:
     """The reservation an acquire() fills in (empty, and final, when no subject is given)."""
     month = months(now) if months is not None else ""
-    return Reservation(request_id, days(now), tuple(subjects), tokens, cost=cost, month=month)
+    return Reservation(
+        request_id, days(now), tuple(subjects), tokens, cost=cost, month=month, at=now
+    )
 
 
 class RateLimitExceeded(GatewayError):

@@ -6,6 +6,7 @@ reserve are atomic on the event loop.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,9 @@ class _State:
     requests: int = 0
     tokens: int = 0
     in_flight: int = 0
-    recent: deque[tuple[float, str]] = field(default_factory=deque)  # (admitted at, request id)
+    # Admission times in the window, oldest first: floats, which the garbage collector does
+    # not track (a minute of admissions at thousands a second stays in memory).
+    recent: deque[float] = field(default_factory=deque)
     spent_today: int = 0  # micro-USD
     month: str = ""
     spent_month: int = 0  # micro-USD
@@ -44,9 +47,9 @@ class _State:
         """Counts now, after dropping admissions that left the window."""
         recent = self.recent
         horizon = now - WINDOW
-        while recent and recent[0][0] <= horizon:
+        while recent and recent[0] <= horizon:
             recent.popleft()
-        reset = recent[0][0] + WINDOW - now if recent else WINDOW
+        reset = recent[0] + WINDOW - now if recent else WINDOW
         return Usage(
             self.requests, len(recent), reset, self.tokens, self.spent_today, self.spent_month
         )
@@ -106,7 +109,7 @@ class InProcessLimiter:
                 state.requests += 1
                 usage.requests_today += 1
             if limits.rpm is not None:
-                state.recent.append((now, request_id))
+                state.recent.append(now)
                 usage.in_window += 1
             if limits.daily_tokens is not None:
                 state.tokens += tokens
@@ -150,9 +153,9 @@ class InProcessLimiter:
                 if limits.daily_requests is not None and same_day and state.requests > 0:
                     state.requests -= 1
                 if limits.rpm is not None:
-                    state.recent = deque(
-                        entry for entry in state.recent if entry[1] != reservation.request_id
-                    )
+                    # Any admission at the same time leaves the window with it: one is removed.
+                    with contextlib.suppress(ValueError):  # already out of the window
+                        state.recent.remove(reservation.at)
 
     def start(self) -> None:
         """Nothing runs in the background."""
