@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,21 +57,30 @@ def _load_table(runs: list[Run]) -> list[str]:
     return lines
 
 
-def _preemption_lines(runs: list[Run]) -> list[str]:
-    """Per kind and concurrency, each target's preemptions per answer."""
-    lines = [
-        "Preempted per answer: times the scheduler took a target's threads off a core while",
-        "they could run (involuntary context switches), for wrk, nginx, Redis or another worker.",
-    ]
+def _per_row(runs: list[Run], figure: Callable[[Run], str]) -> list[str]:
+    """One wrapped line per kind and concurrency: each run's figure, after its target."""
+    lines: list[str] = []
     for kind in ("json", "stream"):
         for c in sorted({run.connections for run in runs if run.kind == kind}):
             figures = ", ".join(
-                f"{run.target} {run.preemptions_per_request:.2f}"
+                f"{run.target} {figure(run)}"
                 for run in runs
-                if run.kind == kind and run.connections == c and run.target != "direct"
+                if run.kind == kind and run.connections == c
             )
             lines += textwrap.wrap(f"{kind} c={c}: {figures}", 96, subsequent_indent="    ")
     return lines
+
+
+def _preemption_lines(runs: list[Run]) -> list[str]:
+    """Per kind and concurrency, each target's preemptions per answer."""
+    return [
+        "Preempted per answer: times the scheduler took a target's threads off a core while",
+        "they could run (involuntary context switches), for wrk, nginx, Redis or another worker.",
+        *_per_row(
+            [run for run in runs if run.target != "direct"],
+            lambda run: f"{run.preemptions_per_request:.2f}",
+        ),
+    ]
 
 
 def _script_call_lines(runs: list[Run]) -> list[str]:
@@ -78,20 +88,14 @@ def _script_call_lines(runs: list[Run]) -> list[str]:
     measured = [run for run in runs if run.script_calls_per_request]
     if not measured:
         return []
-    lines = [
+    return [
         "Redis limiter script calls per answer (1 / the requests a call carries), and in",
         "brackets Redis's own time in them per answer (its CPU, in no target's us/req).",
+        *_per_row(
+            measured,
+            lambda run: f"{run.script_calls_per_request:.3f} ({run.redis_us_per_request:.0f} us)",
+        ),
     ]
-    for kind in ("json", "stream"):
-        for c in sorted({run.connections for run in measured if run.kind == kind}):
-            figures = ", ".join(
-                f"{run.target} {run.script_calls_per_request:.3f} "
-                f"({run.redis_us_per_request:.0f} us)"
-                for run in measured
-                if run.kind == kind and run.connections == c
-            )
-            lines += textwrap.wrap(f"{kind} c={c}: {figures}", 96, subsequent_indent="    ")
-    return lines
 
 
 def _ratio(run: Run, floor: Run) -> float:
