@@ -9,6 +9,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import hiredis
 from tests.support.redis_server import private_redis
 
 
@@ -36,7 +37,7 @@ def script_calls(url: str) -> ScriptCalls:
     address = urlsplit(url)
     with closing(socket.create_connection((address.hostname, address.port or 6379), 5)) as sock:
         sock.sendall(b"INFO commandstats\r\n")
-        text = _bulk_reply(sock).decode()
+        text = _reply(sock).decode()
     for line in text.splitlines():
         if line.startswith("cmdstat_evalsha:"):
             fields = dict(item.split("=", 1) for item in line.split(":", 1)[1].split(","))
@@ -44,22 +45,16 @@ def script_calls(url: str) -> ScriptCalls:
     return ScriptCalls()  # no script call yet
 
 
-def _bulk_reply(sock: socket.socket) -> bytes:
-    """One RESP bulk string (`$<length>\\r\\n<bytes>\\r\\n`) read whole."""
-    data = b""
-    while b"\r\n" not in data:
-        data += _received(sock)
-    header, _, data = data.partition(b"\r\n")
-    if not header.startswith(b"$"):
-        raise RuntimeError(f"Redis answered INFO with {header!r}")
-    length = int(header[1:])
-    while len(data) < length:
-        data += _received(sock)
-    return data[:length]
-
-
-def _received(sock: socket.socket) -> bytes:
-    chunk = sock.recv(65536)
-    if not chunk:
-        raise RuntimeError("Redis closed the connection during INFO")
-    return chunk
+def _reply(sock: socket.socket) -> bytes:
+    """One whole RESP reply, parsed by hiredis as the gateway's own client does."""
+    reader = hiredis.Reader()
+    reply = False
+    while reply is False:  # hiredis: no whole reply yet
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise RuntimeError("Redis closed the connection during INFO")
+        reader.feed(chunk)
+        reply = reader.gets()
+    if not isinstance(reply, bytes):
+        raise RuntimeError(f"Redis answered INFO with {reply!r}")
+    return reply

@@ -311,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         rounds=args.rounds or max(1, min(3, round(seconds / 2))),
         connections=tuple(int(c) for c in args.connections.split(",")),
         ttfb_rounds=args.ttfb_rounds or (50 if args.quick else 200),
-        gateway_env=tuple(_setting(text) for text in args.env) + NO_LIMITS_ENV * args.no_limits,
+        gateway_env=tuple(_setting(text) for text in args.env)
+        + (NO_LIMITS_ENV if args.no_limits else ()),
         key_limits=not args.no_limits,
     )
     stream_options = (
